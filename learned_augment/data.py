@@ -1,0 +1,135 @@
+"""Turn the many ways users hold images into one array, and the shipped sample data.
+
+``as_images`` accepts a torch ``Dataset`` (items may be images or ``(image, label, ...)`` tuples: labels are
+ignored), any iterable of images, a numpy array ``(N, H, W[, C])``, a folder of image files or an ``.npz`` file.
+Images may be PIL images, HWC numpy arrays or CHW tensors; all must share one size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+def load_sample(name: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
+    """The sample shipped inside the package: ``(images (N, 28, 28) uint8, labels (N,) uint8)``.
+
+    ``"mnist"`` is the first 2,000 images of the MNIST test set (CC BY-SA 3.0; see ``learned_augment/samples``).
+    """
+    if name != "mnist":
+        raise KeyError(f"unknown sample {name!r}; available: ['mnist']")
+    with resources.files("learned_augment").joinpath("samples").joinpath("mnist_sample.npz").open("rb") as f:
+        d = np.load(f)
+        return d["images"].copy(), d["labels"].copy()
+
+
+def to_hwc_uint8(item: Any) -> np.ndarray:
+    """One image (PIL, HWC/HW numpy, CHW torch tensor; uint8 or float in [0, 1]) as an HWC uint8 array."""
+    if hasattr(item, "mode") and hasattr(item, "size") and hasattr(item, "convert"):
+        if item.mode not in ("L", "RGB"):
+            item = item.convert("RGB" if item.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA") else "L")
+        arr = np.asarray(item)
+    elif hasattr(item, "detach") and hasattr(item, "permute"):
+        t = item.detach().cpu()
+        if t.ndim == 3:
+            t = t.permute(1, 2, 0)
+        arr = t.numpy()
+    else:
+        arr = np.asarray(item)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3):
+        raise ValueError(f"expected an image of shape (H, W), (H, W, 1) or (H, W, 3); got {arr.shape}")
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise ValueError("float images must hold finite values in [0, 1]")
+        return np.clip(np.rint(arr * 255), 0, 255).astype(np.uint8)
+    raise TypeError(f"unsupported image dtype {arr.dtype}; use uint8 or float in [0, 1]")
+
+
+def _read_folder(folder: Path, limit: int | None) -> list[np.ndarray]:
+    import cv2
+
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {folder}")
+    out = []
+    for p in files[:limit]:
+        img = cv2.imdecode(np.fromfile(str(p), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise ValueError(f"cannot read image file {p}")
+        if img.ndim == 3:
+            img = img[:, :, :3][:, :, ::-1] if img.shape[2] >= 3 else img[:, :, :1]
+        out.append(to_hwc_uint8(img))
+    return out
+
+
+def as_images(data: Any, limit: int | None = None) -> np.ndarray:
+    """Collect ``data`` into one ``(N, H, W, C)`` uint8 array (C is 1 or 3). See the module docstring."""
+    if isinstance(data, (str, os.PathLike)):
+        path = Path(data)
+        if not path.exists():
+            raise FileNotFoundError(f"no such file or folder: {path}")
+        if path.is_dir():
+            items: list[np.ndarray] = _read_folder(path, limit)
+            return _stack(items)
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as d:
+                key = "images" if "images" in d.files else ("x" if "x" in d.files else d.files[0])
+                return as_images(d[key], limit)
+        raise ValueError(f"{path}: expected a folder of images or an .npz file with an 'images' array")
+    if isinstance(data, np.ndarray):
+        arr = data[:limit] if limit is not None else data
+        if arr.ndim == 3:
+            arr = arr[..., None]
+        if arr.ndim != 4 or arr.shape[3] not in (1, 3):
+            raise ValueError(f"image array must be (N, H, W) or (N, H, W, C) with C in (1, 3); got {data.shape}")
+        if len(arr) == 0:
+            raise ValueError("no images given")
+        if arr.dtype != np.uint8:
+            return np.stack([to_hwc_uint8(a) for a in arr])
+        return np.ascontiguousarray(arr)
+    if hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (list, tuple)):
+        n = len(data) if limit is None else min(limit, len(data))
+        return _stack([_image_of(data[i]) for i in range(n)])
+    if isinstance(data, Iterable):
+        items = []
+        for i, item in enumerate(data):
+            if limit is not None and i >= limit:
+                break
+            items.append(_image_of(item))
+        return _stack(items)
+    raise TypeError(f"cannot read images from {type(data).__name__}")
+
+
+def _image_of(item: Any) -> np.ndarray:
+    if isinstance(item, (tuple, list)) and item and not isinstance(item[0], (int, float)):
+        item = item[0]
+    return to_hwc_uint8(item)
+
+
+def _stack(items: list[np.ndarray]) -> np.ndarray:
+    if not items:
+        raise ValueError("no images given")
+    shapes = {a.shape for a in items}
+    if len(shapes) > 1:
+        raise ValueError(f"all images must have one size; found {sorted(shapes)[:4]}. Resize them first.")
+    return np.stack(items)
+
+
+def fingerprint(images: np.ndarray) -> str:
+    """A short content hash of an image array (recorded in artifacts' provenance)."""
+    h = hashlib.sha256()
+    h.update(str(images.shape).encode())
+    h.update(np.ascontiguousarray(images).tobytes())
+    return h.hexdigest()[:16]

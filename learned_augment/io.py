@@ -1,0 +1,299 @@
+"""One file format for every artifact: a ``.safetensors`` file whose JSON metadata says what it is.
+
+Layout (the safetensors format): 8-byte little-endian header length N, N bytes of JSON header (tensor dtypes,
+shapes, byte offsets and a ``__metadata__`` string map), then the raw tensor bytes. Our metadata lives under the key
+``learned_augment`` as one JSON document with ``format_version``, ``kind`` and whatever the artifact needs.
+
+Loading never unpickles and never executes anything: the header is parsed and checked (sizes, offsets, dtypes)
+before any tensor byte is read, and no more than the header declares is read. Writes are atomic: a temporary file
+in the same folder is written, flushed to disk and renamed over the target, so a crash or a full disk never leaves a
+half-written artifact and never destroys the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from ._version import __version__
+
+FORMAT_VERSION = 1
+META_KEY = "learned_augment"
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+MAX_FILE_BYTES = 4 * 1024**3
+
+_DTYPE_SIZES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
+
+
+class ArtifactError(ValueError):
+    """A file is not a valid learned_augment artifact (corrupted, truncated, wrong kind or version)."""
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename). The old file survives any failure."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"cannot save {path}: folder {parent} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot save to {path}: it is a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise OSError(f"cannot save {path}: {exc.strerror or exc} (is the folder writable?)") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise OSError(f"cannot save {path}: {exc.strerror or exc}; the previous file, if any, is intact") from exc
+        raise
+    return path
+
+
+def save_artifact(
+    path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], kind: str, metadata: dict[str, Any]
+) -> Path:
+    """Save tensors and JSON-serialisable ``metadata`` as one safetensors file, atomically."""
+    meta = {"format_version": FORMAT_VERSION, "kind": kind, "library_version": __version__, **metadata}
+    try:
+        meta_json = json.dumps(meta, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"artifact metadata must be JSON-serialisable: {exc}") from exc
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    return atomic_write_bytes(path, st_save(cpu, metadata={META_KEY: meta_json}))
+
+
+def _read_header(f: Any, size: int, path: Path) -> tuple[dict[str, Any], int]:
+    if size < 8:
+        raise ArtifactError(f"{path} is not a learned_augment file: only {size} bytes (empty or truncated)")
+    (n,) = struct.unpack("<Q", f.read(8))
+    if n == 0 or n > MAX_HEADER_BYTES:
+        raise ArtifactError(f"{path} is not a safetensors file (header length {n} is implausible)")
+    if 8 + n > size:
+        raise ArtifactError(f"{path} is truncated: header needs {n} bytes, file has {size - 8}")
+    raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path} is not a safetensors file (unreadable header: {exc})") from None
+    if not isinstance(header, dict):
+        raise ArtifactError(f"{path} has a malformed safetensors header")
+    return header, 8 + n
+
+
+def _check_tensors(header: dict[str, Any], data_bytes: int, path: Path) -> None:
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
+            raise ArtifactError(f"{path}: malformed entry for tensor {name!r}")
+        dtype, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
+        if dtype not in _DTYPE_SIZES:
+            raise ArtifactError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r}")
+        if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
+            raise ArtifactError(f"{path}: tensor {name!r} has a malformed shape {shape!r}")
+        if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) for o in offs)):
+            raise ArtifactError(f"{path}: tensor {name!r} has malformed offsets")
+        numel = 1
+        for s in shape:
+            numel *= s
+        start, end = offs
+        if not 0 <= start <= end <= data_bytes or end - start != numel * _DTYPE_SIZES[dtype]:
+            raise ArtifactError(f"{path} is truncated or corrupted: tensor {name!r} lies outside the data")
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check only the metadata of an artifact (fast: tensor bytes are not read)."""
+    return _load(path, kind=None, tensors=False)[1]
+
+
+def load_artifact(
+    path: str | os.PathLike[str], kind: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load ``(tensors, metadata)`` from an artifact, checking format, version and (if given) kind."""
+    return _load(path, kind=kind, tensors=True)
+
+
+def _load(path: str | os.PathLike[str], kind: str | None, tensors: bool) -> tuple[dict[str, torch.Tensor], dict]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if not path.is_file():
+        raise ArtifactError(f"{path} is not a regular file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ArtifactError(f"{path} is too large to be an artifact ({size} bytes)")
+    with open(path, "rb") as f:
+        header, data_start = _read_header(f, size, path)
+        meta_map = header.get("__metadata__")
+        if not isinstance(meta_map, dict) or META_KEY not in meta_map or not isinstance(meta_map[META_KEY], str):
+            raise ArtifactError(f"{path} is a safetensors file but not a learned_augment artifact (no metadata)")
+        try:
+            meta = json.loads(meta_map[META_KEY])
+        except json.JSONDecodeError as exc:
+            raise ArtifactError(f"{path}: artifact metadata is not valid JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise ArtifactError(f"{path}: artifact metadata must be a JSON object")
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ArtifactError(
+                f"{path} has format version {version!r}; this learned_augment ({__version__}) reads version "
+                f"{FORMAT_VERSION}. Upgrade the library or re-save the artifact."
+            )
+        if kind is not None and meta.get("kind") != kind:
+            raise ArtifactError(f"{path} holds a {meta.get('kind')!r}, not a {kind!r}")
+        data_bytes = size - data_start
+        _check_tensors(header, data_bytes, path)
+        if not tensors:
+            return {}, meta
+        ends = [info["data_offsets"][1] for k, info in header.items() if k != "__metadata__"]
+        declared = max(ends, default=0)
+        f.seek(0)
+        blob = f.read(data_start + declared)
+    try:
+        out = st_load(blob)
+    except Exception as exc:  # safetensors raises its own error types for corrupt payloads
+        raise ArtifactError(f"{path} is corrupted: {exc}") from None
+    return out, meta
+
+
+# ------------------------------------------------------------------------------------------------ nested state
+
+
+def flatten_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Split a nested structure (e.g. an optimizer ``state_dict``) into JSON and named tensors.
+
+    Tensors are moved into ``tensors`` under ``prefix/...`` keys and replaced by ``{"__tensor__": key}``;
+    everything else must be JSON-serialisable. :func:`unflatten_state` reverses it.
+    """
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().cpu().clone()
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        return {"__dict__": [[_key(k), flatten_state(v, f"{prefix}/{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [flatten_state(v, f"{prefix}/{i}", tensors) for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} at {prefix}")
+
+
+def _key(k: Any) -> Any:
+    if isinstance(k, (str, int)):
+        return k
+    raise TypeError(f"state keys must be str or int, got {type(k).__name__}")
+
+
+def unflatten_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`flatten_state`."""
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            key = obj["__tensor__"]
+            if key not in tensors:
+                raise ArtifactError(f"checkpoint is missing tensor {key!r}")
+            return tensors[key]
+        if "__dict__" in obj:
+            return {k: unflatten_state(v, tensors) for k, v in obj["__dict__"]}
+        raise ArtifactError("malformed nested state in checkpoint")
+    if isinstance(obj, list):
+        return [unflatten_state(v, tensors) for v in obj]
+    return obj
+
+
+# ------------------------------------------------------------------------------------------------ policies
+
+
+def save_policy(policy: Any, path: str | os.PathLike[str]) -> Path:
+    """Save a :class:`~learned_augment.policy.Policy` as one artifact file."""
+    meta = {
+        "model": policy.kind,
+        "tfs": policy.tfset.ids,
+        "tfset_name": policy.tfset.name,
+        "seq_len": policy.seq_len,
+        "hparams": policy.hparams(),
+        "provenance": policy.provenance,
+        "history": policy.history,
+    }
+    return save_artifact(path, dict(policy.state_dict()), "policy", meta)
+
+
+def policy_from_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor], source: str) -> Any:
+    """Rebuild a policy from its metadata and weights, checking every name and shape."""
+    from .ops.tfset import TFSet
+    from .policy.models import make_policy
+
+    try:
+        ids = meta["tfs"]
+        model = meta["model"]
+        seq_len = int(meta["seq_len"])
+        hparams = dict(meta.get("hparams") or {})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{source}: policy metadata is incomplete ({exc})") from None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ArtifactError(f"{source}: 'tfs' must be a list of TF ids")
+    if not 1 <= seq_len <= 1000:
+        raise ArtifactError(f"{source}: implausible sequence length {seq_len}")
+    try:
+        tfset = TFSet(ids, name=meta.get("tfset_name"))
+    except KeyError as exc:
+        raise ArtifactError(
+            f"{source} uses a TF this session does not know: {exc.args[0]} "
+            "(register custom TFs with @learned_augment.register_tf before loading)"
+        ) from None
+    except ValueError as exc:
+        raise ArtifactError(f"{source}: bad TF list ({exc})") from None
+    try:
+        policy = make_policy(model, tfset, seq_len, **hparams)
+    except (ValueError, TypeError) as exc:
+        raise ArtifactError(f"{source}: cannot build policy ({exc})") from None
+    expected = policy.state_dict()
+    if set(expected) != set(tensors):
+        raise ArtifactError(
+            f"{source}: weights do not match a {model} policy "
+            f"(missing {sorted(set(expected) - set(tensors))}, unexpected {sorted(set(tensors) - set(expected))})"
+        )
+    for k, v in expected.items():
+        if tuple(v.shape) != tuple(tensors[k].shape) or v.dtype != tensors[k].dtype:
+            raise ArtifactError(
+                f"{source}: tensor {k!r} has shape {tuple(tensors[k].shape)}, expected {tuple(v.shape)}"
+            )
+        if v.is_floating_point() and not torch.isfinite(tensors[k]).all():
+            raise ArtifactError(f"{source}: tensor {k!r} holds NaN or infinite values")
+    policy.load_state_dict(tensors, strict=True)
+    policy.provenance = dict(meta.get("provenance") or {})
+    history = meta.get("history") or {}
+    policy.history = {str(k): list(v) for k, v in history.items()} if isinstance(history, dict) else {}
+    return policy.eval()
+
+
+def load_policy(path: str | os.PathLike[str]) -> Any:
+    """Load a policy saved with ``policy.save(path)`` (or a shipped one by file path)."""
+    tensors, meta = load_artifact(path, kind="policy")
+    return policy_from_state(meta, tensors, str(path))

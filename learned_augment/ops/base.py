@@ -1,0 +1,191 @@
+"""The transformation function (TF): a named, deterministic function of (data, magnitude), and its registry.
+
+A TF's ``kind`` tells the sequence machinery how it may be fused and how it moves targets:
+
+* ``affine``: ``fn(magnitude, h, w) -> (3, 3)`` forward matrix in pixel-index coordinates. Runs of affine TFs are
+  multiplied into one matrix and resampled once; masks, boxes and keypoints move with the same matrix.
+* ``point``: ``fn(x, magnitude) -> y`` on float values in [0, 1], applied to every pixel. Runs of point TFs become one
+  256-entry look-up table for uint8 images. Targets are untouched.
+* ``warp``: ``fn(magnitude, h, w, rng) -> Warp``, a non-affine geometric map (swirl, elastic). Targets move with it.
+* ``image``: ``fn(image, magnitude, rng) -> image`` for any other image operation (blur, equalize, ...). Targets are
+  untouched.
+* ``custom``: a user function on any data (images, token lists, audio arrays). Nothing about the data is assumed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+
+class Kind(str, Enum):
+    AFFINE = "affine"
+    POINT = "point"
+    WARP = "warp"
+    IMAGE = "image"
+    CUSTOM = "custom"
+
+
+@dataclass(frozen=True, eq=False)
+class Warp:
+    """A non-affine geometric map.
+
+    Attributes
+    ----------
+    map_x, map_y:
+        ``(H, W)`` float32 source coordinates (pixel index space) sampled for each destination pixel, as
+        ``cv2.remap`` takes them.
+    forward:
+        Maps ``(N, 2)`` source points (x, y in pixel index space) to their destination positions.
+    """
+
+    map_x: np.ndarray
+    map_y: np.ndarray
+    forward: Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
+class TF:
+    """A transformation function.
+
+    Parameters
+    ----------
+    name:
+        Registry key, used in TF ids such as ``rotate(+5)`` and stored in policy files.
+    kind:
+        One of :class:`Kind`; see the module docstring for the signature ``fn`` must have.
+    fn:
+        The implementation.
+    takes_magnitude:
+        Whether entries of this TF carry a magnitude (``rotate(+5)``) or not (``hflip``).
+    signed:
+        Whether ids print the magnitude with an explicit sign (``rotate(+5)`` vs ``zoom(1.1)``).
+    uses_rng:
+        Whether the TF draws random numbers (elastic, noise, cutout): it is then deterministic given the generator.
+    """
+
+    name: str
+    kind: Kind
+    fn: Callable[..., Any]
+    takes_magnitude: bool = True
+    signed: bool = False
+    uses_rng: bool = False
+    description: str = ""
+    _custom_args: tuple[bool, bool] = field(default=(False, False), repr=False)
+
+    def __repr__(self) -> str:
+        return f"TF({self.name!r}, kind={self.kind.value})"
+
+
+_REGISTRY: dict[str, TF] = {}
+
+# The name part of a TF id (``tfset._ID`` is built on it): other names would make ids that cannot be parsed back.
+NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+
+
+def register(tf: TF, *, overwrite: bool = False) -> TF:
+    """Add ``tf`` to the registry so TF sets and policy files can refer to it by name."""
+    if not isinstance(tf.name, str) or NAME_PATTERN.fullmatch(tf.name) is None:
+        raise ValueError(
+            f"invalid TF name {tf.name!r}: start with a letter or underscore, then use letters, digits, '_', '.', '-'"
+        )
+    if tf.name in _REGISTRY and not overwrite and _REGISTRY[tf.name] is not tf:
+        raise ValueError(f"a TF named {tf.name!r} is already registered; pass overwrite=True to replace it")
+    _REGISTRY[tf.name] = tf
+    return tf
+
+
+def get_tf(name: str) -> TF:
+    """Look up a registered TF by name; unknown names raise ``KeyError`` with close matches."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(
+            f"unknown TF {name!r}.{hint} Register your own with @learned_augment.register_tf({name!r})."
+        ) from None
+
+
+def registered_tfs() -> list[str]:
+    """Names of all registered TFs, sorted."""
+    return sorted(_REGISTRY)
+
+
+def register_tf(
+    name: str | None = None, *, signed: bool = False, overwrite: bool = False
+) -> Callable[[Callable[..., Any]], TF]:
+    """Decorator that turns a user function into a registered ``custom`` TF.
+
+    The function receives the data as its first argument and may accept ``magnitude`` and ``rng`` keyword
+    arguments; it must return data of the same kind. The data need not be an image::
+
+        @la.register_tf("word_dropout")
+        def word_dropout(tokens, magnitude, rng):
+            keep = rng.random(len(tokens)) >= magnitude
+            return [t for t, k in zip(tokens, keep) if k]
+    """
+
+    def wrap(fn: Callable[..., Any]) -> TF:
+        params = inspect.signature(fn).parameters
+        takes_mag = "magnitude" in params
+        takes_rng = "rng" in params
+        tf = TF(
+            name=name or fn.__name__,
+            kind=Kind.CUSTOM,
+            fn=fn,
+            takes_magnitude=takes_mag,
+            signed=signed,
+            uses_rng=takes_rng,
+            description=(fn.__doc__ or "").strip().split("\n")[0],
+            _custom_args=(takes_mag, takes_rng),
+        )
+        return register(tf, overwrite=overwrite)
+
+    return wrap
+
+
+def call_custom(tf: TF, data: Any, magnitude: float | None, rng: np.random.Generator) -> Any:
+    """Call a custom TF with the keyword arguments its function declared."""
+    takes_mag, takes_rng = tf._custom_args
+    kwargs: dict[str, Any] = {}
+    if takes_mag:
+        kwargs["magnitude"] = magnitude
+    if takes_rng:
+        kwargs["rng"] = rng
+    return tf.fn(data, **kwargs)
+
+
+def wrap_albumentations(transform: Any, name: str, *, overwrite: bool = False) -> TF:
+    """Register a fixed-parameter Albumentations transform as an image TF.
+
+    The transform is applied to the image only (with ``p`` forced to 1); its own random draws are seeded from the
+    sequence's generator, so results are reproducible. Geometry it applies does not move other targets: wrap
+    pixel-level transforms (colour, blur, noise) or accept that boxes and masks stay put.
+    """
+    if not callable(transform):
+        raise TypeError(f"expected an Albumentations transform, got {type(transform).__name__}")
+    transform.p = 1.0
+
+    def run(image: np.ndarray, magnitude: float | None, rng: np.random.Generator) -> np.ndarray:
+        if hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(int(rng.integers(2**31 - 1)))
+        out = transform(image=image)["image"]
+        return np.asarray(out).reshape(image.shape).astype(image.dtype, copy=False)
+
+    tf = TF(
+        name=name,
+        kind=Kind.IMAGE,
+        fn=run,
+        takes_magnitude=False,
+        uses_rng=True,
+        description=f"Albumentations {type(transform).__name__}",
+    )
+    return register(tf, overwrite=overwrite)

@@ -1,0 +1,657 @@
+"""Apply a different TF sequence to every image of a batch, vectorised over the batch (the GPU path).
+
+Images stay ``(B, C, H, W)`` float32 on their device. The L steps of the sequences are walked in order; at each step
+the samples are grouped by what their entry needs, and each group is one batched tensor operation:
+
+* affine entries are multiplied into a per-sample 3x3 matrix; a sample's run is resampled (one ``grid_sample`` for
+  all samples whose run ends at this step) when its next entry is of another kind, or at the end;
+* point entries of uint8 images compose per-sample 256-entry look-up tables (exactly the CPU path's tables),
+  applied once when the run ends; float images get the point functions themselves, step by step, as the CPU path's
+  float branch evaluates them (a table would blur posterize's steps and solarize's threshold between grid points);
+* warps (swirl, elastic), image operations and float point functions run on the subset of samples that have them
+  at this step, with per-sample magnitudes.
+
+Fusion decisions and look-up tables are made on the host from the TF ids alone (no device round trips); only the
+finished matrices and tables travel to the device. Semantics follow the numpy kernels in ``geometry.py`` and
+``intensity.py``; where those go through uint8 (every TF of a uint8 image returns uint8), uint8 inputs are rounded
+to the 1/255 grid after each operation here too, so both paths agree to within resampling round-off.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import geometry as geo
+from . import intensity as inten
+from .base import TF, Kind
+from .image import MAX_PIXELS
+from .intensity import point_lut
+from .tfset import TFSet, get_tfset
+
+__all__ = ["apply_sequence_batch"]
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_FIXED_SEED = 0
+_INV255 = 1.0 / 255.0
+
+# Kind codes for the host-side plan (numpy arrays of small ints are cheaper to compare than enums).
+_AFFINE, _POINT, _OTHER = 0, 1, 2
+
+
+@dataclass
+class _Context:
+    """What batched operations may need besides the images and magnitudes."""
+
+    generator: torch.Generator
+    u8: bool
+    """The input was uint8: round to the 1/255 grid after every operation, as the CPU path returns uint8."""
+    cache: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def rand(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """Uniform [0, 1) draws from the generator, on the generator's device and then moved to ``device``."""
+        g = self.generator
+        return torch.rand(shape, generator=g, device=g.device).to(device)
+
+    def randn(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        g = self.generator
+        return torch.randn(shape, generator=g, device=g.device).to(device)
+
+    def randint(self, high: int, n: int, device: torch.device) -> torch.Tensor:
+        g = self.generator
+        return torch.randint(0, high, (n,), generator=g, device=g.device).to(device)
+
+
+_BatchOp = Callable[[torch.Tensor, np.ndarray, _Context], torch.Tensor]
+"""``op(x (n, C, H, W) float32 in [0, 1], magnitudes (n,) float64, ctx) -> (n, C, H, W)``."""
+
+
+# ------------------------------------------------------------------------------------------------ resampling
+
+
+def _normaliser(h: int, w: int) -> np.ndarray:
+    """Pixel-index coordinates -> grid_sample's normalised ones for ``align_corners=False``.
+
+    With ``align_corners=False`` pixel ``i`` has its centre at ``(2i + 1) / W - 1``, which is valid for any size
+    (``align_corners=True`` divides by ``W - 1`` and breaks for 1-pixel images). Pixel centres at integer indices is
+    OpenCV's convention; ``padding_mode='border'`` clamps source coordinates to ``[0, W - 1]``, which is what
+    ``cv2.BORDER_REPLICATE`` does for bilinear sampling.
+    """
+    return np.array([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]])
+
+
+def _warp_affine(x: torch.Tensor, forward: np.ndarray) -> torch.Tensor:
+    """Resample ``x`` (n, C, H, W) under per-sample forward matrices ``forward`` (n, 3, 3) in pixel-index space."""
+    n, _, h, w = x.shape
+    norm = _normaliser(h, w)
+    # grid_sample pulls: each destination pixel reads the source at inverse(forward) @ destination.
+    theta = norm @ np.linalg.inv(forward) @ np.linalg.inv(norm)
+    t = torch.from_numpy(theta[:, :2]).to(device=x.device, dtype=torch.float32).view(n, 2, 3, 1, 1)
+    # F.affine_grid's result, built by broadcasting: its batched matmul with a 3-wide inner dimension is twice as
+    # slow on the CPU.
+    xs = ((2.0 * torch.arange(w, device=x.device, dtype=torch.float32) + 1.0) / w - 1.0).view(1, 1, w)
+    ys = ((2.0 * torch.arange(h, device=x.device, dtype=torch.float32) + 1.0) / h - 1.0).view(1, h, 1)
+    gx = t[:, 0, 0] * xs + (t[:, 0, 1] * ys + t[:, 0, 2])
+    gy = t[:, 1, 0] * xs + (t[:, 1, 1] * ys + t[:, 1, 2])
+    grid = torch.stack((gx, gy), dim=-1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _remap(x: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor) -> torch.Tensor:
+    """``cv2.remap`` (bilinear, replicated border) for a batch: maps are (n, H, W) source pixel indices."""
+    h, w = x.shape[-2:]
+    grid = torch.stack(((2.0 * map_x + 1.0) / w - 1.0, (2.0 * map_y + 1.0) / h - 1.0), dim=-1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _pixel_grid(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ys, xs)``, each (H, W) float32 pixel indices."""
+    ys = torch.arange(h, device=device, dtype=torch.float32)
+    xs = torch.arange(w, device=device, dtype=torch.float32)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return gy, gx
+
+
+# ------------------------------------------------------------------------------------------------ filters
+
+
+def _correlate(x: torch.Tensor, taps: list[float], dim: int, padding: str) -> torch.Tensor:
+    """Correlate ``x`` with the odd-length 1-D kernel ``taps`` along ``dim`` (-1 or -2), as weighted shifted copies.
+
+    ``padding`` is ``"replicate"`` (``cv2.BORDER_REPLICATE``) or ``"constant"`` (zeros, ``cv2.BORDER_CONSTANT``).
+    Shifted copies rather than ``conv2d``: single-channel convolutions are ~15x slower on the CPU (oneDNN), and the
+    kernels here are short.
+    """
+    r = len(taps) // 2
+    n = x.shape[dim]
+    pad = (r, r, 0, 0) if dim == -1 else (0, 0, r, r)
+    p = F.pad(x, pad, mode=padding)
+    out = p.narrow(dim, 0, n) * taps[0]
+    for i in range(1, len(taps)):
+        out.add_(p.narrow(dim, i, n), alpha=taps[i])
+    return out
+
+
+def _separable(x: torch.Tensor, taps: list[float], padding: str) -> torch.Tensor:
+    """Filter (n, C, H, W) with the separable kernel ``taps`` along both axes (rows first, as OpenCV does)."""
+    return _correlate(_correlate(x, taps, -1, padding), taps, -2, padding)
+
+
+def _gaussian_taps(sigma: float) -> list[float]:
+    """The 1-D kernel ``cv2.GaussianBlur`` uses for float images, with the kernel size rule of ``intensity.blur``."""
+    k = max(3, int(2 * math.ceil(3 * sigma) + 1))
+    return [float(v) for v in cv2.getGaussianKernel(k, sigma, cv2.CV_32F).ravel()]
+
+
+# ------------------------------------------------------------------------------------------------ point functions
+
+
+def _posterize(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    step = _col(np.array([2.0 ** (8 - int(b)) for b in mags]), x.device)
+    return torch.floor(torch.round(x * 255.0) / step) * step / 255.0
+
+
+_POINT_BATCHED: dict[Callable[..., Any], _BatchOp] = {
+    inten.brightness: lambda x, m, ctx: (x * _col(m, x.device)).clamp_(0.0, 1.0),
+    inten.contrast: lambda x, m, ctx: ((x - 0.5) * _col(m, x.device) + 0.5).clamp_(0.0, 1.0),
+    inten.gamma: lambda x, m, ctx: x.clamp(0.0, 1.0).pow(_col(m, x.device)),
+    inten.posterize: _posterize,
+    inten.solarize: lambda x, m, ctx: torch.where(x >= _col(m, x.device), 1.0 - x, x),
+    inten.invert: lambda x, m, ctx: 1.0 - x,
+}
+"""Point functions for float images, in torch (uint8 images use the functions' look-up tables instead)."""
+
+
+# ------------------------------------------------------------------------------------------------ image ops
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma (n, 1, H, W), summed in the same order as ``intensity._gray`` so float32 results agree."""
+    return x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114
+
+
+def _col(values: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Per-sample magnitudes as an (n, 1, 1, 1) float32 tensor that broadcasts over images."""
+    return torch.from_numpy(values.astype(np.float32)).to(device).view(-1, 1, 1, 1)
+
+
+def _color(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    if x.shape[1] == 1:
+        return x
+    g = _luma(x)
+    return (g + _col(mags, x.device) * (x - g)).clamp_(0.0, 1.0)
+
+
+# OpenCV's HSV -> RGB sector table: for each sector, which of (v, p, q, t) become (b, g, r).
+_SECTOR_BGR = np.array([[1, 3, 0], [1, 0, 2], [3, 0, 1], [0, 2, 1], [0, 1, 3], [2, 1, 0]])
+
+
+def _rgb_to_hsv(x: torch.Tensor, shift: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """OpenCV's float ``COLOR_RGB2HSV`` (hue in degrees) then the hue shift of ``intensity.hue``.
+
+    Returns hue in sextants [0, 6), saturation and value, each (n, H, W).
+    """
+    eps = float(np.finfo(np.float32).eps)
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    v = torch.maximum(torch.maximum(r, g), b)
+    diff = v - torch.minimum(torch.minimum(r, g), b)
+    s = diff / (v.abs() + eps)
+    k = 60.0 / (diff + eps)
+    h = torch.where(v == r, (g - b) * k, torch.where(v == g, (b - r) * k + 120.0, (r - g) * k + 240.0))
+    h = torch.where(h < 0, h + 360.0, h)
+    h = torch.remainder(h + _col(shift * 360.0, x.device).view(-1, 1, 1), 360.0)
+    return h * (6.0 / 360.0), s, v
+
+
+def _hsv_to_rgb(h6: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """OpenCV's ``HSV2RGB`` on (n, H, W) hue in sextants, saturation and value in [0, 1]; returns (n, 3, H, W)."""
+    h6 = torch.fmod(h6, 6.0)
+    sector = torch.floor(h6)
+    f = h6 - sector
+    bad = (sector < 0) | (sector >= 6)
+    sector = torch.where(bad, torch.zeros_like(sector), sector).long()
+    f = torch.where(bad, torch.zeros_like(f), f)
+    tab = torch.stack((v, v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f))), dim=1)
+    rgb_from = torch.from_numpy(_SECTOR_BGR[:, ::-1].copy()).to(h6.device)
+    index = rgb_from[sector].permute(0, 3, 1, 2)
+    return tab.gather(1, index)
+
+
+def _hue(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    if x.shape[1] == 1:
+        return x
+    return _hsv_to_rgb(*_rgb_to_hsv(x, mags)).clamp_(0.0, 1.0)
+
+
+def _equalize(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    """``cv2.equalizeHist`` per channel, on the image rounded to uint8 as ``intensity.equalize`` does."""
+    n, c, h, w = x.shape
+    rows = n * c
+    q = torch.round(x.clamp(0.0, 1.0) * 255.0).long().reshape(rows, h * w)
+    offsets = torch.arange(rows, device=x.device).view(-1, 1) * 256
+    hist = torch.bincount((q + offsets).reshape(-1), minlength=rows * 256).view(rows, 256)
+    cdf = hist.cumsum(1)
+    # OpenCV maps the darkest present value to 0 and scales the rest of the cumulative histogram to 255.
+    first = (hist > 0).to(torch.uint8).argmax(1, keepdim=True)
+    lowest = hist.gather(1, first)
+    scale = 255.0 / (h * w - lowest).to(torch.float32)
+    lut = torch.round((cdf - lowest).to(torch.float32) * scale)
+    identity = torch.arange(256, device=x.device, dtype=torch.float32).expand(rows, 256)
+    lut = torch.where(lowest == h * w, identity, lut)
+    return (lut.gather(1, q) / 255.0).reshape(x.shape)
+
+
+def _autocontrast(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    lo = x.amin(dim=(2, 3), keepdim=True)
+    hi = x.amax(dim=(2, 3), keepdim=True)
+    spread = hi > lo
+    scale = 1.0 / torch.where(spread, hi - lo, torch.ones_like(hi))
+    return torch.where(spread, (x - lo) * scale, x).clamp_(0.0, 1.0)
+
+
+def _sharpness(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    # intensity._SMOOTH is [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13: a 3x3 box sum plus 4 times the centre.
+    box = _separable(x, [1.0, 1.0, 1.0], "replicate")
+    smooth = box.add_(x, alpha=4.0).mul_(1.0 / 13.0)
+    return (smooth + _col(mags, x.device) * (x - smooth)).clamp_(0.0, 1.0)
+
+
+def _blur(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    out = x.clone()
+    # Kernel size depends on sigma, so samples are filtered in groups of equal sigma (usually one group).
+    for sigma in np.unique(mags):
+        if sigma <= 0:
+            continue
+        sel = torch.from_numpy(np.flatnonzero(mags == sigma)).to(x.device)
+        out[sel] = _separable(x[sel], _gaussian_taps(float(sigma)), "replicate")
+    return out
+
+
+def _noise(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    return (x + _col(mags, x.device) * ctx.randn(tuple(x.shape), x.device)).clamp_(0.0, 1.0)
+
+
+def _cutout(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    n, _, h, w = x.shape
+    # Python's round, as intensity.cutout sizes its square; a non-positive size cuts nothing.
+    sides = [max(1, int(round(float(m) * min(h, w)))) if m > 0 else 0 for m in mags]
+    side = torch.tensor(sides, device=x.device).view(-1, 1)
+    cy = ctx.randint(h, n, x.device).view(-1, 1)
+    cx = ctx.randint(w, n, x.device).view(-1, 1)
+    top, left = cy - side // 2, cx - side // 2
+    rows = torch.arange(h, device=x.device).view(1, -1)
+    cols = torch.arange(w, device=x.device).view(1, -1)
+    in_rows = (rows >= top) & (rows < top + side)
+    in_cols = (cols >= left) & (cols < left + side)
+    square = in_rows[:, :, None] & in_cols[:, None, :]
+    return x.masked_fill(square[:, None], 0.0)
+
+
+def _cross_extreme(x: torch.Tensor, reduce: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Grey erosion / dilation with a 3x3 cross and replicated border: extreme of the pixel and its 4 neighbours."""
+    h, w = x.shape[-2:]
+    p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    out = p[..., 1 : h + 1, 1 : w + 1]
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        out = reduce(out, p[..., dy : dy + h, dx : dx + w])
+    return out
+
+
+def _erosion(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    return _cross_extreme(x, torch.minimum)
+
+
+def _dilation(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    return _cross_extreme(x, torch.maximum)
+
+
+# ------------------------------------------------------------------------------------------------ warps
+
+
+def _swirl(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    """``geometry.swirl_warp`` for per-sample strengths (radians); the polar coordinates are shared."""
+    h, w = x.shape[-2:]
+    if "swirl" not in ctx.cache:
+        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+        gy, gx = _pixel_grid(h, w, x.device)
+        dx, dy = gx - cx, gy - cy
+        rho = torch.sqrt(dx * dx + dy * dy)
+        decay = 100.0 / 5.0 * math.log(2.0)
+        ctx.cache["swirl"] = torch.stack((rho, torch.atan2(dy, dx), torch.exp(-rho / decay)))
+    rho, phi, falloff = ctx.cache["swirl"]
+    theta = phi + _col(mags, x.device).view(-1, 1, 1) * falloff
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    return _remap(x, cx + rho * torch.cos(theta), cy + rho * torch.sin(theta))
+
+
+def _smooth_fields(noise: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Gaussian-smooth (n, 2, H, W) displacement noise with zero padding, as ``geometry.elastic_warp`` does."""
+    return _separable(noise, _gaussian_taps(sigma), "constant")
+
+
+def _elastic(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    """``geometry.elastic_warp``: uniform [-1, 1] fields, smoothed (sigma 1), times alpha pixels, per sample."""
+    n, _, h, w = x.shape
+    noise = ctx.rand((n, 2, h, w), x.device) * 2.0 - 1.0
+    d = _smooth_fields(noise) * _col(mags, x.device)
+    gy, gx = _pixel_grid(h, w, x.device)
+    return _remap(x, gx + d[:, 0], gy + d[:, 1])
+
+
+# Keyed by the numpy kernel, not the name: a TF re-registered under a built-in name gets no stale batched twin.
+_BATCHED: dict[Callable[..., Any], _BatchOp] = {
+    inten.color: _color,
+    inten.hue: _hue,
+    inten.equalize: _equalize,
+    inten.autocontrast: _autocontrast,
+    inten.sharpness: _sharpness,
+    inten.blur: _blur,
+    inten.noise: _noise,
+    inten.cutout: _cutout,
+    inten.erosion: _erosion,
+    inten.dilation: _dilation,
+    geo.swirl_warp: _swirl,
+    geo.elastic_warp: _elastic,
+}
+
+
+# ------------------------------------------------------------------------------------------------ the plan
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Per-entry data for the entries a batch uses, built on the host once per call.
+
+    ``kinds[k]`` is ``_AFFINE``, ``_POINT`` (a point entry, for uint8 images) or ``_OTHER``; ``matrices[k]`` the
+    forward 3x3 matrix of an affine entry (identity otherwise); ``luts[k]`` the uint8 table of a point entry
+    (identity otherwise); ``ops[k]`` the batched operation of any other entry; ``mags[k]`` the magnitude (NaN for
+    none).
+    """
+
+    kinds: np.ndarray
+    matrices: np.ndarray
+    luts: np.ndarray
+    ops: dict[int, _BatchOp]
+    mags: np.ndarray
+
+    @classmethod
+    def build(cls, tfset: TFSet, used: np.ndarray, h: int, w: int, u8: bool) -> _Plan:
+        k = len(tfset)
+        kinds = np.full(k, _OTHER, dtype=np.int8)
+        matrices = np.tile(np.eye(3), (k, 1, 1))
+        luts = np.tile(np.arange(256, dtype=np.uint8), (k, 1))
+        mags = np.full(k, np.nan)
+        ops: dict[int, _BatchOp] = {}
+        for i in used.tolist():
+            entry = tfset[i]
+            tf = entry.tf
+            if entry.magnitude is not None:
+                mags[i] = entry.magnitude
+            if tf.kind == Kind.AFFINE:
+                kinds[i] = _AFFINE
+                matrices[i] = tf.fn(entry.magnitude, h, w)
+            elif tf.kind == Kind.POINT:
+                # Built for float images too: building the table validates the magnitude as the CPU path does.
+                luts[i] = point_lut(entry.name, entry.magnitude)
+                if u8:
+                    kinds[i] = _POINT
+                else:
+                    ops[i] = _POINT_BATCHED.get(tf.fn) or _table_op(luts[i])
+            else:
+                ops[i] = _batched_op(tf)
+        return cls(kinds, matrices, luts, ops, mags)
+
+
+def _table_op(lut: np.ndarray) -> _BatchOp:
+    """A user point TF on float images: its uint8 table, interpolated (the function itself is numpy code)."""
+    values = torch.from_numpy(lut.astype(np.float32) * np.float32(_INV255))
+
+    def op(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+        return _apply_lut(x, values.to(x.device).expand(x.shape[0], 256))
+
+    return op
+
+
+def _batched_op(tf: TF) -> _BatchOp:
+    if tf.kind == Kind.CUSTOM:
+        raise NotImplementedError(
+            f"TF {tf.name!r} is a custom TF; custom TFs are not supported by apply_sequence_batch. "
+            "Apply such sequences per image with apply_sequence."
+        )
+    op = _BATCHED.get(tf.fn)
+    if op is None:
+        raise NotImplementedError(
+            f"TF {tf.name!r} ({tf.kind.value}) has no batched implementation; only built-in warp and image TFs, "
+            "and any affine or point TF, run in apply_sequence_batch. Apply such sequences with apply_sequence."
+        )
+    return op
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+
+class _Run:
+    """Walks the sequences step by step, holding the images and each sample's pending affine and point run."""
+
+    def __init__(self, x: torch.Tensor, plan: _Plan, ctx: _Context) -> None:
+        b = x.shape[0]
+        self.x = x
+        self.plan = plan
+        self.ctx = ctx
+        self.matrix = np.tile(np.eye(3), (b, 1, 1))
+        self.affine_pending = np.zeros(b, dtype=bool)
+        self.lut = np.tile(np.arange(256, dtype=np.uint8), (b, 1))
+        self.point_pending = np.zeros(b, dtype=bool)
+
+    def step(self, entries: np.ndarray) -> None:
+        """Apply one step: ``entries`` (B,) holds each sample's TF index at this step."""
+        kinds = self.plan.kinds[entries]
+        self.flush_affine(self.affine_pending & (kinds != _AFFINE))
+        self.flush_points(self.point_pending & (kinds != _POINT))
+
+        idx = np.flatnonzero(kinds == _AFFINE)
+        if idx.size:
+            self.matrix[idx] = self.plan.matrices[entries[idx]] @ self.matrix[idx]
+            self.affine_pending[idx] = True
+        idx = np.flatnonzero(kinds == _POINT)
+        if idx.size:
+            # Applying table t after the run so far is t[run], as in sequence._apply_points.
+            self.lut[idx] = np.take_along_axis(self.plan.luts[entries[idx]], self.lut[idx].astype(np.intp), axis=1)
+            self.point_pending[idx] = True
+
+        others = np.flatnonzero(kinds == _OTHER)
+        if others.size:
+            ops = [self.plan.ops[int(e)] for e in entries[others]]
+            # One call per operation (all magnitudes at once), in a fixed order so random draws are reproducible.
+            first: dict[_BatchOp, int] = {}
+            for e, op in sorted(zip(entries[others].tolist(), ops), key=lambda pair: pair[0]):
+                first.setdefault(op, e)
+            for op in first:
+                sel = others[[o is op for o in ops]]
+                self._run_op(sel, op, self.plan.mags[entries[sel]])
+
+    def finish(self) -> torch.Tensor:
+        self.flush_affine(self.affine_pending)
+        self.flush_points(self.point_pending)
+        return self.x
+
+    def flush_affine(self, mask: np.ndarray) -> None:
+        idx = np.flatnonzero(mask)
+        if not idx.size:
+            return
+        mats = self.matrix[idx]
+        # The CPU path copies instead of resampling when the product is the identity (e.g. hflip twice).
+        identity = np.isclose(mats[:, :2], np.eye(3)[:2], atol=1e-9).all(axis=(1, 2))
+        warp = idx[~identity]
+        if warp.size:
+            fwd = mats[~identity]
+            self._update(warp, lambda x: _warp_affine(x, fwd))
+        self.matrix[idx] = np.eye(3)
+        self.affine_pending[idx] = False
+
+    def flush_points(self, mask: np.ndarray) -> None:
+        idx = np.flatnonzero(mask)
+        if not idx.size:
+            return
+        table = torch.from_numpy(self.lut[idx]).to(self.x.device).to(torch.float32) * _INV255
+        self._update(idx, lambda x: _lookup(x, table))
+        self.lut[idx] = np.arange(256, dtype=np.uint8)
+        self.point_pending[idx] = False
+
+    def _run_op(self, idx: np.ndarray, op: _BatchOp, mags: np.ndarray) -> None:
+        self._update(idx, lambda x: op(x, mags, self.ctx))
+
+    def _update(self, idx: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Replace samples ``idx`` of the batch by ``fn`` of them (rounded to the uint8 grid for uint8 inputs)."""
+        if idx.size == self.x.shape[0]:
+            self.x = self._settle(fn(self.x))
+            return
+        sel = torch.from_numpy(idx).to(self.x.device)
+        self.x.index_copy_(0, sel, self._settle(fn(self.x.index_select(0, sel))))
+
+    def _settle(self, y: torch.Tensor) -> torch.Tensor:
+        # The CPU path returns uint8 after every TF of a uint8 image; rounding here too keeps later steps (posterize,
+        # equalize, look-up tables) reading the same values.
+        # In place: ``y`` is always a fresh result (or the batch being replaced), and on the CPU every temporary of
+        # a large batch costs page faults.
+        return y.clamp_(0.0, 1.0).mul_(255.0).round_().mul_(_INV255) if self.ctx.u8 else y
+
+
+def _lookup(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Per-sample look-up of images on the uint8 grid: ``table`` (n, 256) holds values in [0, 1]."""
+    index = (x.reshape(x.shape[0], -1) * 255.0).round_().long()
+    return table.gather(1, index).reshape(x.shape)
+
+
+def _apply_lut(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Per-sample look-up of float images: ``table`` (n, 256) values in [0, 1], linearly interpolated at ``x * 255``.
+
+    On the uint8 grid this is exactly the table; between grid points it is piecewise linear.
+    """
+    n = x.shape[0]
+    pos = (x.reshape(n, -1) * 255.0).clamp_(0.0, 255.0)
+    base = pos.floor().clamp_(max=254.0)
+    frac = pos - base
+    i0 = base.long()
+    lo = table.gather(1, i0)
+    hi = table.gather(1, i0 + 1)
+    return (lo + frac * (hi - lo)).reshape(x.shape)
+
+
+# ------------------------------------------------------------------------------------------------ validation
+
+
+def _check_images(images: object) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got shape {tuple(images.shape)}")
+    b, c, h, w = images.shape
+    if c not in (1, 3):
+        raise ValueError(f"images have {c} channels (shape {tuple(images.shape)}); expected 1 or 3 in BCHW layout")
+    if images.dtype != torch.uint8 and images.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"images have dtype {images.dtype}; expected torch.uint8 (0..255) or a float dtype with values in [0, 1]"
+        )
+    if b == 0 or h == 0 or w == 0:
+        raise ValueError(f"images are empty (shape {tuple(images.shape)})")
+    if h * w > MAX_PIXELS:
+        raise ValueError(f"images are too large ({h}x{w} pixels; the limit is {MAX_PIXELS} pixels)")
+    if images.dtype != torch.uint8:
+        lo, hi = torch.aminmax(images)
+        lo_f, hi_f = float(lo), float(hi)
+        if not (math.isfinite(lo_f) and math.isfinite(hi_f)):
+            raise ValueError("images contain NaN or infinite values")
+        if lo_f < 0.0 or hi_f > 1.0:
+            raise ValueError(f"float images must hold values in [0, 1], got range [{lo_f:.4g}, {hi_f:.4g}]")
+    return images
+
+
+def _check_ids(ids: object, batch: int, k: int) -> np.ndarray:
+    arr = ids.detach().cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"ids must hold integer indices into the TF set, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"ids must have shape (B, L), got shape {arr.shape}")
+    if arr.shape[0] != batch:
+        raise ValueError(f"ids has {arr.shape[0]} rows but there are {batch} images; give one sequence per image")
+    if arr.size and (arr.min() < 0 or arr.max() >= k):
+        bad = int(arr.min()) if arr.min() < 0 else int(arr.max())
+        raise ValueError(f"TF index {bad} out of range for a TF set of {k} entries")
+    return arr.astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------------ entry point
+
+
+def apply_sequence_batch(
+    images: torch.Tensor,
+    ids: torch.Tensor | np.ndarray,
+    tfset: TFSet | str,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Apply one TF sequence per image to a batch, vectorised over the batch, on the images' device.
+
+    Results match :func:`~learned_augment.ops.apply_sequence` applied image by image (affine runs fused into one
+    resampling, point runs computed as the CPU path computes them), up to resampling round-off; TFs that draw
+    random numbers use ``generator`` instead of a numpy one, so their draws differ from the CPU path's.
+
+    Parameters
+    ----------
+    images:
+        ``(B, C, H, W)`` tensor with C in {1, 3}: uint8 (0..255) or float16 / bfloat16 / float32 / float64 in
+        [0, 1], on any device.
+    ids:
+        ``(B, L)`` integer indices into ``tfset``; row ``b`` is the sequence applied to image ``b``.
+    tfset:
+        TF set (or its name) that ``ids`` index into.
+    generator:
+        Source of the random draws of elastic, noise and cutout (on any device). ``None`` uses a fixed seed, so the
+        call is deterministic.
+
+    Returns
+    -------
+    torch.Tensor
+        The transformed images: same shape, dtype and device as ``images``.
+
+    Raises
+    ------
+    TypeError
+        If ``images`` is not a tensor, has an unsupported dtype, or ``ids`` are not integers.
+    ValueError
+        If shapes do not fit, the batch or images are empty, float values lie outside [0, 1], or an id is out of
+        range.
+    NotImplementedError
+        If a sequence uses a custom TF or a warp / image TF without a batched implementation.
+
+    Notes
+    -----
+    Checking the value range of float images synchronises with the device once per call. User-registered affine
+    and point TFs are supported (a point TF on float images goes through its 256-entry table, linearly
+    interpolated).
+    """
+    ts = get_tfset(tfset)
+    images = _check_images(images)
+    seq = _check_ids(ids, images.shape[0], len(ts))
+    h, w = images.shape[-2:]
+    u8 = images.dtype == torch.uint8
+    plan = _Plan.build(ts, np.unique(seq), h, w, u8)
+    if generator is None:
+        generator = torch.Generator(device=images.device).manual_seed(_FIXED_SEED)
+    with torch.no_grad():
+        x = images.to(torch.float32) * _INV255 if u8 else images.to(torch.float32, copy=True)
+        run = _Run(x.contiguous(), plan, _Context(generator, u8))
+        for t in range(seq.shape[1]):
+            run.step(seq[:, t])
+        out = run.finish()
+        if u8:
+            return torch.round(out.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
+        return out.clamp(0.0, 1.0).to(images.dtype)

@@ -1,0 +1,234 @@
+"""Geometric TFs (affine and non-affine warps) and how they move images, masks, boxes and keypoints.
+
+Coordinates: matrices and warps work in pixel-*index* space (pixel centres at integers, as OpenCV resamples).
+Keypoints use the same index space, as torchvision's ``KeyPoints`` and Albumentations do (a horizontal flip maps
+x to ``W - 1 - x``). Boxes use continuous pixel space (pixel ``i`` spans ``[i, i + 1)``, a flip maps x to
+``W - x``, as pascal_voc and torchvision's XYXY), so their outlines are shifted by half a pixel on the way in and
+out. Borders are replicated ("edge" mode, as in the TANDA reference code): black or mirrored borders are exactly
+the artefacts a discriminator learns to spot.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from .base import TF, Kind, Warp, register
+from .image import restore_shape
+
+BORDER = cv2.BORDER_REPLICATE
+
+
+def _centre(h: int, w: int) -> tuple[float, float]:
+    return (w - 1) / 2.0, (h - 1) / 2.0
+
+
+def _about_centre(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Conjugate a linear map ``a`` (2x2) so it acts about the image centre; returns a 3x3 matrix."""
+    cx, cy = _centre(h, w)
+    m = np.eye(3)
+    m[:2, :2] = a
+    m[:2, 2] = np.array([cx, cy]) - a @ np.array([cx, cy])
+    return m
+
+
+def rotate_matrix(degrees: float, h: int, w: int) -> np.ndarray:
+    """Counter-clockwise rotation (y axis pointing down, as torchvision and PIL)."""
+    t = math.radians(degrees)
+    c, s = math.cos(t), math.sin(t)
+    return _about_centre(np.array([[c, s], [-s, c]]), h, w)
+
+
+def shear_x_matrix(s: float, h: int, w: int) -> np.ndarray:
+    return _about_centre(np.array([[1.0, s], [0.0, 1.0]]), h, w)
+
+
+def shear_y_matrix(s: float, h: int, w: int) -> np.ndarray:
+    return _about_centre(np.array([[1.0, 0.0], [s, 1.0]]), h, w)
+
+
+def zoom_matrix(z: float, h: int, w: int) -> np.ndarray:
+    """Scale about the centre; ``z > 1`` zooms in."""
+    if z <= 0:
+        raise ValueError(f"zoom factor must be positive, got {z}")
+    return _about_centre(np.array([[z, 0.0], [0.0, z]]), h, w)
+
+
+def translate_x_matrix(f: float, h: int, w: int) -> np.ndarray:
+    """Shift right by ``f`` times the width."""
+    m = np.eye(3)
+    m[0, 2] = f * w
+    return m
+
+
+def translate_y_matrix(f: float, h: int, w: int) -> np.ndarray:
+    m = np.eye(3)
+    m[1, 2] = f * h
+    return m
+
+
+def hflip_matrix(_: float | None, h: int, w: int) -> np.ndarray:
+    return np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def vflip_matrix(_: float | None, h: int, w: int) -> np.ndarray:
+    return np.array([[1.0, 0.0, 0.0], [0.0, -1.0, h - 1.0], [0.0, 0.0, 1.0]])
+
+
+def swirl_warp(strength: float, h: int, w: int, rng: np.random.Generator, radius: float = 100.0) -> Warp:
+    """skimage-style swirl about the centre: rotation by ``strength * exp(-rho / r)`` radians, r = radius*ln2/5.
+
+    Radii are preserved, so the forward map for points is the exact inverse (rotate by the opposite angle).
+    """
+    cx, cy = _centre(h, w)
+    decay = radius / 5.0 * math.log(2.0)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    dx, dy = xs - cx, ys - cy
+    rho = np.sqrt(dx * dx + dy * dy)
+    theta = np.arctan2(dy, dx) + np.float32(strength) * np.exp(-rho / np.float32(decay))
+    map_x = (cx + rho * np.cos(theta)).astype(np.float32)
+    map_y = (cy + rho * np.sin(theta)).astype(np.float32)
+
+    def forward(pts: np.ndarray) -> np.ndarray:
+        px, py = pts[:, 0] - cx, pts[:, 1] - cy
+        r = np.sqrt(px * px + py * py)
+        t = np.arctan2(py, px) - strength * np.exp(-r / decay)
+        return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
+
+    return Warp(map_x, map_y, forward)
+
+
+def elastic_warp(alpha: float, h: int, w: int, rng: np.random.Generator, sigma: float = 1.0) -> Warp:
+    """Simard et al. (2003) elastic deformation: uniform noise in [-1, 1], Gaussian-smoothed, times ``alpha`` pixels.
+
+    Destination pixel p samples source p + d(p); points move by the fixed-point inverse q = p - d(q).
+    """
+    noise = rng.uniform(-1.0, 1.0, size=(2, h, w)).astype(np.float32)
+    k = max(3, int(2 * math.ceil(3 * sigma) + 1))
+    dx = cv2.GaussianBlur(noise[0], (k, k), sigma, borderType=cv2.BORDER_CONSTANT) * np.float32(alpha)
+    dy = cv2.GaussianBlur(noise[1], (k, k), sigma, borderType=cv2.BORDER_CONSTANT) * np.float32(alpha)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    map_x, map_y = xs + dx, ys + dy
+
+    def forward(pts: np.ndarray) -> np.ndarray:
+        q = pts.astype(np.float32).copy()
+        for _ in range(5):
+            qx = np.clip(q[:, 0], 0, w - 1).reshape(-1, 1).astype(np.float32)
+            qy = np.clip(q[:, 1], 0, h - 1).reshape(-1, 1).astype(np.float32)
+            ddx = cv2.remap(dx, qx, qy, cv2.INTER_LINEAR, borderMode=BORDER).ravel()
+            ddy = cv2.remap(dy, qx, qy, cv2.INTER_LINEAR, borderMode=BORDER).ravel()
+            q = np.stack([pts[:, 0] - ddx, pts[:, 1] - ddy], axis=1)
+        return q.astype(np.float64)
+
+    return Warp(map_x, map_y, forward)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resampling images and moving targets
+
+
+def warp_affine_image(image: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Resample ``image`` under forward matrix ``m`` (3x3) with bilinear interpolation, replicated borders."""
+    h, w = image.shape[:2]
+    a = m[:2]
+    if np.array_equal(a, hflip_matrix(None, h, w)[:2]):
+        return restore_shape(cv2.flip(image, 1), image)
+    if np.array_equal(a, vflip_matrix(None, h, w)[:2]):
+        return restore_shape(cv2.flip(image, 0), image)
+    if np.allclose(a, np.eye(3)[:2], atol=1e-9):
+        return image.copy()
+    out = cv2.warpAffine(image, a, (w, h), flags=cv2.INTER_LINEAR, borderMode=BORDER)
+    return restore_shape(out, image)
+
+
+def _nearest_gather(arr: np.ndarray, src_x: np.ndarray, src_y: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour resampling for masks of any dtype and channel count (replicated borders)."""
+    h, w = arr.shape[:2]
+    ix = np.clip(np.rint(src_x), 0, w - 1).astype(np.intp)
+    iy = np.clip(np.rint(src_y), 0, h - 1).astype(np.intp)
+    return arr[iy, ix]
+
+
+def warp_affine_mask(mask: np.ndarray, m: np.ndarray) -> np.ndarray:
+    h, w = mask.shape[:2]
+    inv = np.linalg.inv(m)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
+    sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    return _nearest_gather(mask, sx, sy)
+
+
+def warp_image(image: np.ndarray, warp: Warp) -> np.ndarray:
+    out = cv2.remap(image, warp.map_x, warp.map_y, interpolation=cv2.INTER_LINEAR, borderMode=BORDER)
+    return restore_shape(out, image)
+
+
+def warp_mask(mask: np.ndarray, warp: Warp) -> np.ndarray:
+    return _nearest_gather(mask, warp.map_x, warp.map_y)
+
+
+def affine_points(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Apply a 3x3 forward matrix to ``(N, 2)`` points in pixel-index space (keypoints' convention)."""
+    return pts @ m[:2, :2].T + m[:2, 2]
+
+
+def warp_points(pts: np.ndarray, warp: Warp) -> np.ndarray:
+    """Move ``(N, 2)`` points in pixel-index space with a warp."""
+    if len(pts) == 0:
+        return pts.copy()
+    return warp.forward(pts)
+
+
+def _box_outline(boxes: np.ndarray, n: int) -> np.ndarray:
+    """``n`` points along each edge of each box: (N * 4n, 2)."""
+    t = np.linspace(0.0, 1.0, n)
+    x0, y0, x1, y1 = (boxes[:, i : i + 1] for i in range(4))
+    xs = np.concatenate([x0 + (x1 - x0) * t, x0 + (x1 - x0) * t, np.repeat(x0, n, 1), np.repeat(x1, n, 1)], 1)
+    ys = np.concatenate([np.repeat(y0, n, 1), np.repeat(y1, n, 1), y0 + (y1 - y0) * t, y0 + (y1 - y0) * t], 1)
+    return np.stack([xs.ravel(), ys.ravel()], axis=1)
+
+
+def transform_boxes(boxes: np.ndarray, move, h: int, w: int, n_outline: int = 2) -> np.ndarray:
+    """Move ``(N, 4+)`` pascal_voc boxes with the point map ``move``; returns their clipped enclosing boxes.
+
+    For affine maps the corners suffice (``n_outline=2``); for warps the edges are sampled more densely.
+    Extra columns (labels) are kept.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.size == 0:
+        return boxes.reshape(0, max(4, boxes.shape[-1] if boxes.ndim == 2 else 4))
+    # Boxes live in continuous space (pixel i spans [i, i + 1)); ``move`` works on pixel indices.
+    pts = (move(_box_outline(boxes[:, :4], n_outline) - 0.5) + 0.5).reshape(len(boxes), -1, 2)
+    out = boxes.copy()
+    out[:, 0] = np.clip(pts[..., 0].min(1), 0, w)
+    out[:, 1] = np.clip(pts[..., 1].min(1), 0, h)
+    out[:, 2] = np.clip(pts[..., 0].max(1), 0, w)
+    out[:, 3] = np.clip(pts[..., 1].max(1), 0, h)
+    return out
+
+
+def _reg(
+    name: str,
+    kind: Kind,
+    fn,
+    *,
+    takes_magnitude: bool = True,
+    signed: bool = False,
+    rng: bool = False,
+    description: str = "",
+) -> None:
+    register(TF(name, kind, fn, takes_magnitude=takes_magnitude, signed=signed, uses_rng=rng, description=description))
+
+
+_reg("rotate", Kind.AFFINE, rotate_matrix, signed=True, description="rotate by degrees, counter-clockwise")
+_reg("shear_x", Kind.AFFINE, shear_x_matrix, signed=True, description="horizontal shear (x += s * y)")
+_reg("shear_y", Kind.AFFINE, shear_y_matrix, signed=True, description="vertical shear (y += s * x)")
+_reg("translate_x", Kind.AFFINE, translate_x_matrix, signed=True, description="shift right by a fraction of width")
+_reg("translate_y", Kind.AFFINE, translate_y_matrix, signed=True, description="shift down by a fraction of height")
+_reg("zoom", Kind.AFFINE, zoom_matrix, description="scale about the centre (>1 zooms in)")
+_reg("hflip", Kind.AFFINE, hflip_matrix, takes_magnitude=False, description="mirror left-right")
+_reg("vflip", Kind.AFFINE, vflip_matrix, takes_magnitude=False, description="mirror top-bottom")
+_reg("swirl", Kind.WARP, swirl_warp, signed=True, description="skimage-style swirl (strength in radians)")
+_reg("elastic", Kind.WARP, elastic_warp, rng=True, description="elastic deformation (alpha in pixels, sigma 1)")

@@ -1,0 +1,206 @@
+"""Intensity TFs: point-wise ones (fusable into one look-up table) and other pixel-level operations.
+
+Point functions take float values in [0, 1] and work on numpy arrays of any shape, so the same function builds
+uint8 look-up tables, transforms float32 images exactly, and serves the batched torch path's tables.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import cv2
+import numpy as np
+
+from .base import TF, Kind, register
+from .image import as_float, like, n_channels, restore_shape, to_uint8
+
+# ------------------------------------------------------------------------------------------------ point functions
+
+
+def brightness(x: np.ndarray, f: float) -> np.ndarray:
+    """PIL ``ImageEnhance.Brightness``: blend with black, i.e. multiply by ``f``."""
+    return np.clip(x * f, 0.0, 1.0)
+
+
+def contrast(x: np.ndarray, f: float) -> np.ndarray:
+    """Scale the distance from mid-grey by ``f`` (point-wise, so it fuses into a look-up table)."""
+    return np.clip((x - 0.5) * f + 0.5, 0.0, 1.0)
+
+
+def gamma(x: np.ndarray, g: float) -> np.ndarray:
+    if g <= 0:
+        raise ValueError(f"gamma must be positive, got {g}")
+    return np.power(np.clip(x, 0.0, 1.0), g)
+
+
+def posterize(x: np.ndarray, bits: float) -> np.ndarray:
+    """Keep the ``bits`` most significant bits of each 8-bit value."""
+    b = int(bits)
+    if not 1 <= b <= 8:
+        raise ValueError(f"posterize bits must be in 1..8, got {bits}")
+    step = float(2 ** (8 - b))
+    return np.floor(np.rint(x * 255.0) / step) * step / 255.0
+
+
+def solarize(x: np.ndarray, threshold: float) -> np.ndarray:
+    """Invert values at or above ``threshold`` (in [0, 1])."""
+    return np.where(x >= threshold, 1.0 - x, x)
+
+
+def invert(x: np.ndarray, _: float | None = None) -> np.ndarray:
+    return 1.0 - x
+
+
+def point_lut(name: str, magnitude: float | None) -> np.ndarray:
+    """The uint8 look-up table of one point TF entry (cached: entries are few and tables are tiny)."""
+    from .base import get_tf
+
+    return _lut(get_tf(name).fn, magnitude)
+
+
+@functools.lru_cache(maxsize=4096)
+def _lut(fn, magnitude: float | None) -> np.ndarray:
+    # Keyed by the function, not the name: a TF re-registered under the same name must not reuse stale tables.
+    grid = np.arange(256, dtype=np.float64) / 255.0
+    y = fn(grid, magnitude)
+    lut = np.clip(np.rint(np.asarray(y) * 255.0), 0, 255).astype(np.uint8)
+    lut.flags.writeable = False
+    return lut
+
+
+# ------------------------------------------------------------------------------------------------ image operations
+
+
+def _gray(xf: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma of a float HWC image, shape (H, W, 1)."""
+    return (xf[..., 0:1] * 0.299 + xf[..., 1:2] * 0.587 + xf[..., 2:3] * 0.114).astype(np.float32)
+
+
+def color(image: np.ndarray, f: float, rng: np.random.Generator | None = None) -> np.ndarray:
+    """PIL ``ImageEnhance.Color``: blend with the grayscale image (``f=0`` grey, ``f=1`` unchanged)."""
+    if n_channels(image) == 1:
+        return image.copy()
+    xf = as_float(image)
+    g = _gray(xf)
+    return like(g + np.float32(f) * (xf - g), image)
+
+
+def hue(image: np.ndarray, shift: float, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Rotate the hue by ``shift`` turns (0.25 = 90 degrees); grayscale images are unchanged."""
+    if n_channels(image) == 1:
+        return image.copy()
+    # uint8 goes through float32 too: OpenCV's 8-bit HSV quantises hue, saturation and value, which moves pixels by
+    # up to ~10 grey levels even for a zero shift (and the uint8 and float32 results would disagree as much).
+    hsv = cv2.cvtColor(as_float(image), cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = np.mod(hsv[..., 0] + np.float32(shift * 360.0), np.float32(360.0))
+    return like(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), image)
+
+
+def _per_channel_u8(image: np.ndarray, op) -> np.ndarray:
+    """Run a uint8 single-channel OpenCV op on each channel; float images go through uint8 and back."""
+    u = to_uint8(image)
+    if u.ndim == 2 or u.shape[2] == 1:
+        out = restore_shape(op(np.ascontiguousarray(u.reshape(u.shape[:2]))), u)
+    else:
+        out = np.stack([op(np.ascontiguousarray(u[..., c])) for c in range(u.shape[2])], axis=2)
+    return out if image.dtype == np.uint8 else out.astype(np.float32) / np.float32(255.0)
+
+
+def equalize(image: np.ndarray, _: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Histogram equalisation per channel."""
+    return _per_channel_u8(image, cv2.equalizeHist)
+
+
+def autocontrast(image: np.ndarray, _: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Stretch each channel so its darkest value maps to 0 and its brightest to 1."""
+    xf = as_float(image).reshape(image.shape[0], image.shape[1], -1)
+    lo = xf.min(axis=(0, 1), keepdims=True)
+    hi = xf.max(axis=(0, 1), keepdims=True)
+    scale = np.where(hi > lo, 1.0 / np.maximum(hi - lo, 1e-12), 1.0).astype(np.float32)
+    out = np.where(hi > lo, (xf - lo) * scale, xf)
+    return like(out, image)
+
+
+_SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13.0
+
+
+def sharpness(image: np.ndarray, f: float, rng: np.random.Generator | None = None) -> np.ndarray:
+    """PIL ``ImageEnhance.Sharpness``: blend with a smoothed copy (``f=0`` smooth, ``f>1`` sharper)."""
+    xf = as_float(image)
+    smooth = restore_shape(cv2.filter2D(xf, -1, _SMOOTH, borderType=cv2.BORDER_REPLICATE), xf)
+    return like(smooth + np.float32(f) * (xf - smooth), image)
+
+
+def blur(image: np.ndarray, sigma: float, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Gaussian blur with standard deviation ``sigma`` pixels."""
+    if sigma <= 0:
+        return image.copy()
+    k = max(3, int(2 * math.ceil(3 * sigma) + 1))
+    out = cv2.GaussianBlur(image, (k, k), sigma, borderType=cv2.BORDER_REPLICATE)
+    # like() clips float32: the kernel's weights sum to 1 only up to rounding, so a white image can reach 1 + 1e-7.
+    return like(out, image)
+
+
+def noise(image: np.ndarray, std: float, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Additive Gaussian noise with standard deviation ``std`` (on the [0, 1] scale)."""
+    gen = rng if rng is not None else np.random.default_rng(0)
+    xf = as_float(image)
+    return like(xf + gen.normal(0.0, std, size=xf.shape).astype(np.float32), image)
+
+
+def cutout(image: np.ndarray, size: float, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Zero a square of side ``size * min(H, W)`` at a random position (it may be clipped by the border)."""
+    if size <= 0:
+        return image.copy()
+    gen = rng if rng is not None else np.random.default_rng(0)
+    h, w = image.shape[:2]
+    side = max(1, int(round(size * min(h, w))))
+    cy, cx = int(gen.integers(0, h)), int(gen.integers(0, w))
+    out = image.copy()
+    out[max(0, cy - side // 2) : cy - side // 2 + side, max(0, cx - side // 2) : cx - side // 2 + side] = 0
+    return out
+
+
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
+def erosion(image: np.ndarray, _: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Grey-level erosion with a 3x3 cross (skimage's default footprint, as in TANDA)."""
+    return restore_shape(cv2.erode(image, _CROSS, borderType=cv2.BORDER_REPLICATE), image)
+
+
+def dilation(image: np.ndarray, _: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Grey-level dilation with a 3x3 cross."""
+    return restore_shape(cv2.dilate(image, _CROSS, borderType=cv2.BORDER_REPLICATE), image)
+
+
+def _reg(
+    name: str,
+    kind: Kind,
+    fn,
+    *,
+    takes_magnitude: bool = True,
+    signed: bool = False,
+    rng: bool = False,
+    description: str = "",
+) -> None:
+    register(TF(name, kind, fn, takes_magnitude=takes_magnitude, signed=signed, uses_rng=rng, description=description))
+
+
+_reg("brightness", Kind.POINT, brightness, description="multiply intensities by f")
+_reg("contrast", Kind.POINT, contrast, description="scale distance from mid-grey by f")
+_reg("gamma", Kind.POINT, gamma, description="x ** g")
+_reg("posterize", Kind.POINT, posterize, description="keep the top bits of each value")
+_reg("solarize", Kind.POINT, solarize, description="invert values above a threshold in [0, 1]")
+_reg("invert", Kind.POINT, invert, takes_magnitude=False, description="1 - x")
+_reg("color", Kind.IMAGE, color, description="saturation: blend with grayscale by f")
+_reg("hue", Kind.IMAGE, hue, signed=True, description="rotate hue by a fraction of a full turn")
+_reg("equalize", Kind.IMAGE, equalize, takes_magnitude=False, description="histogram equalisation")
+_reg("autocontrast", Kind.IMAGE, autocontrast, takes_magnitude=False, description="stretch to full range")
+_reg("sharpness", Kind.IMAGE, sharpness, description="blend with a smoothed copy by f")
+_reg("blur", Kind.IMAGE, blur, description="Gaussian blur, sigma in pixels")
+_reg("noise", Kind.IMAGE, noise, rng=True, description="additive Gaussian noise, std on [0, 1] scale")
+_reg("cutout", Kind.IMAGE, cutout, rng=True, description="zero a random square, side as a fraction of size")
+_reg("erosion", Kind.IMAGE, erosion, takes_magnitude=False, description="grey erosion, 3x3 cross")
+_reg("dilation", Kind.IMAGE, dilation, takes_magnitude=False, description="grey dilation, 3x3 cross")

@@ -1,0 +1,205 @@
+"""Apply a sequence of TF entries to an image and its targets, fusing what can be fused.
+
+Runs of consecutive affine TFs are multiplied into one 3x3 matrix and resampled ONCE (faster, and sharper than N
+bilinear resamplings); runs of consecutive point TFs become one uint8 look-up table (exactly equal to applying them
+one by one, since each step rounds to uint8 anyway). Everything else runs as it comes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+from . import geometry as geo
+from .base import Kind, call_custom
+from .image import check_image, restore_shape
+from .intensity import point_lut
+from .tfset import TFEntry, TFSet, get_tfset
+
+TARGET_KEYS = ("mask", "masks", "bboxes", "keypoints")
+
+_FIXED_RNG_SEED = 0
+
+
+def resolve(tf_ids: Sequence[Any], tfset: TFSet | str | None = None) -> list[TFEntry]:
+    """Turn a sequence of ints (indices into ``tfset``), id strings or entries into entries."""
+    out = []
+    ts = get_tfset(tfset) if tfset is not None else None
+    for t in tf_ids:
+        if isinstance(t, TFEntry):
+            out.append(t)
+        elif isinstance(t, str):
+            out.append(TFEntry.parse(t))
+        elif isinstance(t, (int, np.integer)):
+            if ts is None:
+                raise TypeError("integer TF ids need a tfset to index into")
+            if not 0 <= int(t) < len(ts):
+                raise IndexError(f"TF index {int(t)} out of range for a TF set of {len(ts)} entries")
+            out.append(ts[int(t)])
+        else:
+            raise TypeError(f"TF ids must be ints, strings or TFEntry, got {type(t).__name__}")
+    return out
+
+
+def _groups(entries: list[TFEntry], fuse: bool) -> list[tuple[Kind, list[TFEntry]]]:
+    groups: list[tuple[Kind, list[TFEntry]]] = []
+    for e in entries:
+        kind = e.tf.kind
+        if fuse and groups and kind in (Kind.AFFINE, Kind.POINT) and groups[-1][0] == kind:
+            groups[-1][1].append(e)
+        else:
+            groups.append((kind, [e]))
+    return groups
+
+
+def _check_targets(targets: Mapping[str, Any], h: int, w: int) -> dict[str, Any]:
+    unknown = set(targets) - set(TARGET_KEYS)
+    if unknown:
+        raise KeyError(f"unknown target(s) {sorted(unknown)}; supported: {list(TARGET_KEYS)}")
+    out: dict[str, Any] = {}
+    for key, value in targets.items():
+        if value is None:
+            out[key] = None
+        elif key == "mask":
+            out[key] = _check_mask(value, h, w, key)
+        elif key == "masks":
+            out[key] = [_check_mask(m, h, w, f"masks[{i}]") for i, m in enumerate(value)]
+        else:
+            arr = np.asarray(value, dtype=np.float64)
+            cols = 4 if key == "bboxes" else 2
+            if arr.size == 0 and arr.ndim != 2:
+                arr = arr.reshape(0, cols)
+            if arr.ndim != 2 or arr.shape[1] < cols:
+                raise ValueError(f"{key} must have shape (N, {cols}+), got {arr.shape}")
+            out[key] = arr
+    return out
+
+
+def _check_mask(mask: Any, h: int, w: int, name: str) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.shape[:2] != (h, w):
+        raise ValueError(f"{name} has shape {m.shape}, but the image is {h}x{w}")
+    return m
+
+
+def _move_targets(t: dict[str, Any], mask_fn, point_fn, h: int, w: int, outline: int) -> None:
+    for key, value in t.items():
+        if value is None:
+            continue
+        if key == "mask":
+            t[key] = mask_fn(value)
+        elif key == "masks":
+            t[key] = [mask_fn(m) for m in value]
+        elif key == "bboxes":
+            t[key] = geo.transform_boxes(value, point_fn, h, w, outline)
+        elif key == "keypoints" and len(value):
+            moved = value.copy()
+            moved[:, :2] = point_fn(value[:, :2])
+            t[key] = moved
+
+
+def apply_sequence(
+    image: Any,
+    tf_ids: Sequence[Any],
+    tfset: TFSet | str | None = None,
+    *,
+    targets: Mapping[str, Any] | None = None,
+    rng: np.random.Generator | None = None,
+    fuse: bool = True,
+) -> Any:
+    """Apply TFs in order to ``image`` (and, if given, its targets).
+
+    Parameters
+    ----------
+    image:
+        ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` numpy array, uint8 or float32 in [0, 1]. If every TF in the
+        sequence is a ``custom`` TF, any data (tokens, audio, ...) is accepted and passed through untouched.
+    tf_ids:
+        Indices into ``tfset``, id strings (``"rotate(+5)"``) or :class:`TFEntry` objects.
+    tfset:
+        TF set (or its name) that integer ids index into.
+    targets:
+        Optional dict with any of ``mask`` ((H, W[, C]) any dtype, nearest resampling), ``masks`` (list of masks),
+        ``bboxes`` ((N, 4+) pascal_voc pixels ``x_min, y_min, x_max, y_max``; extra columns kept) and
+        ``keypoints`` ((N, 2+) ``x, y`` pixels; extra columns kept). Geometric TFs move them with the image.
+    rng:
+        Generator for TFs that draw random numbers (elastic, noise, cutout). ``None`` uses a fixed seed, so the
+        call is deterministic.
+    fuse:
+        Fuse runs of affine TFs into one warp and runs of point TFs into one look-up table.
+
+    Returns
+    -------
+    The transformed image (same shape and dtype), or ``(image, targets)`` when ``targets`` was given.
+    """
+    entries = resolve(tf_ids, tfset)
+    gen = rng if rng is not None else np.random.default_rng(_FIXED_RNG_SEED)
+    if entries and all(e.tf.kind == Kind.CUSTOM for e in entries):
+        data = image
+        for e in entries:
+            data = call_custom(e.tf, data, e.magnitude, gen)
+        return data if targets is None else (data, dict(targets))
+
+    img = check_image(image)
+    h, w = img.shape[:2]
+    tgt = _check_targets(targets, h, w) if targets is not None else None
+    for kind, group in _groups(entries, fuse):
+        if kind == Kind.AFFINE:
+            m = np.eye(3)
+            for e in group:
+                m = e.tf.fn(e.magnitude, h, w) @ m
+            img = geo.warp_affine_image(img, m)
+            if tgt:
+                _move_targets(
+                    tgt, lambda a, m=m: geo.warp_affine_mask(a, m), lambda p, m=m: geo.affine_points(p, m), h, w, 2
+                )
+        elif kind == Kind.POINT:
+            img = _apply_points(img, group)
+        elif kind == Kind.WARP:
+            e = group[0]
+            wp = e.tf.fn(e.magnitude, h, w, gen)
+            img = geo.warp_image(img, wp)
+            if tgt:
+                _move_targets(
+                    tgt, lambda a, wp=wp: geo.warp_mask(a, wp), lambda p, wp=wp: geo.warp_points(p, wp), h, w, 16
+                )
+        elif kind == Kind.IMAGE:
+            e = group[0]
+            img = e.tf.fn(img, e.magnitude, gen)
+        else:
+            e = group[0]
+            before = img
+            out = call_custom(e.tf, img, e.magnitude, gen)
+            img = check_image(np.asarray(out), name=f"output of TF {e.tf.name!r}")
+            if img.shape != before.shape or img.dtype != before.dtype:
+                raise ValueError(
+                    f"custom TF {e.tf.name!r} turned a {before.shape} {before.dtype} image into a {img.shape} "
+                    f"{img.dtype} one; TFs must keep the shape and dtype"
+                )
+    if img is image:
+        # An empty sequence must not hand back the caller's own array.
+        img = img.copy()
+    return img if tgt is None else (img, tgt)
+
+
+def _apply_points(img: np.ndarray, group: list[TFEntry]) -> np.ndarray:
+    if img.dtype == np.uint8:
+        lut = point_lut(group[0].name, group[0].magnitude)
+        for e in group[1:]:
+            lut = point_lut(e.name, e.magnitude)[lut]
+        return restore_shape(cv2.LUT(img, lut), img)
+    x = img
+    for e in group:
+        # Clip and round to float32 after every step, as an unfused run does, so fusing never changes a float result:
+        # e.g. posterize after brightness(0.5) can land exactly on a rounding tie that float64 and float32 break
+        # differently, a whole posterize level apart.
+        x = np.clip(e.tf.fn(x.astype(np.float64), e.magnitude), 0.0, 1.0).astype(np.float32)
+    return x
+
+
+def apply_tf(image: Any, tf_id: Any, tfset: TFSet | str | None = None, **kwargs: Any) -> Any:
+    """Apply a single TF (shorthand for ``apply_sequence(image, [tf_id], ...)``)."""
+    return apply_sequence(image, [tf_id], tfset, **kwargs)

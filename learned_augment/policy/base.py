@@ -1,0 +1,107 @@
+"""The policy interface: a generator over sequences of TF ids that never looks at the data."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..ops.tfset import TFSet, get_tfset
+
+
+class Policy(nn.Module):
+    """A distribution over length-``seq_len`` sequences of indices into a TF set.
+
+    Subclasses implement :meth:`step_log_probs` and :meth:`sample`. Everything else (frequencies, saving,
+    ``repr``) is shared.
+
+    Parameters
+    ----------
+    tfs:
+        The TF vocabulary: a :class:`TFSet`, a named set (``"mnist"``, ``"cifar10"``, ``"default"``) or a list of ids.
+    seq_len:
+        Number of TFs applied per sample (L).
+    """
+
+    kind = "policy"
+
+    def __init__(self, tfs: TFSet | str | list[str], seq_len: int = 10) -> None:
+        super().__init__()
+        if int(seq_len) < 1:
+            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        self.tfset = get_tfset(tfs)
+        self.seq_len = int(seq_len)
+        self.history: dict[str, list[float]] = {}
+        self.provenance: dict[str, Any] = {}
+
+    @property
+    def num_tfs(self) -> int:
+        return len(self.tfset)
+
+    def hparams(self) -> dict[str, Any]:
+        """Constructor arguments (besides the TF set and L) needed to rebuild this policy."""
+        return {}
+
+    def step_log_probs(self, ids: torch.Tensor) -> torch.Tensor:
+        """Log-probability of each chosen TF given the previous ones: ``(n, L)`` float."""
+        raise NotImplementedError
+
+    def log_prob(self, ids: torch.Tensor) -> torch.Tensor:
+        """Log-probability of whole sequences: ``(n,)`` float."""
+        return self.step_log_probs(self._check_ids(ids)).sum(dim=1)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``n`` sequences: ``(n, L)`` int64 tensor of indices into :attr:`tfset`."""
+        raise NotImplementedError
+
+    def _check_ids(self, ids: torch.Tensor | np.ndarray) -> torch.Tensor:
+        ids = torch.as_tensor(ids, dtype=torch.long)
+        if ids.ndim != 2 or ids.shape[1] != self.seq_len:
+            raise ValueError(f"ids must have shape (n, {self.seq_len}), got {tuple(ids.shape)}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.num_tfs):
+            raise IndexError(f"ids must lie in [0, {self.num_tfs}), got range [{int(ids.min())}, {int(ids.max())}]")
+        return ids
+
+    @torch.no_grad()
+    def probabilities(self, n_samples: int = 20000, seed: int = 0) -> np.ndarray:
+        """How often each TF is applied, averaged over positions: ``(K,)`` summing to 1."""
+        g = torch.Generator().manual_seed(seed)
+        ids = self.sample(n_samples, generator=g)
+        counts = torch.bincount(ids.flatten(), minlength=self.num_tfs).double()
+        return (counts / counts.sum()).numpy()
+
+    def top_tfs(self, k: int = 5) -> list[tuple[str, float]]:
+        """The ``k`` most frequent TF ids with their frequencies."""
+        p = self.probabilities()
+        order = np.argsort(-p, kind="stable")[:k]
+        return [(self.tfset[int(i)].id, float(p[i])) for i in order]
+
+    def entropy_ratio(self) -> float:
+        """Entropy of the TF frequencies over its maximum log K (1 = uniform)."""
+        p = self.probabilities()
+        nz = p[p > 0]
+        return float(-(nz * np.log(nz)).sum() / math.log(self.num_tfs)) if self.num_tfs > 1 else 1.0
+
+    def save(self, path: str) -> str:
+        """Save to one ``.safetensors`` file (weights + JSON metadata; no pickle)."""
+        from ..io import save_policy
+
+        return str(save_policy(self, path))
+
+    def as_transform(self, p: float = 1.0, seed: int | None = None) -> Any:
+        """This policy as a :class:`~learned_augment.LearnedPolicyTransform`."""
+        from ..transforms import LearnedPolicyTransform
+
+        return LearnedPolicyTransform(self, p=p, seed=seed)
+
+    def extra_repr(self) -> str:
+        top = ", ".join(f"{i} {p:.2f}" for i, p in self.top_tfs(3))
+        label = f"{self.tfset.name!r}, " if self.tfset.name else ""
+        return f"tfs={label}K={self.num_tfs}, L={self.seq_len}, top=[{top}]"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"

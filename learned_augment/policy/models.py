@@ -1,0 +1,189 @@
+"""TANDA's generators: uniform ("heuristic"), mean-field and recurrent (LSTM/GRU) policies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..ops.tfset import TFSet
+from .base import Policy
+
+
+def _categorical(p: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per row of unnormalised weights ``p`` (n, K) by inverse CDF (faster than ``torch.multinomial``)."""
+    cdf = p.cumsum(dim=1)
+    u = torch.rand(p.shape[0], 1, generator=generator) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u).squeeze(1).clamp_(max=p.shape[1] - 1)
+
+
+class UniformPolicy(Policy):
+    """Every TF equally likely at every step: TANDA's "heuristic" baseline (random sequences)."""
+
+    kind = "uniform"
+
+    def step_log_probs(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.full(ids.shape, -torch.log(torch.tensor(float(self.num_tfs))).item())
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randint(0, self.num_tfs, (int(n), self.seq_len), generator=generator)
+
+
+class MeanFieldPolicy(Policy):
+    """One logit per TF; each step is drawn independently. Learns how often each TF may be applied.
+
+    Parameters
+    ----------
+    tfs, seq_len:
+        See :class:`Policy`.
+    """
+
+    kind = "mean_field"
+
+    def __init__(self, tfs: TFSet | str | list[str], seq_len: int = 10) -> None:
+        super().__init__(tfs, seq_len)
+        self.logits = nn.Parameter(torch.zeros(self.num_tfs))
+
+    def step_log_probs(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.logits, dim=0)[ids]
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        p = F.softmax(self.logits.detach().float().cpu(), dim=0)
+        flat = torch.multinomial(p, int(n) * self.seq_len, replacement=True, generator=generator)
+        return flat.view(int(n), self.seq_len)
+
+    @torch.no_grad()
+    def probabilities(self, n_samples: int = 0, seed: int = 0) -> Any:
+        return F.softmax(self.logits.detach().double().cpu(), dim=0).numpy()
+
+
+class RecurrentPolicy(Policy):
+    """State-based policy: the input at step t is the one-hot of the TF chosen at t-1.
+
+    Learns which *pairs* are lossy (blur then zoom, brighten then saturate). Logits are bounded as in the reference
+    code: ``R * ((tanh(W h) + 1) / 2 - 0.5)``, so no TF is ever driven to probability zero.
+
+    Parameters
+    ----------
+    tfs, seq_len:
+        See :class:`Policy`.
+    hidden:
+        Size of the recurrent state.
+    cell:
+        ``"lstm"`` or ``"gru"``.
+    logit_range:
+        R, the bound on logits (4 for LSTM, 6 for GRU in the reference settings).
+    """
+
+    def __init__(
+        self,
+        tfs: TFSet | str | list[str],
+        seq_len: int = 10,
+        hidden: int = 32,
+        cell: str = "lstm",
+        logit_range: float | None = None,
+    ) -> None:
+        super().__init__(tfs, seq_len)
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+        self.cell_type = cell
+        self.hidden = int(hidden)
+        self.logit_range = float(logit_range if logit_range is not None else (4.0 if cell == "lstm" else 6.0))
+        k = self.num_tfs
+        # Input index k is the start token (no previous TF).
+        self.embed = nn.Embedding(k + 1, self.hidden)
+        self.cell = nn.LSTMCell(self.hidden, self.hidden) if cell == "lstm" else nn.GRUCell(self.hidden, self.hidden)
+        self.head = nn.Linear(self.hidden, k)
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.cell_type
+
+    def hparams(self) -> dict[str, Any]:
+        return {"hidden": self.hidden, "cell": self.cell_type, "logit_range": self.logit_range}
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.logit_range * (torch.tanh(self.head(h)) / 2.0)
+
+    def _step(self, prev: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        x = self.embed(prev)
+        if self.cell_type == "lstm":
+            h, c = self.cell(x, state)
+            return h, (h, c)
+        h = self.cell(x, state)
+        return h, h
+
+    def _init_state(self, n: int, device: torch.device) -> Any:
+        z = torch.zeros(n, self.hidden, device=device)
+        return (z, z.clone()) if self.cell_type == "lstm" else z
+
+    def step_log_probs(self, ids: torch.Tensor) -> torch.Tensor:
+        device = self.head.weight.device
+        ids = ids.to(device)
+        n = ids.shape[0]
+        prev = torch.full((n,), self.num_tfs, dtype=torch.long, device=device)
+        state = self._init_state(n, device)
+        out = []
+        for t in range(self.seq_len):
+            h, state = self._step(prev, state)
+            logp = F.log_softmax(self._logits(h), dim=1)
+            out.append(logp.gather(1, ids[:, t : t + 1]).squeeze(1))
+            prev = ids[:, t]
+        return torch.stack(out, dim=1)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        n = int(n)
+        device = self.head.weight.device
+        prev = torch.full((n,), self.num_tfs, dtype=torch.long, device=device)
+        state = self._init_state(n, device)
+        out = torch.empty(n, self.seq_len, dtype=torch.long)
+        for t in range(self.seq_len):
+            h, state = self._step(prev, state)
+            # Logits are bounded by R, so exp() cannot overflow and needs no normalisation before the CDF.
+            choice = _categorical(torch.exp(self._logits(h).float()).cpu(), generator)
+            out[:, t] = choice
+            prev = choice.to(device)
+        return out
+
+
+class LSTMPolicy(RecurrentPolicy):
+    """LSTM policy (TANDA's state-based generator). See :class:`RecurrentPolicy`."""
+
+    def __init__(
+        self, tfs: TFSet | str | list[str], seq_len: int = 10, hidden: int = 32, logit_range: float = 4.0
+    ) -> None:
+        super().__init__(tfs, seq_len, hidden=hidden, cell="lstm", logit_range=logit_range)
+
+
+class GRUPolicy(RecurrentPolicy):
+    """GRU policy (used for TANDA's CIFAR-10 run, R = 6). See :class:`RecurrentPolicy`."""
+
+    def __init__(
+        self, tfs: TFSet | str | list[str], seq_len: int = 10, hidden: int = 32, logit_range: float = 6.0
+    ) -> None:
+        super().__init__(tfs, seq_len, hidden=hidden, cell="gru", logit_range=logit_range)
+
+
+POLICY_KINDS: dict[str, type[Policy]] = {
+    "uniform": UniformPolicy,
+    "mean_field": MeanFieldPolicy,
+    "lstm": LSTMPolicy,
+    "gru": GRUPolicy,
+}
+
+
+def make_policy(model: str, tfs: TFSet | str | list[str], seq_len: int = 10, **hparams: Any) -> Policy:
+    """Build a policy by kind name: ``"uniform"``, ``"mean_field"`` (or ``"meanfield"``), ``"lstm"``, ``"gru"``."""
+    key = model.replace("-", "_").lower()
+    key = "mean_field" if key in ("meanfield", "mf") else key
+    if key not in POLICY_KINDS:
+        raise ValueError(f"unknown policy model {model!r}; choose from {sorted(POLICY_KINDS)}")
+    if key in ("lstm", "gru"):
+        hp = {k: v for k, v in hparams.items() if k in ("hidden", "logit_range")}
+        return POLICY_KINDS[key](tfs, seq_len, **hp)
+    return POLICY_KINDS[key](tfs, seq_len)

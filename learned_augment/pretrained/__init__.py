@@ -1,0 +1,52 @@
+"""Shipped pretrained policies and refiners, each with a model card (``<name>.json`` beside ``<name>.safetensors``).
+
+Files are the same artifact format as user files and load offline from the installed package.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+_SUFFIX = ".safetensors"
+
+
+def _folder() -> Path:
+    return Path(str(resources.files("learned_augment").joinpath("pretrained")))
+
+
+def list_pretrained() -> list[str]:
+    """Names of the shipped artifacts, e.g. ``["cifar10-lstm", "mnist-lstm", ...]``."""
+    return sorted(p.name[: -len(_SUFFIX)] for p in _folder().glob(f"*{_SUFFIX}"))
+
+
+def pretrained_path(name: str) -> Path:
+    """File path of a shipped artifact; unknown names raise ``KeyError`` listing the available ones."""
+    path = _folder() / f"{name}{_SUFFIX}"
+    if not path.is_file():
+        raise KeyError(f"no pretrained artifact named {name!r}; available: {list_pretrained()}")
+    return path
+
+
+def model_card(name: str) -> dict[str, Any]:
+    """The model card of a shipped artifact (data, TF set, fit command, cost and measured gain)."""
+    pretrained_path(name)
+    card = _folder() / f"{name}.json"
+    return json.loads(card.read_text()) if card.is_file() else {}
+
+
+def load_pretrained(name: str) -> Any:
+    """Load a shipped policy (``Policy``) or refiner (``Refiner``) by name."""
+    from ..io import load_policy, read_metadata
+
+    path = pretrained_path(name)
+    kind = read_metadata(path).get("kind")
+    if kind == "policy":
+        return load_policy(path)
+    if kind == "refiner":
+        from ..refine import Refiner
+
+        return Refiner.load(path)
+    raise ValueError(f"pretrained artifact {name!r} has unsupported kind {kind!r}")

@@ -1,0 +1,27 @@
+"""Refined synthetic data (MR-GAN): CycleGAN refiner networks, progressive fitting and mixed real+synthetic data."""
+
+from .dataset import MixedRealityDataset
+from .fit import LOSS_NAMES, ImagePool, StepInfo, fit_refiner
+from .networks import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    PatchDiscriminator,
+    ResnetGenerator,
+    patch_layers_for,
+)
+from .refiner import DIRECTIONS, Refiner
+
+__all__ = [
+    "DIRECTIONS",
+    "LOSS_NAMES",
+    "DiscriminatorConfig",
+    "GeneratorConfig",
+    "ImagePool",
+    "MixedRealityDataset",
+    "PatchDiscriminator",
+    "Refiner",
+    "ResnetGenerator",
+    "StepInfo",
+    "fit_refiner",
+    "patch_layers_for",
+]

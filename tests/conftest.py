@@ -1,0 +1,45 @@
+"""Fixtures shared by the whole test suite."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from learned_augment.ops import base
+
+_counter = itertools.count()
+
+MNIST_SAMPLE = Path(__file__).resolve().parents[1] / "learned_augment" / "samples" / "mnist_sample.npz"
+
+
+@pytest.fixture
+def tf_name() -> Iterator[Callable[[str], str]]:
+    """Make unique TF names for a test that registers TFs; they are removed from the registry afterwards.
+
+    Unique names keep tests independent of their order (and of ``-p xdist``), and the clean-up keeps TFs made by
+    one test out of the registry-wide parametrisations of another.
+    """
+    made: list[str] = []
+
+    def make(stem: str = "tf") -> str:
+        name = f"_test_{stem}_{next(_counter)}"
+        made.append(name)
+        return name
+
+    before = set(base.registered_tfs())
+    yield make
+    for name in made:
+        base._REGISTRY.pop(name, None)
+    leaked = set(base.registered_tfs()) - before
+    assert not leaked, f"test registered TFs without tf_name(): {sorted(leaked)}"
+
+
+@pytest.fixture(scope="session")
+def mnist_images() -> np.ndarray:
+    """(N, 28, 28) uint8 digits from the shipped MNIST sample."""
+    with np.load(MNIST_SAMPLE) as data:
+        return data["images"][:16].copy()

@@ -1,0 +1,177 @@
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import learned_augment as la
+from learned_augment.data import load_sample
+from learned_augment.fit import fit_policy, load_checkpoint_policy
+from learned_augment.io import ArtifactError
+from learned_augment.ops import TFSet, mnist_tfs
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_sample()[0][:256]
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+FAST = dict(steps=6, batch_size=16, n_seqs=2, seq_len=3, progress=False, eval_every=3)
+
+
+@pytest.mark.parametrize("model", ["lstm", "mean_field", "gru"])
+def test_fit_returns_policy_with_history_and_provenance(digits, model):
+    policy = fit_policy(digits, "mnist", model, **FAST)
+    assert policy.seq_len == 3 and len(policy.tfset) == 25
+    for key in ("d_loss", "g_loss", "reward", "diversity"):
+        assert len(policy.history[key]) == 6 and all(np.isfinite(policy.history[key]))
+    assert policy.history["rg_step"] == [0.0, 3.0, 5.0] and len(policy.history["rg_ratio"]) == 3
+    prov = policy.provenance
+    assert prov["steps"] == 6 and prov["device"] == "cpu" and prov["library_version"] == la.__version__
+    assert len(prov["data_fingerprint"]) == 16
+
+
+def test_same_seed_same_policy_and_different_seed_differs(digits):
+    a = fit_policy(digits, "mnist", "lstm", seed=3, **FAST)
+    b = fit_policy(digits, "mnist", "lstm", seed=3, **FAST)
+    c = fit_policy(digits, "mnist", "lstm", seed=4, **FAST)
+    assert _same_weights(a, b)
+    assert not _same_weights(a, c)
+
+
+def test_resume_equals_uninterrupted(digits, tmp_path):
+    full = fit_policy(digits, "mnist", "lstm", seed=1, **FAST)
+    ckpt = tmp_path / "fit.ckpt.safetensors"
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_step_3(step, metrics, policy):
+        if step == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit_policy(digits, "mnist", "lstm", seed=1, checkpoint=ckpt, checkpoint_every=2, callbacks=[kill_at_step_3],
+                   **FAST)
+    partial = load_checkpoint_policy(ckpt)
+    assert not _same_weights(partial, full)
+    resumed = fit_policy(digits, "mnist", "lstm", seed=1, checkpoint=ckpt, checkpoint_every=2, **FAST)
+    assert _same_weights(resumed, full)
+    assert resumed.history["d_loss"] == full.history["d_loss"]
+
+
+def test_resume_with_other_settings_is_refused(digits, tmp_path):
+    ckpt = tmp_path / "fit.safetensors"
+    fit_policy(digits, "mnist", "lstm", seed=1, checkpoint=ckpt, **FAST)
+    with pytest.raises(ArtifactError, match="different settings"):
+        fit_policy(digits, "mnist", "lstm", seed=2, checkpoint=ckpt, **FAST)
+
+
+def test_accepts_dataset_of_tuples_iterable_and_folder(digits, tmp_path):
+    import cv2
+
+    class DS(torch.utils.data.Dataset):
+        def __len__(self):
+            return 40
+
+        def __getitem__(self, i):
+            return torch.from_numpy(digits[i]).float().div(255).unsqueeze(0), i % 10
+
+    for data in (DS(), iter(list(digits[:40])), digits[:40, :, :, None]):
+        p = fit_policy(data, "mnist", "mean_field", steps=1, batch_size=8, n_seqs=1, seq_len=2, progress=False)
+        assert p.provenance["n_items"] == 40
+    for i in range(12):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), digits[i])
+    p = fit_policy(tmp_path, "mnist", "mean_field", steps=1, batch_size=8, n_seqs=1, seq_len=2, progress=False)
+    assert p.provenance["n_items"] == 12
+
+
+def test_misspecified_tfs_are_learned_away(digits):
+    """TANDA's finding: with destructive TFs in the vocabulary, the learned policy rarely applies them.
+
+    Bound: after fitting, the destructive TFs together get under half their uniform share. A policy that
+    ignored the discriminator would stay at the uniform share (5/30 = 0.167); in our runs the fitted share is
+    about 0.02, so half of uniform leaves a wide margin against noise while still failing for a
+    policy that learned nothing.
+    """
+    destructive = ["invert", "blur(2)", "rotate(+90)", "rotate(-90)", "cutout(0.5)"]
+    tfs = TFSet(mnist_tfs().ids + destructive)
+    # 14x14 digits keep the test to seconds; the destructive TFs are just as destructive at that size.
+    images = np.stack([cv2.resize(x, (14, 14), interpolation=cv2.INTER_AREA) for x in load_sample()[0][:1024]])
+    policy = fit_policy(images, tfs, "mean_field", seq_len=4, steps=60, batch_size=32, n_seqs=2, g_lr=0.5,
+                        d_lr=1e-3, progress=False, eval_every=0, seed=0)
+    p = policy.probabilities()
+    share = p[[tfs.index_of(t) for t in destructive]].sum()
+    uniform = len(destructive) / len(tfs)
+    assert share < 0.5 * uniform, f"destructive share {share:.3f} vs uniform {uniform:.3f}"
+
+
+class _FixedCritic(nn.Module):
+    """Says an item is real when its value is near zero (plus a dummy parameter so Adam has something)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return 4.0 - 8.0 * x.abs().mean(dim=1) + 0.0 * self.dummy
+
+
+def test_non_image_data_with_custom_tfs_and_planted_reward():
+    """A planted problem on non-image data: the TF that keeps items 'real' must gain probability."""
+
+    @la.register_tf("test_fit_nudge", overwrite=True)
+    def nudge(x):
+        return [v + 0.01 for v in x]
+
+    @la.register_tf("test_fit_wreck", overwrite=True)
+    def wreck(x):
+        return [v + 1.0 for v in x]
+
+    items = [[0.0, 0.0, 0.0] for _ in range(64)]
+    policy = fit_policy(
+        items, ["test_fit_nudge", "test_fit_wreck"], "mean_field", seq_len=3, steps=40, batch_size=16, n_seqs=2,
+        discriminator=_FixedCritic(), collate=lambda xs: torch.tensor(xs, dtype=torch.float32), g_lr=0.05,
+        diversity=0.0, progress=False, eval_every=0,
+    )
+    p = policy.probabilities()
+    assert p[0] > 0.8, p
+
+
+def test_non_image_data_needs_discriminator_and_collate():
+    @la.register_tf("test_fit_id2", overwrite=True)
+    def ident(x):
+        return x
+
+    with pytest.raises(ValueError, match="discriminator"):
+        fit_policy([[1.0]], ["test_fit_id2"], "mean_field", steps=1, progress=False)
+
+
+def test_nan_losses_stop_the_fit(tmp_path):
+    class NaNCritic(_FixedCritic):
+        def forward(self, x):
+            return super().forward(x) * float("nan")
+
+    @la.register_tf("test_fit_id3", overwrite=True)
+    def ident(x):
+        return [v + 0.5 for v in x]
+
+    ckpt = tmp_path / "c.safetensors"
+    with pytest.raises(FloatingPointError, match="diverged"):
+        fit_policy([[0.0]] * 8, ["test_fit_id3"], "mean_field", seq_len=2, steps=3, batch_size=4,
+                   discriminator=NaNCritic(), collate=lambda xs: torch.tensor(xs), progress=False, checkpoint=ckpt)
+    assert not ckpt.exists()
+
+
+def test_bad_arguments(digits):
+    with pytest.raises(ValueError, match="g_optimizer"):
+        fit_policy(digits, "mnist", "lstm", g_optimizer="rmsprop", **FAST)
+    with pytest.raises(KeyError, match="unknown TF set"):
+        fit_policy(digits, "imagenet", "lstm", **FAST)
+    with pytest.raises(FileNotFoundError):
+        fit_policy("/nonexistent/folder", "mnist", "lstm", **FAST)

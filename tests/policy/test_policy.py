@@ -1,0 +1,134 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from learned_augment.policy import (
+    BlockSampler,
+    GRUPolicy,
+    LSTMPolicy,
+    MeanFieldPolicy,
+    UniformPolicy,
+    make_policy,
+)
+
+TINY = ["rotate(+5)", "hflip", "zoom(1.1)"]
+KINDS = [UniformPolicy, MeanFieldPolicy, LSTMPolicy, GRUPolicy]
+
+
+def _randomise(policy: torch.nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+
+
+@pytest.mark.parametrize("cls", KINDS)
+def test_sample_shape_range_and_reproducibility(cls):
+    policy = cls("cifar10", seq_len=7)
+    _randomise(policy)
+    a = policy.sample(500, generator=torch.Generator().manual_seed(1))
+    b = policy.sample(500, generator=torch.Generator().manual_seed(1))
+    assert a.shape == (500, 7) and a.dtype == torch.long
+    assert int(a.min()) >= 0 and int(a.max()) < 33
+    assert torch.equal(a, b)
+    c = policy.sample(500, generator=torch.Generator().manual_seed(2))
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("cls", KINDS)
+def test_log_prob_is_a_distribution_over_all_sequences(cls):
+    policy = cls(TINY, seq_len=3)
+    _randomise(policy, 3)
+    all_seqs = torch.tensor(list(itertools.product(range(3), repeat=3)))
+    total = policy.log_prob(all_seqs).exp().sum().item()
+    assert total == pytest.approx(1.0, abs=1e-5)
+
+
+def test_mean_field_log_prob_matches_brute_force():
+    policy = MeanFieldPolicy(TINY, seq_len=3)
+    with torch.no_grad():
+        policy.logits.copy_(torch.tensor([0.5, -1.0, 2.0]))
+    p = torch.softmax(policy.logits.detach(), 0)
+    for seq in itertools.product(range(3), repeat=3):
+        expected = float(torch.log(p[list(seq)]).sum())
+        got = float(policy.log_prob(torch.tensor([seq])).detach())
+        assert got == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("cls", [LSTMPolicy, GRUPolicy])
+def test_recurrent_sampling_matches_log_prob(cls):
+    """Empirical frequencies of sampled sequences agree with exp(log_prob) (brute force over K^L)."""
+    policy = cls(TINY, seq_len=2)
+    _randomise(policy, 5)
+    n = 60000
+    ids = policy.sample(n, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(ids[:, 0] * 3 + ids[:, 1], minlength=9).double() / n
+    all_seqs = torch.tensor(list(itertools.product(range(3), repeat=2)))
+    expected = policy.log_prob(all_seqs).exp().detach().double()
+    assert torch.allclose(counts, expected, atol=0.01)
+
+
+def test_recurrent_logits_are_bounded():
+    policy = LSTMPolicy(TINY, seq_len=4, logit_range=4.0)
+    with torch.no_grad():
+        policy.head.weight.mul_(1000)
+    steps = policy.step_log_probs(policy.sample(100)).exp()
+    # With |logits| <= R / 2 = 2, no TF gets less than exp(-4) / (1 + 2 exp(0))... bounded away from zero.
+    assert float(steps.min()) > np.exp(-4.0) / 3.0 - 1e-6
+
+
+def test_probabilities_sum_to_one_and_uniform_is_flat():
+    u = UniformPolicy("mnist", 5)
+    p = u.probabilities(n_samples=50000)
+    assert p.sum() == pytest.approx(1.0)
+    assert np.abs(p - 1 / 25).max() < 0.01
+    mf = MeanFieldPolicy("mnist", 5)
+    assert mf.probabilities() == pytest.approx(np.full(25, 1 / 25))
+
+
+def test_reinforce_step_moves_probability_toward_rewarded_tf():
+    """One policy-gradient step with the loop's loss form raises the probability of a TF with lower cost."""
+    for policy in (MeanFieldPolicy(TINY, 3), LSTMPolicy(TINY, 3)):
+        opt = torch.optim.SGD(policy.parameters(), lr=0.5)
+        before = policy.probabilities(n_samples=20000)[1]
+        for _ in range(20):
+            ids = policy.sample(256, generator=torch.Generator().manual_seed(0))
+            cost = (ids != 1).float()  # TF 1 (hflip) costs nothing, the others cost 1 per step
+            adv = cost - cost.mean(0, keepdim=True)
+            loss = (policy.step_log_probs(ids) * adv).sum(1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        after = policy.probabilities(n_samples=20000)[1]
+        assert after > before + 0.2, (type(policy).__name__, before, after)
+
+
+def test_block_sampler_hands_out_the_policy_stream():
+    policy = MeanFieldPolicy("cifar10", 4)
+    _randomise(policy)
+    s = BlockSampler(policy, seed=3, block_size=16)
+    got = s.take(40)
+    assert got.shape == (40, 4)
+    s.reseed(3)
+    assert np.array_equal(s.take(40), got)
+
+
+def test_make_policy_names_and_errors():
+    assert isinstance(make_policy("meanfield", "mnist"), MeanFieldPolicy)
+    assert isinstance(make_policy("mean-field", "mnist"), MeanFieldPolicy)
+    assert isinstance(make_policy("gru", "mnist", hidden=8), GRUPolicy)
+    with pytest.raises(ValueError, match="unknown policy model"):
+        make_policy("transformer", "mnist")
+    with pytest.raises(ValueError, match="seq_len"):
+        MeanFieldPolicy("mnist", 0)
+    with pytest.raises(ValueError, match="shape"):
+        MeanFieldPolicy("mnist", 3).log_prob(torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(IndexError, match="ids must lie"):
+        MeanFieldPolicy("mnist", 3).log_prob(torch.full((2, 3), 25))
+
+
+def test_repr_names_kind_tfset_length_and_top_tfs():
+    r = repr(LSTMPolicy("cifar10", 10))
+    assert "LSTMPolicy" in r and "cifar10" in r and "K=33" in r and "L=10" in r and "top=[" in r

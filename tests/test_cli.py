@@ -1,0 +1,88 @@
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from learned_augment.cli import main
+
+PY = [sys.executable, "-m", "learned_augment.cli"]
+
+
+def _png_ok(path):
+    img = cv2.imread(str(path))
+    assert img is not None and img.ndim == 3 and img.shape[0] > 20 and img.shape[1] > 20
+    return img
+
+
+def test_demo_fits_saves_and_writes_pngs(tmp_path, capsys):
+    rc = main(["demo", "--out", str(tmp_path), "--steps", "3", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "destructive TFs:" in out and "preview:" in out
+    assert (tmp_path / "demo_policy.safetensors").stat().st_size > 0
+    _png_ok(tmp_path / "preview.png")
+    _png_ok(tmp_path / "frequencies.png")
+
+
+@pytest.fixture(scope="module")
+def policy_file(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    path = d / "p.safetensors"
+    assert main(["fit", "sample", "--out", str(path), "--tfs", "mnist", "--steps", "2", "--limit", "64",
+                 "--batch-size", "16", "--no-progress"]) == 0
+    return path
+
+
+def test_fit_inspect_preview_bench(policy_file, tmp_path, capsys):
+    assert main(["inspect", str(policy_file), "--png", str(tmp_path / "f.png")]) == 0
+    out = capsys.readouterr().out
+    assert '"kind": "policy"' in out and "rotate(+2.5)" in out
+    _png_ok(tmp_path / "f.png")
+    assert main(["preview", str(policy_file), "sample", "--out", str(tmp_path / "p.png"), "--n", "3"]) == 0
+    _png_ok(tmp_path / "p.png")
+    assert main(["bench", str(policy_file), "--n", "30"]) == 0
+    assert "images/s" in capsys.readouterr().out
+    assert main(["list"]) == 0
+
+
+def test_fit_from_folder_and_npz(tmp_path):
+    imgs = (np.random.default_rng(0).random((20, 16, 16)) * 255).astype(np.uint8)
+    np.savez(tmp_path / "d.npz", images=imgs)
+    for i in range(10):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), imgs[i])
+    for data in (tmp_path / "d.npz", tmp_path):
+        out = tmp_path / "out.safetensors"
+        assert main(["fit", str(data), "--out", str(out), "--tfs", "mnist", "--steps", "1", "--batch-size", "4",
+                     "--seq-len", "2", "--no-progress"]) == 0
+        assert out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["inspect", "/nonexistent.safetensors"], "no such file"),
+        (["preview", "/nonexistent.safetensors", "sample"], "no such file"),
+        (["fit", "/nonexistent", "--out", "x.safetensors"], "no such file"),
+        (["fit", "sample", "--out", "/tmp/x.safetensors", "--tfs", "imagenet"], "unknown tf set"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(args, needle):
+    proc = subprocess.run(PY + args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0].lower()
+
+
+def test_unreadable_image_is_a_clear_error(tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"not a png at all")
+    proc = subprocess.run(PY + ["fit", str(tmp_path), "--out", str(tmp_path / "o.safetensors"), "--steps", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "cannot read image" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_option_exits_nonzero():
+    proc = subprocess.run(PY + ["fit"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr

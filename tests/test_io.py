@@ -1,0 +1,139 @@
+import json
+import struct
+
+import pytest
+import torch
+
+import learned_augment as la
+from learned_augment.io import (
+    ArtifactError,
+    atomic_write_bytes,
+    load_artifact,
+    load_policy,
+    read_metadata,
+    save_artifact,
+)
+from learned_augment.policy import GRUPolicy, LSTMPolicy, MeanFieldPolicy, UniformPolicy
+
+
+@pytest.mark.parametrize("cls", [UniformPolicy, MeanFieldPolicy, LSTMPolicy, GRUPolicy])
+def test_policy_round_trip_is_bit_exact(tmp_path, cls):
+    policy = cls("cifar10", 6)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.normal_()
+    policy.history = {"d_loss": [0.5, 0.25]}
+    policy.provenance = {"steps": 2}
+    path = tmp_path / "p.safetensors"
+    policy.save(str(path))
+    loaded = load_policy(path)
+    assert type(loaded) is cls and loaded.tfset == policy.tfset and loaded.seq_len == 6
+    for (k, a), (k2, b) in zip(policy.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    assert loaded.history == policy.history and loaded.provenance == policy.provenance
+    g = torch.Generator().manual_seed(0)
+    g2 = torch.Generator().manual_seed(0)
+    assert torch.equal(policy.sample(50, g), loaded.sample(50, g2))
+    meta = read_metadata(path)
+    assert meta["format_version"] == 1 and meta["kind"] == "policy" and meta["tfs"] == policy.tfset.ids
+    assert meta["library_version"] == la.__version__
+
+
+def _header(path):
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    return json.loads(raw[8 : 8 + n]), raw[8 + n :]
+
+
+def _rewrite(path, header, data):
+    blob = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + data)
+
+
+def _saved(tmp_path):
+    path = tmp_path / "p.safetensors"
+    MeanFieldPolicy("mnist", 4).save(str(path))
+    return path
+
+
+def test_unknown_version_is_refused(tmp_path):
+    path = _saved(tmp_path)
+    header, data = _header(path)
+    meta = json.loads(header["__metadata__"]["learned_augment"])
+    meta["format_version"] = 99
+    header["__metadata__"]["learned_augment"] = json.dumps(meta)
+    _rewrite(path, header, data)
+    with pytest.raises(ArtifactError, match="format version 99"):
+        load_policy(path)
+
+
+def test_unknown_tf_is_refused(tmp_path):
+    path = _saved(tmp_path)
+    header, data = _header(path)
+    meta = json.loads(header["__metadata__"]["learned_augment"])
+    meta["tfs"][0] = "teleport(+3)"
+    header["__metadata__"]["learned_augment"] = json.dumps(meta)
+    _rewrite(path, header, data)
+    with pytest.raises(ArtifactError, match="teleport"):
+        load_policy(path)
+
+
+@pytest.mark.parametrize("cut", [0, 4, 20, -3])
+def test_truncated_or_empty_file_is_refused(tmp_path, cut):
+    path = _saved(tmp_path)
+    raw = path.read_bytes()
+    path.write_bytes(raw[:cut] if cut >= 0 else raw[:cut])
+    with pytest.raises(ArtifactError):
+        load_policy(path)
+
+
+def test_not_safetensors_and_directory_are_refused(tmp_path):
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"\x80\x04\x95" + b"pickle-ish payload" * 10)
+    with pytest.raises(ArtifactError):
+        load_policy(bad)
+    with pytest.raises(ArtifactError, match="not a regular file"):
+        load_policy(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_policy(tmp_path / "missing.safetensors")
+
+
+def test_wrong_kind_and_wrong_shapes_are_refused(tmp_path):
+    path = tmp_path / "a.safetensors"
+    save_artifact(path, {"w": torch.zeros(3)}, "refiner", {})
+    with pytest.raises(ArtifactError, match="refiner"):
+        load_policy(path)
+    path2 = tmp_path / "b.safetensors"
+    meta = {"model": "mean_field", "tfs": ["hflip", "rotate(+5)"], "seq_len": 3, "hparams": {}}
+    save_artifact(path2, {"logits": torch.zeros(5)}, "policy", meta)
+    with pytest.raises(ArtifactError, match="shape"):
+        load_policy(path2)
+
+
+def test_atomic_write_keeps_old_file_when_folder_is_read_only(tmp_path):
+    import os
+
+    target = tmp_path / "keep.bin"
+    atomic_write_bytes(target, b"old")
+    os.chmod(tmp_path, 0o500)
+    try:
+        if os.access(tmp_path, os.W_OK):  # running as root: permissions are not enforced
+            pytest.skip("permissions are not enforced for this user")
+        with pytest.raises(OSError, match="cannot save"):
+            atomic_write_bytes(target, b"new")
+    finally:
+        os.chmod(tmp_path, 0o700)
+    assert target.read_bytes() == b"old"
+
+
+def test_save_artifact_rejects_non_json_metadata(tmp_path):
+    with pytest.raises(TypeError, match="JSON"):
+        save_artifact(tmp_path / "x.safetensors", {}, "policy", {"bad": float("nan")})
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_load_artifact_returns_tensors(tmp_path):
+    path = tmp_path / "t.safetensors"
+    save_artifact(path, {"a": torch.arange(6).view(2, 3)}, "thing", {"x": [1, 2]})
+    tensors, meta = load_artifact(path, kind="thing")
+    assert torch.equal(tensors["a"], torch.arange(6).view(2, 3)) and meta["x"] == [1, 2]
