@@ -1,6 +1,6 @@
 """Fit TANDA policies on the unlabeled CIFAR-10 training images and report wall time, steps/s and the R/G ratio.
 
-    python examples/fit_cifar10.py --data ../shared/data/cifar10 --model lstm --images 50000 --out runs/cifar10
+python examples/fit_cifar10.py --data ../shared/data/cifar10 --model lstm --images 50000 --out runs/cifar10
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--n-seqs", type=int, default=5)
     ap.add_argument("--d-width", type=int, default=32)
     ap.add_argument("--diversity", type=float, default=1e-3)
+    ap.add_argument("--jitter", action="store_true", help="sub-pixel jitter of D's inputs (see fit_policy)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -41,9 +42,20 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    policy = la.fit_policy(data, a.tfs, a.model, a.seq_len, batch_size=a.batch_size, n_seqs=a.n_seqs,
-                           d_width=a.d_width, diversity=a.diversity, device=a.device, seed=a.seed,
-                           checkpoint=out / f"{a.model}.ckpt.safetensors")
+    policy = la.fit_policy(
+        data,
+        a.tfs,
+        a.model,
+        a.seq_len,
+        batch_size=a.batch_size,
+        n_seqs=a.n_seqs,
+        d_width=a.d_width,
+        diversity=a.diversity,
+        jitter=a.jitter,
+        device=a.device,
+        seed=a.seed,
+        checkpoint=out / f"{a.model}.ckpt.safetensors",
+    )
     wall = time.perf_counter() - t
     steps = policy.provenance["steps"]
     rg = policy.history["rg_ratio"]
@@ -52,10 +64,20 @@ def main() -> None:
     frequency_png(policy, out / f"cifar10-{a.model}-frequencies.png")
     preview(policy, data[:8], out / f"cifar10-{a.model}-preview.png")
     result = {
-        "model": a.model, "tfs": a.tfs, "images": len(data), "seq_len": a.seq_len, "steps": steps,
-        "wall_s": round(wall, 1), "steps_per_s": round(steps / wall, 3), "rg_ratio_last": rg[-1] if rg else None,
-        "rg_ratio_mean_last5": float(np.mean(rg[-5:])) if rg else None, "device": a.device, "threads": a.threads,
-        "top_tfs": policy.top_tfs(5), "policy": str(path),
+        "model": a.model,
+        "tfs": a.tfs,
+        "images": len(data),
+        "seq_len": a.seq_len,
+        "steps": steps,
+        "wall_s": round(wall, 1),
+        "steps_per_s": round(steps / wall, 3),
+        "rg_ratio_last": rg[-1] if rg else None,
+        "rg_ratio_mean_last5": float(np.mean(rg[-5:])) if rg else None,
+        "device": a.device,
+        "threads": a.threads,
+        "jitter": a.jitter,
+        "top_tfs": policy.top_tfs(5),
+        "policy": str(path),
     }
     print(json.dumps(result, indent=2))
     (out / f"fit_cifar10_{a.model}.json").write_text(json.dumps(result, indent=2))

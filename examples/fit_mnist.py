@@ -43,8 +43,17 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    policy = la.fit_policy(data, a.tfs, a.model, a.seq_len, batch_size=a.batch_size, n_seqs=a.n_seqs,
-                           d_width=a.d_width, seed=a.seed, checkpoint=out / f"{a.model}.ckpt.safetensors")
+    policy = la.fit_policy(
+        data,
+        a.tfs,
+        a.model,
+        a.seq_len,
+        batch_size=a.batch_size,
+        n_seqs=a.n_seqs,
+        d_width=a.d_width,
+        seed=a.seed,
+        checkpoint=out / f"{a.model}.ckpt.safetensors",
+    )
     wall = time.perf_counter() - t
     steps = policy.provenance["steps"]
     rg = policy.history["rg_ratio"]
@@ -53,10 +62,18 @@ def main() -> None:
     frequency_png(policy, out / f"mnist-{a.model}-frequencies.png")
     preview(policy, pool[:8], out / f"mnist-{a.model}-preview.png")
     result = {
-        "model": a.model, "tfs": a.tfs, "images": a.images, "seq_len": a.seq_len, "steps": steps,
-        "wall_s": round(wall, 1), "steps_per_s": round(steps / wall, 3), "rg_ratio_last": rg[-1] if rg else None,
-        "rg_ratio_mean_last5": float(np.mean(rg[-5:])) if rg else None, "threads": a.threads,
-        "top_tfs": policy.top_tfs(5), "policy": str(path),
+        "model": a.model,
+        "tfs": a.tfs,
+        "images": a.images,
+        "seq_len": a.seq_len,
+        "steps": steps,
+        "wall_s": round(wall, 1),
+        "steps_per_s": round(steps / wall, 3),
+        "rg_ratio_last": rg[-1] if rg else None,
+        "rg_ratio_mean_last5": float(np.mean(rg[-5:])) if rg else None,
+        "threads": a.threads,
+        "top_tfs": policy.top_tfs(5),
+        "policy": str(path),
     }
     print(json.dumps(result, indent=2))
     (out / f"fit_mnist_{a.model}.json").write_text(json.dumps(result, indent=2))

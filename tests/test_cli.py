@@ -30,8 +30,26 @@ def test_demo_fits_saves_and_writes_pngs(tmp_path, capsys):
 def policy_file(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
     path = d / "p.safetensors"
-    assert main(["fit", "sample", "--out", str(path), "--tfs", "mnist", "--steps", "2", "--limit", "64",
-                 "--batch-size", "16", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "sample",
+                "--out",
+                str(path),
+                "--tfs",
+                "mnist",
+                "--steps",
+                "2",
+                "--limit",
+                "64",
+                "--batch-size",
+                "16",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return path
 
 
@@ -54,8 +72,26 @@ def test_fit_from_folder_and_npz(tmp_path):
         cv2.imwrite(str(tmp_path / f"{i}.png"), imgs[i])
     for data in (tmp_path / "d.npz", tmp_path):
         out = tmp_path / "out.safetensors"
-        assert main(["fit", str(data), "--out", str(out), "--tfs", "mnist", "--steps", "1", "--batch-size", "4",
-                     "--seq-len", "2", "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "fit",
+                    str(data),
+                    "--out",
+                    str(out),
+                    "--tfs",
+                    "mnist",
+                    "--steps",
+                    "1",
+                    "--batch-size",
+                    "4",
+                    "--seq-len",
+                    "2",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         assert out.exists()
 
 
@@ -78,8 +114,12 @@ def test_user_errors_are_one_line_and_exit_2(args, needle):
 
 def test_unreadable_image_is_a_clear_error(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png at all")
-    proc = subprocess.run(PY + ["fit", str(tmp_path), "--out", str(tmp_path / "o.safetensors"), "--steps", "1"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        PY + ["fit", str(tmp_path), "--out", str(tmp_path / "o.safetensors"), "--steps", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "cannot read image" in proc.stderr and "Traceback" not in proc.stderr
 
 

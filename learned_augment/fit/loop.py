@@ -225,6 +225,7 @@ def fit_policy(
         "gamma": gamma,
         "hidden": hidden,
         "d_width": d_width,
+        "jitter": jitter,
         "seed": seed,
         "total_steps": total_steps,
         "data": data_fp,

@@ -56,8 +56,9 @@ def test_resume_equals_uninterrupted(digits, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        fit_policy(digits, "mnist", "lstm", seed=1, checkpoint=ckpt, checkpoint_every=2, callbacks=[kill_at_step_3],
-                   **FAST)
+        fit_policy(
+            digits, "mnist", "lstm", seed=1, checkpoint=ckpt, checkpoint_every=2, callbacks=[kill_at_step_3], **FAST
+        )
     partial = load_checkpoint_policy(ckpt)
     assert not _same_weights(partial, full)
     resumed = fit_policy(digits, "mnist", "lstm", seed=1, checkpoint=ckpt, checkpoint_every=2, **FAST)
@@ -103,8 +104,20 @@ def test_misspecified_tfs_are_learned_away(digits):
     tfs = TFSet(mnist_tfs().ids + destructive)
     # 14x14 digits keep the test to seconds; the destructive TFs are just as destructive at that size.
     images = np.stack([cv2.resize(x, (14, 14), interpolation=cv2.INTER_AREA) for x in load_sample()[0][:1024]])
-    policy = fit_policy(images, tfs, "mean_field", seq_len=4, steps=60, batch_size=32, n_seqs=2, g_lr=0.5,
-                        d_lr=1e-3, progress=False, eval_every=0, seed=0)
+    policy = fit_policy(
+        images,
+        tfs,
+        "mean_field",
+        seq_len=4,
+        steps=60,
+        batch_size=32,
+        n_seqs=2,
+        g_lr=0.5,
+        d_lr=1e-3,
+        progress=False,
+        eval_every=0,
+        seed=0,
+    )
     p = policy.probabilities()
     share = p[[tfs.index_of(t) for t in destructive]].sum()
     uniform = len(destructive) / len(tfs)
@@ -135,9 +148,19 @@ def test_non_image_data_with_custom_tfs_and_planted_reward():
 
     items = [[0.0, 0.0, 0.0] for _ in range(64)]
     policy = fit_policy(
-        items, ["test_fit_nudge", "test_fit_wreck"], "mean_field", seq_len=3, steps=40, batch_size=16, n_seqs=2,
-        discriminator=_FixedCritic(), collate=lambda xs: torch.tensor(xs, dtype=torch.float32), g_lr=0.05,
-        diversity=0.0, progress=False, eval_every=0,
+        items,
+        ["test_fit_nudge", "test_fit_wreck"],
+        "mean_field",
+        seq_len=3,
+        steps=40,
+        batch_size=16,
+        n_seqs=2,
+        discriminator=_FixedCritic(),
+        collate=lambda xs: torch.tensor(xs, dtype=torch.float32),
+        g_lr=0.05,
+        diversity=0.0,
+        progress=False,
+        eval_every=0,
     )
     p = policy.probabilities()
     assert p[0] > 0.8, p
@@ -163,8 +186,18 @@ def test_nan_losses_stop_the_fit(tmp_path):
 
     ckpt = tmp_path / "c.safetensors"
     with pytest.raises(FloatingPointError, match="diverged"):
-        fit_policy([[0.0]] * 8, ["test_fit_id3"], "mean_field", seq_len=2, steps=3, batch_size=4,
-                   discriminator=NaNCritic(), collate=lambda xs: torch.tensor(xs), progress=False, checkpoint=ckpt)
+        fit_policy(
+            [[0.0]] * 8,
+            ["test_fit_id3"],
+            "mean_field",
+            seq_len=2,
+            steps=3,
+            batch_size=4,
+            discriminator=NaNCritic(),
+            collate=lambda xs: torch.tensor(xs),
+            progress=False,
+            checkpoint=ckpt,
+        )
     assert not ckpt.exists()
 
 
