@@ -9,7 +9,6 @@ an Albumentations ``DualTransform`` (``t(image=..., mask=..., bboxes=..., keypoi
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import albumentations as A
@@ -39,7 +38,12 @@ def _resolve_policy(policy: Any) -> tuple[Policy, str | None]:
         if text.startswith(PRETRAINED_PREFIX):
             from .pretrained import load_pretrained
 
-            return load_pretrained(text[len(PRETRAINED_PREFIX) :]), text
+            loaded = load_pretrained(text[len(PRETRAINED_PREFIX) :])
+            if not isinstance(loaded, Policy):
+                raise TypeError(
+                    f"pretrained artifact {text[len(PRETRAINED_PREFIX) :]!r} is a {type(loaded).__name__}, not a policy"
+                )
+            return loaded, text
         from .io import load_policy
 
         return load_policy(text), text
@@ -64,9 +68,11 @@ class LearnedPolicyTransform(A.DualTransform):
         Probability of augmenting a given call (per sample for batched tensors).
     seed:
         Makes the stream of sequences reproducible. In ``DataLoader`` workers each worker draws from its own
-        stream, derived from ``(seed, epoch, worker id)``; call :meth:`set_epoch` each epoch for fresh draws. With
-        ``seed=None`` workers derive their streams from PyTorch's per-worker seed (reproducible when PyTorch is
-        seeded, as for any torchvision transform).
+        stream, derived from ``(seed, epoch, worker id)``: workers are new processes every epoch, so call
+        :meth:`set_epoch` each epoch for fresh draws (in the main process, ``num_workers=0``, the stream simply
+        continues). With ``seed=None`` workers derive their streams from PyTorch's per-worker seed (reproducible
+        when the ``DataLoader``'s generator or PyTorch is seeded, as for any torchvision transform). Inside
+        ``A.Compose(..., seed=s)`` the Compose's seed replaces this one.
 
     Accepted inputs (output type, shape and dtype equal the input's):
 
@@ -221,7 +227,8 @@ class LearnedPolicyTransform(A.DualTransform):
         targets, slots = _collect_tv_targets(flat, image_pos)
         if isinstance(image, torch.Tensor) and image.device.type != "cpu" and not targets:
             ids = torch.as_tensor(params["tf_ids"]).unsqueeze(0)
-            flat[image_pos] = self._batch_kernel(image.unsqueeze(0), ids, params["tf_seed"])[0]
+            out = self._batch_kernel(image.as_subclass(torch.Tensor).unsqueeze(0), ids, params["tf_seed"])[0]
+            flat[image_pos] = _wrap_like(out, image)
             return tree_unflatten(flat, spec)
         h, w = _image_hw(image)
         if targets:
@@ -243,15 +250,13 @@ class LearnedPolicyTransform(A.DualTransform):
         return [self.tfset[int(i)].id for i in ids]
 
     def _batch_kernel(self, images: torch.Tensor, ids: torch.Tensor, seed: int) -> torch.Tensor:
-        from torchvision import tv_tensors
-
+        """Plain ``(B, C, H, W)`` tensor in, plain tensor out (callers re-wrap tv_tensors)."""
         from .ops.batch import apply_sequence_batch
 
         if images.dtype != torch.uint8 and not images.is_floating_point():
             raise TypeError(f"tensor images must be uint8 or floating point in [0, 1], got {images.dtype}")
         gen = torch.Generator(device=images.device).manual_seed(seed % (2**63 - 1))
-        out = apply_sequence_batch(images.as_subclass(torch.Tensor), ids, self.tfset, generator=gen)
-        return tv_tensors.wrap(out, like=images) if isinstance(images, tv_tensors.TVTensor) else out
+        return apply_sequence_batch(images, ids, self.tfset, generator=gen)
 
     def _apply_batch(self, images: torch.Tensor, params: dict[str, Any] | None = None) -> torch.Tensor:
         """(B, C, H, W): one sequence per sample, Bernoulli(p) per sample, on the tensor's device."""
@@ -274,11 +279,12 @@ class LearnedPolicyTransform(A.DualTransform):
             seed = int(params["tf_seed"])
         if not apply.any():
             return images
-        out = self._batch_kernel(images, torch.from_numpy(np.ascontiguousarray(ids)), seed)
+        plain = images.as_subclass(torch.Tensor)
+        out = self._batch_kernel(plain, torch.from_numpy(np.ascontiguousarray(ids)), seed)
         if not apply.all():
             keep = torch.from_numpy(~apply).to(images.device)
-            out = torch.where(keep.view(-1, 1, 1, 1), images, out)
-        return out
+            out = torch.where(keep.view(-1, 1, 1, 1), plain, out)
+        return _wrap_like(out, images)
 
     # ------------------------------------------------------------------------------------------ Albumentations
 
@@ -366,7 +372,14 @@ class LearnedPolicyTransform(A.DualTransform):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_stream_key"] = None  # a copy in another process must reseed for its own context
+        # The copy reseeds before its first draw, so the sampler is rebuilt rather than copied: its torch.Generator
+        # does not survive torch's multiprocessing pickler (spawned DataLoader workers die unpickling it).
+        state["_sampler"] = None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._sampler = BlockSampler(self.policy_obj, seed=0)
 
     def __repr__(self) -> str:
         src = f", source={self.source!r}" if self.source else ""
@@ -379,6 +392,10 @@ class LearnedPolicyTransform(A.DualTransform):
 
 def _find_image(flat: list[Any]) -> int | None:
     """torchvision's rule: an explicit image (tv_tensors.Image, PIL) wins; else the first plain tensor or array."""
+    if not any(isinstance(x, torch.Tensor) for x in flat):
+        # No tensor, so no tv_tensor either: importing torchvision would cost seconds in every fresh worker.
+        pil = next((i for i, x in enumerate(flat) if _is_pil(x)), None)
+        return pil if pil is not None else next((i for i, x in enumerate(flat) if isinstance(x, np.ndarray)), None)
     from torchvision import tv_tensors
 
     for i, x in enumerate(flat):
@@ -390,6 +407,13 @@ def _find_image(flat: list[Any]) -> int | None:
         if isinstance(x, np.ndarray):
             return i
     return None
+
+
+def _wrap_like(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``out`` as the same tv_tensor type as ``like`` (torch ops on tv_tensors return plain tensors)."""
+    from torchvision import tv_tensors
+
+    return tv_tensors.wrap(out, like=like) if isinstance(like, tv_tensors.TVTensor) else out
 
 
 def _is_target(x: Any) -> bool:
@@ -419,8 +443,6 @@ def _map_single_image(image: Any, fn: Any) -> Any:
             )
         return PILImage.fromarray(fn(np.asarray(image)))
     if isinstance(image, torch.Tensor):
-        from torchvision import tv_tensors
-
         if image.ndim != 3:
             raise ValueError(f"tensor images must be (C, H, W) or (B, C, H, W), got shape {tuple(image.shape)}")
         if image.shape[0] not in (1, 3):
@@ -433,8 +455,7 @@ def _map_single_image(image: Any, fn: Any) -> Any:
         else:
             raise TypeError(f"tensor images must be uint8 or floating point in [0, 1], got {dtype}")
         out = torch.from_numpy(np.ascontiguousarray(fn(np.ascontiguousarray(arr)))).permute(2, 0, 1)
-        out = out.to(device=image.device, dtype=dtype)
-        return tv_tensors.wrap(out, like=image) if isinstance(image, tv_tensors.TVTensor) else out
+        return _wrap_like(out.to(device=image.device, dtype=dtype), image)
     if isinstance(image, np.ndarray):
         if image.dtype in (np.float16, np.float64):
             return fn(image.astype(np.float32)).astype(image.dtype)
@@ -447,6 +468,8 @@ _BOX_FORMATS = ("XYXY", "XYWH", "CXCYWH")
 
 def _collect_tv_targets(flat: list[Any], image_pos: int) -> tuple[dict[str, Any], list[tuple[int, str, Any]]]:
     """Gather tv_tensors targets as ops targets (pixel boxes XYXY, HWC masks, (N, 2) keypoints)."""
+    if not any(isinstance(x, torch.Tensor) for i, x in enumerate(flat) if i != image_pos):
+        return {}, []
     from torchvision import tv_tensors
     from torchvision.transforms.v2 import functional as TF
 
@@ -567,7 +590,3 @@ class PolicyAugmentedDataset(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         return f"PolicyAugmentedDataset(n={len(self)}, p_augment={self.p_augment}, transform={self.transform!r})"
-
-
-def _source_path(source: str | None) -> Path | None:
-    return Path(source) if source and not source.startswith(PRETRAINED_PREFIX) else None

@@ -47,6 +47,10 @@ class Policy(nn.Module):
 
     def step_log_probs(self, ids: torch.Tensor) -> torch.Tensor:
         """Log-probability of each chosen TF given the previous ones: ``(n, L)`` float."""
+        return self.step_log_probs_and_entropy(ids)[0]
+
+    def step_log_probs_and_entropy(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log pi(tau_t | tau_<t), H(pi(. | tau_<t)))``, both ``(n, L)``: the entropy feeds the fit's bonus."""
         raise NotImplementedError
 
     def log_prob(self, ids: torch.Tensor) -> torch.Tensor:

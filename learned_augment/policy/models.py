@@ -24,8 +24,9 @@ class UniformPolicy(Policy):
 
     kind = "uniform"
 
-    def step_log_probs(self, ids: torch.Tensor) -> torch.Tensor:
-        return torch.full(ids.shape, -torch.log(torch.tensor(float(self.num_tfs))).item())
+    def step_log_probs_and_entropy(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_k = float(torch.log(torch.tensor(float(self.num_tfs))))
+        return torch.full(ids.shape, -log_k), torch.full(ids.shape, log_k)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -47,8 +48,10 @@ class MeanFieldPolicy(Policy):
         super().__init__(tfs, seq_len)
         self.logits = nn.Parameter(torch.zeros(self.num_tfs))
 
-    def step_log_probs(self, ids: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(self.logits, dim=0)[ids]
+    def step_log_probs_and_entropy(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logp = F.log_softmax(self.logits, dim=0)
+        entropy = -(logp.exp() * logp).sum()
+        return logp[ids], entropy.expand(ids.shape)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -121,19 +124,20 @@ class RecurrentPolicy(Policy):
         z = torch.zeros(n, self.hidden, device=device)
         return (z, z.clone()) if self.cell_type == "lstm" else z
 
-    def step_log_probs(self, ids: torch.Tensor) -> torch.Tensor:
+    def step_log_probs_and_entropy(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.head.weight.device
         ids = ids.to(device)
         n = ids.shape[0]
         prev = torch.full((n,), self.num_tfs, dtype=torch.long, device=device)
         state = self._init_state(n, device)
-        out = []
+        out, ent = [], []
         for t in range(self.seq_len):
             h, state = self._step(prev, state)
             logp = F.log_softmax(self._logits(h), dim=1)
             out.append(logp.gather(1, ids[:, t : t + 1]).squeeze(1))
+            ent.append(-(logp.exp() * logp).sum(dim=1))
             prev = ids[:, t]
-        return torch.stack(out, dim=1)
+        return torch.stack(out, dim=1), torch.stack(ent, dim=1)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

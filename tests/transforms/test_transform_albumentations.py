@@ -1,0 +1,200 @@
+"""LearnedPolicyTransform as an Albumentations DualTransform: targets, p, serialisation, replay and seeds."""
+
+from __future__ import annotations
+
+import json
+
+import albumentations as A
+import numpy as np
+import pytest
+from transform_helpers import (
+    DOT,
+    RECT,
+    H,
+    W,
+    check_box_encloses,
+    check_keypoint,
+    check_mask,
+    rect_mask,
+    scene,
+    smooth_image,
+)
+
+from learned_augment.ops import TFSet, apply_sequence
+from learned_augment.policy import MeanFieldPolicy
+from learned_augment.transforms import LearnedPolicyTransform
+
+N_DRAWS = 16
+
+
+def detection_pipeline(t: LearnedPolicyTransform, **kwargs) -> A.Compose:
+    return A.Compose(
+        [t],
+        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"]),
+        keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
+        **kwargs,
+    )
+
+
+def detection_data() -> dict:
+    return {
+        "image": scene(),
+        "mask": rect_mask(),
+        "masks": [rect_mask(), (scene()[..., 1] > 128).astype(np.uint8)],
+        "bboxes": [list(RECT)],
+        "labels": [7],
+        "keypoints": [list(DOT)],
+    }
+
+
+def test_targets_move_with_the_image(geo_policy_path: str) -> None:
+    t = LearnedPolicyTransform(geo_policy_path, seed=1)
+    pipeline = detection_pipeline(t)
+    data = detection_data()
+    applied = set()
+    for k in range(N_DRAWS):
+        out = pipeline(**data)
+        what = f"draw {k} {t.last_params['tf_ids_str']}"
+        applied.update(t.last_params["tf_ids_str"])
+        img = out["image"]
+        assert img.shape == (H, W, 3) and img.dtype == np.uint8
+        assert out["mask"].shape == (H, W) and out["mask"].dtype == np.uint8
+        assert len(out["masks"]) == 2 and all(m.shape == (H, W) for m in out["masks"])
+        assert list(out["labels"]) == [7] and len(out["bboxes"]) == 1 and len(out["keypoints"]) == 1
+        red = img[..., 0].astype(np.float64)
+        check_box_encloses(red, np.asarray(out["bboxes"][0]), what)
+        check_mask(out["mask"], red, what)
+        check_mask(out["masks"][0], red, what)
+        assert np.array_equal(out["mask"], out["masks"][0])
+    assert len(applied) >= 8
+    assert np.array_equal(data["image"], scene()) and np.array_equal(data["mask"], rect_mask())
+
+
+def test_keypoints_follow_the_dot(geo_policy_path: str) -> None:
+    t = LearnedPolicyTransform(geo_policy_path, seed=2)
+    pipeline = detection_pipeline(t)
+    checked = 0
+    for _ in range(N_DRAWS):
+        out = pipeline(**detection_data())
+        checked += check_keypoint(out["image"][..., 1], np.asarray(out["keypoints"][0]), str(t.last_params))
+    assert checked >= N_DRAWS // 2
+
+
+@pytest.mark.parametrize(("tf_id", "theirs_cls"), [("hflip", A.HorizontalFlip), ("vflip", A.VerticalFlip)])
+def test_flips_match_albumentations_on_every_target(tf_id: str, theirs_cls: type) -> None:
+    # Not square, and nothing symmetric about the image's axes, so swapped sizes or a wrong convention show.
+    pad = ((2, 5), (3, 13))
+    data = {
+        "image": np.pad(scene(), (*pad, (0, 0))),
+        "mask": np.pad(rect_mask(), pad),
+        "masks": [np.pad(rect_mask(), pad)],
+        "bboxes": [[4.0, 10.0, 12.0, 20.0], list(RECT)],
+        "labels": [1, 2],
+        "keypoints": [list(DOT), [5.0, 30.0]],
+    }
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet([tf_id]), seq_len=1))
+    ours = detection_pipeline(t)(**data)
+    theirs = detection_pipeline(theirs_cls(p=1.0))(**data)
+    for key in ("image", "mask"):
+        assert np.array_equal(ours[key], theirs[key]), key
+    assert all(np.array_equal(a, b) for a, b in zip(ours["masks"], theirs["masks"]))
+    np.testing.assert_allclose(ours["bboxes"], theirs["bboxes"], atol=1e-4)
+    np.testing.assert_allclose(ours["keypoints"], theirs["keypoints"], atol=1e-4)
+
+
+def test_targets_equal_the_ops_sequence_even_with_random_tfs(tmp_path) -> None:
+    # noise draws one number per pixel *and channel* before elastic draws its field: masks (2-D) must replay the
+    # generator exactly as the (3-channel) image consumed it, or the mask's elastic field differs from the image's.
+    ts = TFSet(["noise(0.1)", "elastic(4)", "rotate(+20)", "cutout(0.25)"])
+    policy = MeanFieldPolicy(ts, seq_len=4)
+    t = LearnedPolicyTransform(policy, seed=0)
+    pipeline = A.Compose([t])
+    data = detection_data()
+    seen_noise_then_elastic = False
+    for _ in range(12):
+        out = pipeline(image=data["image"], mask=data["mask"], masks=data["masks"])
+        lp = t.last_params
+        ids = list(lp["tf_ids"])
+        seen_noise_then_elastic |= any(a == 0 and b == 1 for a, b in zip(ids, ids[1:]))
+        ref_img, ref = apply_sequence(
+            data["image"],
+            ids,
+            ts,
+            targets={"mask": data["mask"], "masks": data["masks"]},
+            rng=np.random.default_rng(lp["tf_seed"]),
+        )
+        assert np.array_equal(out["image"], ref_img)
+        assert np.array_equal(out["mask"], ref["mask"]), f"{lp['tf_ids_str']}"
+        assert all(np.array_equal(a, b) for a, b in zip(out["masks"], ref["masks"]))
+    assert seen_noise_then_elastic
+
+
+def test_respects_p(geo_policy_path: str) -> None:
+    img = smooth_image(0)
+    never = A.Compose([LearnedPolicyTransform(geo_policy_path, p=0.0)])
+    t0 = never.transforms[0]
+    for _ in range(30):
+        assert np.array_equal(never(image=img)["image"], img)
+        assert t0.last_params == {"applied": False}
+    rotations = MeanFieldPolicy(TFSet(["rotate(+20)", "zoom(1.15)", "shear_x(+0.2)"]), seq_len=2)
+    half = A.Compose([LearnedPolicyTransform(rotations, p=0.5)], seed=3)
+    changed = [not np.array_equal(half(image=img)["image"], img) for _ in range(300)]
+    assert 0.4 <= np.mean(changed) <= 0.6
+
+
+def test_to_dict_from_dict_round_trip(geo_policy_path: str) -> None:
+    data = detection_data()
+    pipeline = detection_pipeline(LearnedPolicyTransform(geo_policy_path, p=0.9, seed=11))
+    text = json.dumps(A.to_dict(pipeline))
+    restored = A.from_dict(json.loads(text))
+    t = restored.transforms[0]
+    assert isinstance(t, LearnedPolicyTransform) and t.p == 0.9 and t.source == geo_policy_path
+    assert t.tfset == pipeline.transforms[0].tfset
+    for _ in range(5):
+        a, b = pipeline(**data), restored(**data)
+        assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["mask"], b["mask"])
+        np.testing.assert_allclose(a["bboxes"], b["bboxes"])
+
+
+def test_to_dict_from_dict_with_a_pretrained_policy() -> None:
+    pipeline = A.Compose([LearnedPolicyTransform.from_pretrained("mnist-lstm", seed=4)])
+    spec = json.loads(json.dumps(A.to_dict(pipeline)))
+    assert spec["transform"]["transforms"][0]["policy"] == "pretrained:mnist-lstm"
+    restored = A.from_dict(spec)
+    img = smooth_image(0, h=28, w=28, channels=1)[..., 0]
+    for _ in range(3):
+        assert np.array_equal(pipeline(image=img)["image"], restored(image=img)["image"])
+
+
+def test_to_dict_of_in_memory_policy_fails_clearly(geo_policy: MeanFieldPolicy) -> None:
+    with pytest.raises(ValueError, match=r"in-memory policy.*policy\.save"):
+        A.to_dict(A.Compose([LearnedPolicyTransform(geo_policy)]))
+
+
+@pytest.mark.parametrize("source", ["path", "object"])
+def test_replay_compose(source: str, geo_policy: MeanFieldPolicy, geo_policy_path: str) -> None:
+    policy = geo_policy_path if source == "path" else geo_policy
+    replay = A.ReplayCompose([LearnedPolicyTransform(policy)])
+    img, other = smooth_image(0), smooth_image(5)
+    for _ in range(4):
+        first = replay(image=img, mask=rect_mask())
+        again = A.ReplayCompose.replay(first["replay"], image=img, mask=rect_mask())
+        assert np.array_equal(again["image"], first["image"]) and np.array_equal(again["mask"], first["mask"])
+        moved = A.ReplayCompose.replay(first["replay"], image=other)["image"]
+        params = first["replay"]["transforms"][0]["params"]
+        ref = apply_sequence(
+            other, list(params["tf_ids"]), geo_policy.tfset, rng=np.random.default_rng(params["tf_seed"])
+        )
+        assert np.array_equal(moved, ref)
+
+
+def test_compose_seed_gives_identical_outputs(geo_policy_path: str) -> None:
+    img = smooth_image(0)
+
+    def run(seed: int) -> list[np.ndarray]:
+        pipeline = A.Compose([LearnedPolicyTransform(geo_policy_path, p=0.7), A.HorizontalFlip(p=0.5)], seed=seed)
+        return [pipeline(image=img)["image"] for _ in range(8)]
+
+    a, b, c = run(137), run(137), run(138)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))

@@ -1,0 +1,159 @@
+"""LearnedPolicyTransform inside torchvision v1 and v2 pipelines; v2 targets move with the image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms, tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+from transform_helpers import (
+    DOT,
+    RECT,
+    H,
+    W,
+    check_box_encloses,
+    check_keypoint,
+    check_mask,
+    rect_mask,
+    scene,
+    smooth_image,
+)
+
+from learned_augment.ops import TFSet
+from learned_augment.policy import MeanFieldPolicy
+from learned_augment.transforms import LearnedPolicyTransform
+
+N_DRAWS = 16
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_v1_compose_with_to_tensor(mode: str, geo_policy: MeanFieldPolicy) -> None:
+    t = LearnedPolicyTransform(geo_policy, seed=0)
+    pipeline = transforms.Compose([t, transforms.ToTensor()])
+    img = Image.fromarray(smooth_image(0)).convert(mode)
+    out = pipeline(img)
+    assert out.dtype == torch.float32 and out.shape == (1 if mode == "L" else 3, H, W)
+    assert torch.equal(out, transforms.ToTensor()(t.replay(img, t.last_params)))
+    assert not torch.equal(out, transforms.ToTensor()(img))
+
+
+def test_v1_compose_on_tensors(geo_policy: MeanFieldPolicy) -> None:
+    t = LearnedPolicyTransform(geo_policy, seed=0)
+    pipeline = transforms.Compose([transforms.PILToTensor(), t, transforms.ConvertImageDtype(torch.float32)])
+    out = pipeline(Image.fromarray(smooth_image(0)))
+    assert out.dtype == torch.float32 and out.shape == (3, H, W)
+
+
+def _sample(fmt: str) -> tuple:
+    img = tv_tensors.Image(torch.from_numpy(scene()).permute(2, 0, 1).contiguous())
+    xyxy = tv_tensors.BoundingBoxes(torch.tensor([RECT]), format="XYXY", canvas_size=(H, W))
+    boxes = TF.convert_bounding_box_format(xyxy, new_format=getattr(tv_tensors.BoundingBoxFormat, fmt))
+    masks = tv_tensors.Mask(torch.stack([torch.from_numpy(rect_mask()), torch.from_numpy(scene()[..., 1] > 128)]))
+    keypoints = tv_tensors.KeyPoints(torch.tensor([DOT]), canvas_size=(H, W))
+    labels = torch.tensor([3])
+    return img, {"boxes": boxes, "masks": masks, "keypoints": keypoints, "labels": labels}
+
+
+@pytest.mark.parametrize("fmt", ["XYXY", "XYWH", "CXCYWH"])
+def test_v2_targets_move_with_the_image(fmt: str, geo_policy: MeanFieldPolicy) -> None:
+    t = LearnedPolicyTransform(geo_policy, seed=1)
+    pipeline = v2.Compose([t, v2.ToDtype(torch.float32, scale=True)])
+    img, target = _sample(fmt)
+    applied = set()
+    for k in range(N_DRAWS):
+        out_img, out = pipeline((img, target))
+        what = f"draw {k} {t.last_params['tf_ids_str']}"
+        applied.update(t.last_params["tf_ids_str"])
+        assert type(out_img) is tv_tensors.Image and out_img.dtype == torch.float32 and out_img.shape == img.shape
+        assert type(out["boxes"]) is tv_tensors.BoundingBoxes and out["boxes"].format == target["boxes"].format
+        assert out["boxes"].canvas_size == (H, W) and out["boxes"].shape == (1, 4)
+        assert type(out["masks"]) is tv_tensors.Mask and out["masks"].shape == (2, H, W)
+        assert out["masks"].dtype == target["masks"].dtype
+        assert type(out["keypoints"]) is tv_tensors.KeyPoints and out["keypoints"].shape == (1, 2)
+        assert out["labels"] is target["labels"]
+        red = out_img[0].numpy() * 255.0
+        box = TF.convert_bounding_box_format(out["boxes"], new_format=tv_tensors.BoundingBoxFormat.XYXY)[0].numpy()
+        check_box_encloses(red, box, what)
+        check_mask(out["masks"][0].numpy(), red, what)
+    assert len(applied) >= 8, "the draws should cover most of the TF set"
+    assert torch.equal(img, _sample(fmt)[0]), "the input was modified in place"
+
+
+def test_v2_keypoints_follow_the_dot(geo_policy: MeanFieldPolicy) -> None:
+    t = LearnedPolicyTransform(geo_policy, seed=2)
+    img, target = _sample("XYXY")
+    checked = 0
+    for _ in range(N_DRAWS):
+        out_img, out = t((img, target))
+        checked += check_keypoint(out_img[1].numpy(), out["keypoints"][0].numpy(), f"{t.last_params['tf_ids_str']}")
+    assert checked >= N_DRAWS // 2
+
+
+@pytest.mark.parametrize(
+    ("tf_id", "expect", "torchvision_op"),
+    [
+        ("hflip", (W - 1 - 5, 9), TF.horizontal_flip),
+        ("vflip", (5, H - 1 - 9), TF.vertical_flip),
+        # Counter-clockwise about the centre of the pixel grid, as the image turns. (torchvision 0.29's own
+        # TF.rotate puts this keypoint at (9, 27), one pixel off its rotated image, so it is not the reference.)
+        ("rotate(+90)", (9, 26), None),
+    ],
+)
+def test_v2_keypoints_are_pixel_indices(tf_id: str, expect: tuple[int, int], torchvision_op) -> None:
+    """A keypoint on a single bright pixel lands exactly on that pixel's new index (hflip: x -> W - 1 - x)."""
+    img = torch.zeros(1, H, W, dtype=torch.uint8)
+    img[0, 9, 5] = 255
+    kp = tv_tensors.KeyPoints(torch.tensor([[5.0, 9.0]]), canvas_size=(H, W))
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet([tf_id]), seq_len=1))
+    out_img, out_kp = t(tv_tensors.Image(img), kp)
+    assert torch.nonzero(out_img[0] > 128).tolist() == [[expect[1], expect[0]]]
+    assert out_kp[0].tolist() == pytest.approx(list(expect), abs=1e-4)
+    if torchvision_op is not None:
+        assert out_kp[0].tolist() == pytest.approx(torchvision_op(kp)[0].tolist(), abs=1e-4)
+
+
+@pytest.mark.parametrize("tf_id", ["hflip", "vflip"])
+def test_v2_flips_match_torchvision_on_every_target(tf_id: str) -> None:
+    # Not square, and nothing symmetric about the image's axes, so swapped sizes or a wrong convention show.
+    pad = ((2, 5), (3, 13))
+    h, w = H + 7, W + 16
+    img = tv_tensors.Image(torch.from_numpy(np.pad(scene(), (*pad, (0, 0)))).permute(2, 0, 1).contiguous())
+    boxes = tv_tensors.BoundingBoxes(torch.tensor([RECT, (4.0, 10.0, 12.0, 20.0)]), format="XYXY", canvas_size=(h, w))
+    mask = tv_tensors.Mask(torch.from_numpy(np.pad(rect_mask(), pad)))
+    keypoints = tv_tensors.KeyPoints(torch.tensor([DOT, (5.0, 30.0)]), canvas_size=(h, w))
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet([tf_id]), seq_len=1))
+    ours = t(img, boxes, mask, keypoints)
+    flip = v2.RandomHorizontalFlip(p=1.0) if tf_id == "hflip" else v2.RandomVerticalFlip(p=1.0)
+    theirs = flip(img, boxes, mask, keypoints)
+    for a, b in zip(ours, theirs):
+        assert type(a) is type(b) and torch.equal(a, b)
+
+
+def test_v2_positional_sample_and_plain_tensor_image(geo_policy: MeanFieldPolicy) -> None:
+    t = LearnedPolicyTransform(geo_policy, seed=4)
+    pipeline = v2.Compose([t])
+    img = torch.from_numpy(scene()).permute(2, 0, 1).contiguous()
+    boxes = tv_tensors.BoundingBoxes(torch.tensor([RECT]), format="XYXY", canvas_size=(H, W))
+    out_img, out_boxes, label = pipeline(img, boxes, 7)
+    assert type(out_img) is torch.Tensor and type(out_boxes) is tv_tensors.BoundingBoxes and label == 7
+    check_box_encloses(out_img[0].numpy().astype(np.float64), out_boxes[0].numpy(), str(t.last_params))
+    replayed = t.replay((img, boxes), t.last_params)
+    assert torch.equal(replayed[0], out_img) and torch.equal(replayed[1], out_boxes)
+
+
+def test_v2_unsupported_targets_fail_clearly(geo_policy: MeanFieldPolicy) -> None:
+    t = LearnedPolicyTransform(geo_policy, seed=0)
+    boxes = tv_tensors.BoundingBoxes(torch.tensor([RECT]), format="XYXY", canvas_size=(H, W))
+    batch = torch.zeros(2, 3, H, W, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="batched"):
+        t(batch, boxes)
+    rotated = getattr(tv_tensors.BoundingBoxFormat, "XYWHR", None)
+    if rotated is not None:
+        rboxes = tv_tensors.BoundingBoxes(
+            torch.tensor([[9.0, 10.0, 14.0, 10.0, 30.0]]), format=rotated, canvas_size=(H, W)
+        )
+        with pytest.raises(NotImplementedError, match="XYWHR"):
+            t(torch.zeros(3, H, W, dtype=torch.uint8), rboxes)
