@@ -18,7 +18,8 @@ from .ops import (
 )
 from .policy import GRUPolicy, LSTMPolicy, MeanFieldPolicy, Policy, UniformPolicy, make_policy
 from .pretrained import list_pretrained, load_pretrained, model_card
-from .transforms import LearnedPolicyTransform, PolicyAugmentedDataset
+from .refine import MixedRealityDataset, Refiner, fit_refiner
+from .transforms import LearnedPolicyTransform, PolicyAugmentedDataset, RefineSynthetic
 
 __all__ = [
     "TF",
@@ -28,8 +29,11 @@ __all__ = [
     "LSTMPolicy",
     "LearnedPolicyTransform",
     "MeanFieldPolicy",
+    "MixedRealityDataset",
     "Policy",
     "PolicyAugmentedDataset",
+    "RefineSynthetic",
+    "Refiner",
     "TFEntry",
     "TFSet",
     "UniformPolicy",
@@ -39,6 +43,7 @@ __all__ = [
     "apply_tf",
     "as_images",
     "fit_policy",
+    "fit_refiner",
     "get_tfset",
     "list_pretrained",
     "load_policy",

@@ -590,3 +590,118 @@ class PolicyAugmentedDataset(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         return f"PolicyAugmentedDataset(n={len(self)}, p_augment={self.p_augment}, transform={self.transform!r})"
+
+
+# ---------------------------------------------------------------------------------------------- refined synthetic
+
+
+def _resolve_refiner(refiner: Any) -> tuple[Any, str | None]:
+    from .refine import Refiner
+
+    if isinstance(refiner, Refiner):
+        return refiner, None
+    if isinstance(refiner, (str, os.PathLike)):
+        text = os.fspath(refiner)
+        if text.startswith(PRETRAINED_PREFIX):
+            from .pretrained import load_pretrained
+
+            obj = load_pretrained(text[len(PRETRAINED_PREFIX) :])
+            if not isinstance(obj, Refiner):
+                raise TypeError(f"pretrained artifact {text!r} is a {type(obj).__name__}, not a Refiner")
+            return obj, text
+        return Refiner.load(text), text
+    raise TypeError(
+        f"refiner must be a Refiner, a path to a refiner file or 'pretrained:<name>', got {type(refiner).__name__}"
+    )
+
+
+class RefineSynthetic(A.ImageOnlyTransform):
+    """Refine images with a fitted MR-GAN refiner (synthetic -> real, or real -> shared domain).
+
+    Geometry is unchanged, so masks, boxes and keypoints pass through untouched. Accepts the same inputs as
+    :class:`LearnedPolicyTransform` (PIL ``"L"``/``"RGB"``, numpy HWC, CHW and BCHW tensors on any device, v2
+    samples, Albumentations calls); the output has the input's type and dtype, and the refiner's output channel
+    count (a grey-to-colour refiner turns an ``"L"`` image into ``"RGB"``). Height and width must be multiples of 4.
+
+    Parameters
+    ----------
+    refiner:
+        A :class:`~learned_augment.refine.Refiner`, a path to a refiner file, or ``"pretrained:<name>"``.
+    direction:
+        ``"synthetic_to_real"`` or ``"real_to_shared"`` (MR-GAN's stage-2 refinement of real images).
+    p:
+        Probability of refining a given call (per sample for batches).
+    seed:
+        Seed of the apply-or-skip draws.
+    """
+
+    class InitSchema(BaseTransformInitSchema):
+        model_config = ConfigDict(arbitrary_types_allowed=True)
+        refiner: Any
+        direction: str = "synthetic_to_real"
+        p: float = Field(ge=0, le=1)
+        seed: int | None = None
+
+    def __init__(self, refiner: Any, direction: str = "synthetic_to_real", p: float = 1.0, seed: int | None = None):
+        super().__init__(p=p)
+        self.refiner_obj, self.source = _resolve_refiner(refiner)
+        if direction not in self.refiner_obj.directions:
+            raise ValueError(
+                f"direction {direction!r} is not available; this refiner has {self.refiner_obj.directions}"
+            )
+        self.direction = direction
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+
+    def _refine_np(self, img: np.ndarray) -> np.ndarray:
+        squeeze = img.ndim == 2
+        hwc = img[:, :, None] if squeeze else img
+        x = torch.from_numpy(np.array(hwc, copy=True)).permute(2, 0, 1)  # a writable copy: inputs may be read-only
+        out = self.refiner_obj.refine(x, self.direction).permute(1, 2, 0).numpy()
+        return out[:, :, 0] if squeeze and out.shape[2] == 1 else np.ascontiguousarray(out)
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return self._refine_np(img)
+
+    def __call__(self, *args: Any, force_apply: bool = False, **kwargs: Any) -> Any:
+        if not (args and not kwargs):
+            return super().__call__(*args, force_apply=force_apply, **kwargs)
+        from torch.utils._pytree import tree_flatten, tree_unflatten
+
+        inputs = args[0] if len(args) == 1 else args
+        flat, spec = tree_flatten(inputs)
+        pos = _find_image(flat)
+        if pos is None:
+            raise TypeError("no image found in the input: pass a PIL image, a numpy HWC array or a CHW/BCHW tensor")
+        image = flat[pos]
+        if isinstance(image, torch.Tensor) and image.ndim == 4:
+            keep = torch.from_numpy(self._rng.random(image.shape[0]) >= self.p).to(image.device)
+            out = self.refiner_obj.refine(image.as_subclass(torch.Tensor), self.direction)
+            if keep.any():
+                if out.shape[1] != image.shape[1]:
+                    raise ValueError("p < 1 on a batch needs a refiner that keeps the channel count")
+                out = torch.where(keep.view(-1, 1, 1, 1), image.as_subclass(torch.Tensor), out)
+            flat[pos] = _wrap_like(out, image)
+            return tree_unflatten(flat, spec)
+        if self.p < 1.0 and self._rng.random() >= self.p:
+            return inputs
+        if isinstance(image, torch.Tensor) and image.ndim == 3:
+            flat[pos] = _wrap_like(self.refiner_obj.refine(image.as_subclass(torch.Tensor), self.direction), image)
+        else:
+            flat[pos] = _map_single_image(image, self._refine_np)
+        return tree_unflatten(flat, spec)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("refiner", "direction", "seed")
+
+    def get_transform_init_args(self) -> dict[str, Any]:
+        if self.source is None:
+            raise ValueError(
+                "this RefineSynthetic wraps an in-memory refiner, which A.to_dict cannot reference: "
+                "save it with refiner.save(path) and build the transform from that path"
+            )
+        return {"refiner": self.source, "direction": self.direction, "seed": self._seed}
+
+    def __repr__(self) -> str:
+        src = f", source={self.source!r}" if self.source else ""
+        return f"{type(self).__name__}(refiner={self.refiner_obj!r}, direction={self.direction!r}, p={self.p}{src})"
