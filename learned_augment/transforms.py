@@ -109,7 +109,8 @@ class LearnedPolicyTransform(A.DualTransform):
         self._sampler = BlockSampler(self.policy_obj, seed=0)
         self._rng = np.random.default_rng(0)
         self._stream_key: tuple[int, int | None, int] | None = None
-        self.last_params: dict[str, Any] | None = None
+        self._last_params: dict[str, Any] | None = None
+        self._names_pending = False
         self._ready = True
         self._reseed_for_context(force=True)
 
@@ -127,6 +128,26 @@ class LearnedPolicyTransform(A.DualTransform):
     @property
     def tfset(self) -> Any:
         return self.policy_obj.tfset
+
+    @property
+    def last_params(self) -> dict[str, Any] | None:
+        """What the last call applied (see the class docstring); ``None`` before the first call."""
+        lp = self._last_params
+        if self._names_pending and lp is not None:
+            # Formatting the ids costs as much as augmenting a small image, and few callers read them.
+            lp["tf_ids_str"] = self._names(lp["tf_ids"])
+            self._names_pending = False
+        return lp
+
+    @last_params.setter
+    def last_params(self, value: dict[str, Any] | None) -> None:
+        self._last_params = value
+        self._names_pending = False
+
+    def _record_draw(self, params: dict[str, Any]) -> None:
+        """Record a drawn single-sample ``params`` as :attr:`last_params`, its ``tf_ids_str`` added on first read."""
+        self._last_params = params
+        self._names_pending = True
 
     # ------------------------------------------------------------------------------------------ randomness
 
@@ -179,8 +200,8 @@ class LearnedPolicyTransform(A.DualTransform):
     # ------------------------------------------------------------------------------------------ numpy core
 
     def _apply_np(self, image: np.ndarray, params: dict[str, Any], targets: dict[str, Any] | None = None) -> Any:
-        rng = np.random.default_rng(params["tf_seed"])
-        return apply_sequence(image, params["tf_ids"], self.tfset, targets=targets, rng=rng)
+        # The seed, not a generator: apply_sequence seeds one only if a TF of the sequence draws.
+        return apply_sequence(image, params["tf_ids"], self.tfset, targets=targets, rng=int(params["tf_seed"]))
 
     def replay(self, inpt: Any, params: dict[str, Any]) -> Any:
         """Apply recorded ``params`` (from :attr:`last_params`) again, drawing nothing.
@@ -198,9 +219,7 @@ class LearnedPolicyTransform(A.DualTransform):
         return super().__call__(*args, force_apply=force_apply, **kwargs)
 
     def _torchvision_call(self, inputs: Any, params: dict[str, Any] | None = None) -> Any:
-        from torch.utils._pytree import tree_flatten, tree_unflatten
-
-        flat, spec = tree_flatten(inputs)
+        flat, spec = _flatten(inputs)
         image_pos = _find_image(flat)
         if image_pos is None:
             raise TypeError(
@@ -212,14 +231,14 @@ class LearnedPolicyTransform(A.DualTransform):
             if any(_is_target(x) for x in flat):
                 raise ValueError("batched tensors with boxes, masks or keypoints are not supported; pass one sample")
             flat[image_pos] = self._apply_batch(image, params)
-            return tree_unflatten(flat, spec)
+            return _unflatten(flat, spec)
         if params is None:
             self._reseed_for_context()
             if self.p < 1.0 and self._rng.random() >= self.p:
                 self.last_params = {"applied": False}
                 return inputs
             params = {"applied": True, **self._draw()}
-            self.last_params = {**params, "tf_ids_str": self._names(params["tf_ids"])}
+            self._record_draw(dict(params))
         elif not params.get("applied", True):
             return inputs
         elif np.ndim(params["tf_ids"]) != 1:
@@ -229,7 +248,7 @@ class LearnedPolicyTransform(A.DualTransform):
             ids = torch.as_tensor(params["tf_ids"]).unsqueeze(0)
             out = self._batch_kernel(image.as_subclass(torch.Tensor).unsqueeze(0), ids, params["tf_seed"])[0]
             flat[image_pos] = _wrap_like(out, image)
-            return tree_unflatten(flat, spec)
+            return _unflatten(flat, spec)
         h, w = _image_hw(image)
         if targets:
             out_img: Any = None
@@ -244,7 +263,7 @@ class LearnedPolicyTransform(A.DualTransform):
             _restore_tv_targets(flat, slots, out_img, h, w)
         else:
             flat[image_pos] = _map_single_image(image, lambda a: self._apply_np(a, params))
-        return tree_unflatten(flat, spec)
+        return _unflatten(flat, spec)
 
     def _names(self, ids: np.ndarray) -> list[str]:
         return [self.tfset[int(i)].id for i in ids]
@@ -304,7 +323,7 @@ class LearnedPolicyTransform(A.DualTransform):
 
     def get_params(self) -> dict[str, Any]:
         params = self._draw()
-        self.last_params = {"applied": True, **params, "tf_ids_str": self._names(params["tf_ids"])}
+        self._record_draw({"applied": True, **params})
         return params
 
     def apply(self, img: np.ndarray, tf_ids: np.ndarray, tf_seed: int, **params: Any) -> np.ndarray:
@@ -390,8 +409,28 @@ class LearnedPolicyTransform(A.DualTransform):
 # ---------------------------------------------------------------------------------------------- input dispatch
 
 
+def _flatten(inputs: Any) -> tuple[list[Any], Any]:
+    """``tree_flatten``, except that a lone array, tensor or PIL image is its own one-leaf list (spec ``None``)."""
+    if isinstance(inputs, (np.ndarray, torch.Tensor)) or _is_pil(inputs):
+        # The common case, and flattening even a one-leaf tree costs as much as augmenting a small image.
+        return [inputs], None
+    from torch.utils._pytree import tree_flatten
+
+    return tree_flatten(inputs)
+
+
+def _unflatten(flat: list[Any], spec: Any) -> Any:
+    if spec is None:
+        return flat[0]
+    from torch.utils._pytree import tree_unflatten
+
+    return tree_unflatten(flat, spec)
+
+
 def _find_image(flat: list[Any]) -> int | None:
     """torchvision's rule: an explicit image (tv_tensors.Image, PIL) wins; else the first plain tensor or array."""
+    if len(flat) == 1 and (isinstance(flat[0], np.ndarray) or _is_pil(flat[0])):
+        return 0
     if not any(isinstance(x, torch.Tensor) for x in flat):
         # No tensor, so no tv_tensor either: importing torchvision would cost seconds in every fresh worker.
         pil = next((i for i, x in enumerate(flat) if _is_pil(x)), None)

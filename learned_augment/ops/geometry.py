@@ -10,6 +10,7 @@ the artefacts a discriminator learns to spot.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -84,12 +85,7 @@ def swirl_warp(strength: float, h: int, w: int, rng: np.random.Generator, radius
     """
     cx, cy = _centre(h, w)
     decay = radius / 5.0 * math.log(2.0)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    dx, dy = xs - cx, ys - cy
-    rho = np.sqrt(dx * dx + dy * dy)
-    theta = np.arctan2(dy, dx) + np.float32(strength) * np.exp(-rho / np.float32(decay))
-    map_x = (cx + rho * np.cos(theta)).astype(np.float32)
-    map_y = (cy + rho * np.sin(theta)).astype(np.float32)
+    map_x, map_y = _swirl_maps(float(strength), int(h), int(w), float(radius))
 
     def forward(pts: np.ndarray) -> np.ndarray:
         px, py = pts[:, 0] - cx, pts[:, 1] - cy
@@ -98,6 +94,23 @@ def swirl_warp(strength: float, h: int, w: int, rng: np.random.Generator, radius
         return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
 
     return Warp(map_x, map_y, forward)
+
+
+@functools.lru_cache(maxsize=64)
+def _swirl_maps(strength: float, h: int, w: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    # A TF set holds a few swirl strengths and images come in a few sizes, so the maps are built once each; they
+    # are shared between calls, hence read-only.
+    cx, cy = _centre(h, w)
+    decay = radius / 5.0 * math.log(2.0)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    dx, dy = xs - cx, ys - cy
+    rho = np.sqrt(dx * dx + dy * dy)
+    theta = np.arctan2(dy, dx) + np.float32(strength) * np.exp(-rho / np.float32(decay))
+    map_x = (cx + rho * np.cos(theta)).astype(np.float32)
+    map_y = (cy + rho * np.sin(theta)).astype(np.float32)
+    map_x.flags.writeable = False
+    map_y.flags.writeable = False
+    return map_x, map_y
 
 
 def elastic_warp(alpha: float, h: int, w: int, rng: np.random.Generator, sigma: float = 1.0) -> Warp:
@@ -129,17 +142,23 @@ def elastic_warp(alpha: float, h: int, w: int, rng: np.random.Generator, sigma: 
 # Resampling images and moving targets
 
 
+_IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
 def warp_affine_image(image: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Resample ``image`` under forward matrix ``m`` (3x3) with bilinear interpolation, replicated borders."""
     h, w = image.shape[:2]
-    a = m[:2]
-    if np.array_equal(a, hflip_matrix(None, h, w)[:2]):
+    # Flips and the identity are recognised on the six numbers as plain floats: numpy's comparisons cost more than
+    # the warp itself on small images.
+    a = m[:2].ravel().tolist()
+    if a == [-1.0, 0.0, w - 1.0, 0.0, 1.0, 0.0]:
         return restore_shape(cv2.flip(image, 1), image)
-    if np.array_equal(a, vflip_matrix(None, h, w)[:2]):
+    if a == [1.0, 0.0, 0.0, 0.0, -1.0, h - 1.0]:
         return restore_shape(cv2.flip(image, 0), image)
-    if np.allclose(a, np.eye(3)[:2], atol=1e-9):
+    # np.allclose(a, identity, atol=1e-9) with its default rtol of 1e-5.
+    if all(abs(x - y) <= 1e-9 + 1e-5 * abs(y) for x, y in zip(a, _IDENTITY)):
         return image.copy()
-    out = cv2.warpAffine(image, a, (w, h), flags=cv2.INTER_LINEAR, borderMode=BORDER)
+    out = cv2.warpAffine(image, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=BORDER)
     return restore_shape(out, image)
 
 

@@ -7,7 +7,8 @@ one by one, since each step rounds to uint8 anyway). Everything else runs as it 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import cv2
@@ -74,6 +75,9 @@ def _check_targets(targets: Mapping[str, Any], h: int, w: int) -> dict[str, Any]
                 arr = arr.reshape(0, cols)
             if arr.ndim != 2 or arr.shape[1] < cols:
                 raise ValueError(f"{key} must have shape (N, {cols}+), got {arr.shape}")
+            if not np.isfinite(arr[:, :cols]).all():
+                # Warps would turn one bad coordinate into a NaN box (inf - inf) instead of saying what was wrong.
+                raise ValueError(f"{key} hold NaN or infinite coordinates")
             out[key] = arr
     return out
 
@@ -107,7 +111,7 @@ def apply_sequence(
     tfset: TFSet | str | None = None,
     *,
     targets: Mapping[str, Any] | None = None,
-    rng: np.random.Generator | None = None,
+    rng: np.random.Generator | int | None = None,
     fuse: bool = True,
 ) -> Any:
     """Apply TFs in order to ``image`` (and, if given, its targets).
@@ -126,8 +130,8 @@ def apply_sequence(
         ``bboxes`` ((N, 4+) pascal_voc pixels ``x_min, y_min, x_max, y_max``; extra columns kept) and
         ``keypoints`` ((N, 2+) ``x, y`` pixels; extra columns kept). Geometric TFs move them with the image.
     rng:
-        Generator for TFs that draw random numbers (elastic, noise, cutout). ``None`` uses a fixed seed, so the
-        call is deterministic.
+        Generator for TFs that draw random numbers (elastic, noise, cutout), or an int seed for one. ``None`` uses a
+        fixed seed, so the call is deterministic. A generator is only built when a TF in the sequence draws.
     fuse:
         Fuse runs of affine TFs into one warp and runs of point TFs into one look-up table.
 
@@ -136,11 +140,11 @@ def apply_sequence(
     The transformed image (same shape and dtype), or ``(image, targets)`` when ``targets`` was given.
     """
     entries = resolve(tf_ids, tfset)
-    gen = rng if rng is not None else np.random.default_rng(_FIXED_RNG_SEED)
+    gen = _generator(rng, entries)
     if entries and all(e.tf.kind == Kind.CUSTOM for e in entries):
         data = image
         for e in entries:
-            data = call_custom(e.tf, data, e.magnitude, gen)
+            data = call_custom(e.tf, data, e.magnitude, _or_fixed(gen))
         return data if targets is None else (data, dict(targets))
 
     img = check_image(image)
@@ -148,9 +152,7 @@ def apply_sequence(
     tgt = _check_targets(targets, h, w) if targets is not None else None
     for kind, group in _groups(entries, fuse):
         if kind == Kind.AFFINE:
-            m = np.eye(3)
-            for e in group:
-                m = e.tf.fn(e.magnitude, h, w) @ m
+            m = _affine_run(tuple((e.tf.fn, e.magnitude) for e in group), h, w)
             img = geo.warp_affine_image(img, m)
             if tgt:
                 _move_targets(
@@ -172,7 +174,7 @@ def apply_sequence(
         else:
             e = group[0]
             before = img
-            out = call_custom(e.tf, img, e.magnitude, gen)
+            out = call_custom(e.tf, img, e.magnitude, _or_fixed(gen))
             img = check_image(np.asarray(out), name=f"output of TF {e.tf.name!r}")
             if img.shape != before.shape or img.dtype != before.dtype:
                 raise ValueError(
@@ -183,6 +185,33 @@ def apply_sequence(
         # An empty sequence must not hand back the caller's own array.
         img = img.copy()
     return img if tgt is None else (img, tgt)
+
+
+def _generator(rng: np.random.Generator | int | None, entries: list[TFEntry]) -> np.random.Generator | None:
+    """The generator TFs draw from; seeding one costs more than most TFs on small images, so only when needed."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if not any(e.tf.uses_rng for e in entries):
+        # TFs that do not declare uses_rng must not draw (tests/ops/test_tfs.py checks the built-in ones), and
+        # call_custom passes a generator only to functions that declared an ``rng`` argument.
+        return None
+    return np.random.default_rng(_FIXED_RNG_SEED if rng is None else rng)
+
+
+def _or_fixed(gen: np.random.Generator | None) -> np.random.Generator:
+    # Without a generator no TF in the sequence takes one, so this one is never drawn from (custom TFs only).
+    return gen if gen is not None else np.random.default_rng(_FIXED_RNG_SEED)
+
+
+@functools.lru_cache(maxsize=4096)
+def _affine_run(run: tuple[tuple[Callable[..., np.ndarray], float | None], ...], h: int, w: int) -> np.ndarray:
+    """Product of a run of affine TFs' matrices (cached per run and size: read-only, shared between calls)."""
+    # Keyed by the functions, not the names: a TF re-registered under the same name must not reuse stale matrices.
+    m = np.eye(3)
+    for fn, magnitude in run:
+        m = fn(magnitude, h, w) @ m
+    m.flags.writeable = False
+    return m
 
 
 def _apply_points(img: np.ndarray, group: list[TFEntry]) -> np.ndarray:

@@ -103,9 +103,25 @@ class Policy(nn.Module):
         return LearnedPolicyTransform(self, p=p, seed=seed)
 
     def extra_repr(self) -> str:
-        top = ", ".join(f"{i} {p:.2f}" for i, p in self.top_tfs(3))
+        top = ", ".join(f"{i} {p:.2f}" for i, p in self._repr_top())
         label = f"{self.tfset.name!r}, " if self.tfset.name else ""
         return f"tfs={label}K={self.num_tfs}, L={self.seq_len}, top=[{top}]"
+
+    def _repr_top(self) -> list[tuple[str, float]]:
+        """``top_tfs(3)``, cached by the parameters' contents: sampling takes ~0.5 s for an LSTM, and a transform's
+        repr (logging, DataLoader workers) asks for it again and again while the weights stay put."""
+        key = (
+            repr(self.hparams()),
+            tuple(self.tfset[i].id for i in range(self.num_tfs)),
+            tuple(
+                (n, t.dtype, tuple(t.shape), t.detach().cpu().numpy().tobytes()) for n, t in self.state_dict().items()
+            ),
+        )
+        cached = self.__dict__.get("_repr_top_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, self.top_tfs(3))
+            self.__dict__["_repr_top_cache"] = cached
+        return cached[1]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"

@@ -45,5 +45,17 @@ class BlockSampler:
         return out
 
     def take(self, n: int) -> np.ndarray:
-        """``n`` sequences: ``(n, L)`` int64 array."""
-        return np.stack([self.next() for _ in range(int(n))]) if n else self._block[:0]
+        """``n`` sequences: ``(n, L)`` int64 array (the same ones ``n`` calls of :meth:`next` would give)."""
+        n = int(n)
+        parts = []
+        while n > 0:
+            if self._pos >= len(self._block):
+                self._block = self.policy.sample(self.block_size, generator=self.generator).numpy()
+                self._pos = 0
+            k = min(n, len(self._block) - self._pos)
+            parts.append(self._block[self._pos : self._pos + k])
+            self._pos += k
+            n -= k
+        if not parts:
+            return self._block[:0].copy()
+        return parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
