@@ -83,6 +83,8 @@ PAPER = {  # Ratner et al. 2017, Table 1 (accuracy %), for the matching label bu
     ("cifar10", 5000): {"none": 66.0, "basic": 73.1, "heuristic": 77.5, "tanda-mf": 79.8, "tanda-lstm": 81.5},
     ("cifar10", 50000): {"none": 87.8, "basic": 91.9, "heuristic": 92.3, "tanda-mf": 94.4, "tanda-lstm": 94.0},
 }
+COLLAPSED = 0.25  # entropy ratio below which a fitted policy is flagged as collapsed in the notes
+SUBSET_SEED = 10_000  # fixed draws (test subset, fit subset, sample grid), apart from the per-seed label draws
 SMOKE = {"labels": "100", "test_limit": 200, "epochs": 1, "fit_steps": 3, "seeds": 1, "n_seqs": 2, "fit_limit": 500}
 
 
@@ -122,8 +124,12 @@ def load_split(dataset: str, data: str, test_limit: int | None) -> Split:
     if split.pool_y.min() < 0 or split.pool_y.max() > 9 or split.test_y.min() < 0 or split.test_y.max() > 9:
         raise DataError(f"{data}: labels outside 0..9")
     if test_limit is not None and test_limit < len(split.test_x):
-        split.notes.append(f"test accuracy on the first {test_limit} of {len(split.test_x)} test images")
-        split.test_x, split.test_y = split.test_x[:test_limit], split.test_y[:test_limit]
+        # A class-balanced draw, not the first N: the CIFAR-10 npz is sorted by class.
+        keep = balanced_subset(split.test_y, test_limit, SUBSET_SEED)
+        split.notes.append(
+            f"test accuracy on a class-balanced subset of {test_limit} of {len(split.test_x)} test images"
+        )
+        split.test_x, split.test_y = split.test_x[keep], split.test_y[keep]
     return split
 
 
@@ -317,6 +323,8 @@ def load_given_policy(path: str, expected_tfs: Any, flag: str) -> Policy:
 
 def fit_one(name: str, pool: np.ndarray, args: argparse.Namespace, log_every: int) -> Policy:
     """Fit one TANDA policy on the unlabeled pool, logging the losses and the R/G ratio as it goes."""
+    if args.fit_limit is not None and args.fit_limit < len(pool):
+        pool = pool[np.sort(np.random.default_rng(SUBSET_SEED).choice(len(pool), args.fit_limit, replace=False))]
 
     def log(step: int, m: dict[str, float], _: Policy) -> None:
         if step % log_every == 0 or step == args.fit_steps - 1:
@@ -344,7 +352,6 @@ def fit_one(name: str, pool: np.ndarray, args: argparse.Namespace, log_every: in
             seed=args.fit_seed,
             progress=False,
             callbacks=[log],
-            limit=args.fit_limit,
         )
     except FloatingPointError as exc:
         raise SystemExit(f"error: fitting {name} failed: {exc}") from None
@@ -470,7 +477,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group.add_argument("--d-width", type=int, default=16, help="discriminator width (16: 4x cheaper than 32)")
     group.add_argument("--diversity", type=float, help="alpha of the diversity term (default 1e-4 MNIST, 1e-3 CIFAR)")
     group.add_argument("--fit-seed", type=int, default=0)
-    group.add_argument("--fit-limit", type=int, help="fit on at most this many pool images")
+    group.add_argument("--fit-limit", type=int, help="fit on a random subset of this many pool images")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (on a busy shared machine 1 can be faster)")
     ap.add_argument(
         "--workers",
@@ -607,6 +614,11 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 source = f"loaded from {given[aug]}"
             report["fits"][aug] = fit_summary(policy, source)
+            if report["fits"][aug]["entropy_ratio"] < COLLAPSED:
+                notes.append(
+                    f"{aug} collapsed onto a few TFs (entropy ratio {report['fits'][aug]['entropy_ratio']}); "
+                    "with SGD the generator's step size scales with the reward magnitudes: try a lower --g-lr"
+                )
             frequency_png(policy, out / f"freq-{aug}.png")
         accs, walls = [], []
         for seed, idx in subsets.items():
@@ -636,7 +648,8 @@ def main(argv: list[str] | None = None) -> None:
 
     shown = {k: v for k, v in policies.items() if k in args.aug_list}
     if shown:
-        sample_grid(shown, split.pool_x[:8], out / "samples.png")
+        # One image from each of 8 classes (the CIFAR-10 npz is sorted by class, so not simply the first 8).
+        sample_grid(shown, split.pool_x[balanced_subset(split.pool_y, 8, SUBSET_SEED)], out / "samples.png")
     report["total_wall_s"] = round(time.perf_counter() - t0, 1)
     write_report(out, report)
     print_table(report)
