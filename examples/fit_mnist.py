@@ -31,6 +31,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--n-seqs", type=int, default=5)
     ap.add_argument("--d-width", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=None, help="default: one epoch over --images")
+    ap.add_argument("--g-lr", type=float, default=0.2)
+    ap.add_argument("--entropy", type=float, default=0.0, help="entropy bonus (0.1 kept the LSTM diverse)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/fit_mnist")
@@ -51,6 +54,9 @@ def main() -> None:
         batch_size=a.batch_size,
         n_seqs=a.n_seqs,
         d_width=a.d_width,
+        steps=a.steps,
+        g_lr=a.g_lr,
+        entropy=a.entropy,
         seed=a.seed,
         checkpoint=out / f"{a.model}.ckpt.safetensors",
     )
@@ -67,6 +73,8 @@ def main() -> None:
         "images": a.images,
         "seq_len": a.seq_len,
         "steps": steps,
+        "entropy": a.entropy,
+        "g_lr": a.g_lr,
         "wall_s": round(wall, 1),
         "steps_per_s": round(steps / wall, 3),
         "rg_ratio_last": rg[-1] if rg else None,

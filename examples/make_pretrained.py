@@ -60,39 +60,48 @@ def _ship(src: Path, name: str, card: dict[str, Any]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tanda-mnist", type=Path, help="output folder of reproduce_tanda.py on MNIST")
+    ap.add_argument("--mnist-lstm-policy", type=Path, help="LSTM policy file (default: from --tanda-mnist)")
+    ap.add_argument("--mnist-lstm-results", type=Path, help="results.json that measured it")
+    ap.add_argument("--mnist-lstm-fit-command", help="the command that fitted it")
+    ap.add_argument("--mnist-mf-policy", type=Path, help="mean-field policy file (default: from --tanda-mnist)")
+    ap.add_argument("--mnist-mf-results", type=Path, help="results.json that measured it")
+    ap.add_argument("--mnist-mf-fit-command", help="the command that fitted it")
     ap.add_argument("--cifar10", type=Path, help="output folder of fit_cifar10.py")
     ap.add_argument("--cifar10-results", type=Path, help="results.json of reproduce_tanda.py on CIFAR-10, if run")
     ap.add_argument("--mrgan", type=Path, help="output folder of reproduce_mrgan.py")
     a = ap.parse_args()
 
-    if a.tanda_mnist:
-        res = json.loads((a.tanda_mnist / "results.json").read_text())
-        base = {
-            "heuristic": _row(res, "heuristic"),
-            "basic": _row(res, "basic"),
-            "trivialaugment": _row(res, "trivialaugment"),
-        }
-        for aug, name in (("tanda-lstm", "mnist-lstm"), ("tanda-mf", "mnist-meanfield")):
-            row = _row(res, aug)
-            _ship(
-                a.tanda_mnist / f"policy-{aug}.safetensors",
-                name,
-                {
-                    "summary": f"{row['label']} policy over TANDA's 25 MNIST TFs, L=10; "
-                    f"{row['acc_mean']:.2f}% vs {base['heuristic']['acc_mean']:.2f}% (random sequences) "
-                    "with 600 labels",
-                    "data": "unlabeled pool: first 5,000 images of the MNIST t10k file",
-                    "fit_command": res["command"],
-                    "seed": res["settings"]["fit"]["seed"],
-                    "end_model": {
-                        "task": "MNIST, 600 labels, small CNN, test on the last 5,000 t10k images",
-                        "recipe": row["recipe"],
-                        "accuracy": row,
-                        "baselines": base,
-                        "settings": res["settings"],
-                    },
+    mnist = {
+        "mnist-lstm": ("tanda-lstm", a.mnist_lstm_policy, a.mnist_lstm_results, a.mnist_lstm_fit_command),
+        "mnist-meanfield": ("tanda-mf", a.mnist_mf_policy, a.mnist_mf_results, a.mnist_mf_fit_command),
+    }
+    for name, (aug, policy, results, fit_command) in mnist.items():
+        if not (a.tanda_mnist or (policy and results)):
+            continue
+        results = results or a.tanda_mnist / "results.json"
+        res = json.loads(Path(results).read_text())
+        row = _row(res, aug)
+        base = {k: _row(res, k) for k in ("heuristic", "basic", "trivialaugment")}
+        heur = base["heuristic"]["acc_mean"] if base["heuristic"] else float("nan")
+        _ship(
+            Path(policy) if policy else a.tanda_mnist / f"policy-{aug}.safetensors",
+            name,
+            {
+                "summary": f"{row['label']} policy over TANDA's 25 MNIST TFs, L=10; {row['acc_mean']:.2f}% vs "
+                f"{heur:.2f}% (random sequences) with 600 labels, {res['settings']['epochs']} epochs",
+                "data": "unlabeled pool: first 5,000 images of the MNIST t10k file",
+                "fit_command": fit_command or res["command"],
+                "end_model_command": res["command"],
+                "seed": res["settings"]["fit"]["seed"],
+                "end_model": {
+                    "task": "MNIST, 600 labels, small CNN, test on the last 5,000 t10k images",
+                    "recipe": row["recipe"],
+                    "accuracy": row,
+                    "baselines": base,
+                    "settings": res["settings"],
                 },
-            )
+            },
+        )
     if a.cifar10:
         res = json.loads(a.cifar10_results.read_text()) if a.cifar10_results else None
         for model, name in (("lstm", "cifar10-lstm"), ("mean_field", "cifar10-meanfield")):
