@@ -12,8 +12,11 @@ half-written artifact and never destroys the previous one.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import stat
 import struct
 import tempfile
 from pathlib import Path
@@ -61,6 +64,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     except OSError as exc:
         raise OSError(f"cannot save {path}: {exc.strerror or exc} (is the folder writable?)") from exc
     try:
+        # mkstemp makes the file 0600; an artifact should get the permissions any other new file would.
+        os.fchmod(fd, _new_file_mode(path))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -75,6 +80,21 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             raise OSError(f"cannot save {path}: {exc.strerror or exc}; the previous file, if any, is intact") from exc
         raise
     return path
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode a plain ``open(path, "wb")`` would leave: the existing file's, else 0666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/status") as f:
+            umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0o022)  # no /proc: read it by setting it (briefly visible to other threads)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def save_artifact(
@@ -103,6 +123,9 @@ def _read_header(f: Any, size: int, path: Path) -> tuple[dict[str, Any], int]:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path} is not a safetensors file (unreadable header: {exc})") from None
+    except RecursionError:
+        # json's C decoder recurses per nesting level: '[[[[...' crafted to depth 10^5 would escape as RecursionError.
+        raise ArtifactError(f"{path} is not a safetensors file (header nested too deeply)") from None
     if not isinstance(header, dict):
         raise ArtifactError(f"{path} has a malformed safetensors header")
     return header, 8 + n
@@ -159,10 +182,13 @@ def _load(path: str | os.PathLike[str], kind: str | None, tensors: bool) -> tupl
             meta = json.loads(meta_map[META_KEY])
         except json.JSONDecodeError as exc:
             raise ArtifactError(f"{path}: artifact metadata is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ArtifactError(f"{path}: artifact metadata is nested too deeply") from None
         if not isinstance(meta, dict):
             raise ArtifactError(f"{path}: artifact metadata must be a JSON object")
         version = meta.get("format_version")
-        if version != FORMAT_VERSION:
+        # An exact int: JSON ``true`` and ``1.0`` compare equal to 1 in Python but are not what a writer produces.
+        if type(version) is not int or version != FORMAT_VERSION:
             raise ArtifactError(
                 f"{path} has format version {version!r}; this learned_augment ({__version__}) reads version "
                 f"{FORMAT_VERSION}. Upgrade the library or re-save the artifact."
@@ -244,6 +270,17 @@ def save_policy(policy: Any, path: str | os.PathLike[str]) -> Path:
     return save_artifact(path, dict(policy.state_dict()), "policy", meta)
 
 
+_CHEAP_HIDDEN = 1024
+"""Recurrent policies up to this state size (an LSTM of 32 MB) are built directly when loaded."""
+
+
+def _int_or_zero(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0  # not a size: make_policy refuses it with its own message
+
+
 def policy_from_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor], source: str) -> Any:
     """Rebuild a policy from its metadata and weights, checking every name and shape."""
     from .ops.tfset import TFSet
@@ -252,16 +289,29 @@ def policy_from_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor], so
     try:
         ids = meta["tfs"]
         model = meta["model"]
-        seq_len = int(meta["seq_len"])
-        hparams = dict(meta.get("hparams") or {})
-    except (KeyError, TypeError, ValueError) as exc:
+        seq_len = meta["seq_len"]
+        hparams = meta.get("hparams") or {}
+    except (KeyError, TypeError) as exc:
         raise ArtifactError(f"{source}: policy metadata is incomplete ({exc})") from None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise ArtifactError(f"{source}: 'tfs' must be a list of TF ids")
-    if not 1 <= seq_len <= 1000:
-        raise ArtifactError(f"{source}: implausible sequence length {seq_len}")
+    if not isinstance(model, str):
+        raise ArtifactError(f"{source}: 'model' must be a policy name, got {model!r}")
+    if type(seq_len) is not int or not 1 <= seq_len <= 1000:
+        raise ArtifactError(f"{source}: implausible sequence length {seq_len!r}")
+    if not isinstance(hparams, dict):
+        raise ArtifactError(f"{source}: 'hparams' must be a JSON object, got {hparams!r}")
+    logit_range = hparams.get("logit_range")
+    if logit_range is not None and not (
+        isinstance(logit_range, (int, float)) and not isinstance(logit_range, bool) and 0 < logit_range < math.inf
+    ):
+        # NaN would make every sampled sequence the last TF repeated, silently.
+        raise ArtifactError(f"{source}: 'logit_range' must be a finite positive number, got {logit_range!r}")
+    name = meta.get("tfset_name")
+    if name is not None and not isinstance(name, str):
+        raise ArtifactError(f"{source}: 'tfset_name' must be a string, got {name!r}")
     try:
-        tfset = TFSet(ids, name=meta.get("tfset_name"))
+        tfset = TFSet(ids, name=name)
     except KeyError as exc:
         raise ArtifactError(
             f"{source} uses a TF this session does not know: {exc.args[0]} "
@@ -269,11 +319,16 @@ def policy_from_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor], so
         ) from None
     except ValueError as exc:
         raise ArtifactError(f"{source}: bad TF list ({exc})") from None
+    # A hostile ``hidden`` (10**6 asks for a 16 TB LSTM) must be refused, not allocated: beyond a size that is cheap
+    # to build, the policy is first built on the meta device (no memory) and its shapes compared with the file's,
+    # which are bounded by the file size. Not always: the first meta build imports torch._dynamo (about a second).
+    big = _int_or_zero(hparams.get("hidden")) > _CHEAP_HIDDEN
     try:
-        policy = make_policy(model, tfset, seq_len, **hparams)
-    except (ValueError, TypeError) as exc:
+        with torch.device("meta") if big else contextlib.nullcontext():
+            skeleton = make_policy(model, tfset, seq_len, **hparams)
+    except (ValueError, TypeError, RuntimeError) as exc:
         raise ArtifactError(f"{source}: cannot build policy ({exc})") from None
-    expected = policy.state_dict()
+    expected = skeleton.state_dict()
     if set(expected) != set(tensors):
         raise ArtifactError(
             f"{source}: weights do not match a {model} policy "
@@ -282,14 +337,21 @@ def policy_from_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor], so
     for k, v in expected.items():
         if tuple(v.shape) != tuple(tensors[k].shape) or v.dtype != tensors[k].dtype:
             raise ArtifactError(
-                f"{source}: tensor {k!r} has shape {tuple(tensors[k].shape)}, expected {tuple(v.shape)}"
+                f"{source}: tensor {k!r} has shape {tuple(tensors[k].shape)} ({tensors[k].dtype}), "
+                f"expected {tuple(v.shape)} ({v.dtype})"
             )
         if v.is_floating_point() and not torch.isfinite(tensors[k]).all():
             raise ArtifactError(f"{source}: tensor {k!r} holds NaN or infinite values")
-    policy.load_state_dict(tensors, strict=True)
-    policy.provenance = dict(meta.get("provenance") or {})
+    provenance = meta.get("provenance") or {}
     history = meta.get("history") or {}
-    policy.history = {str(k): list(v) for k, v in history.items()} if isinstance(history, dict) else {}
+    if not isinstance(provenance, dict):
+        raise ArtifactError(f"{source}: 'provenance' must be a JSON object")
+    if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
+        raise ArtifactError(f"{source}: 'history' must map names to lists of values")
+    policy = make_policy(model, tfset, seq_len, **hparams) if big else skeleton
+    policy.load_state_dict(tensors, strict=True)
+    policy.provenance = dict(provenance)
+    policy.history = {str(k): list(v) for k, v in history.items()}
     return policy.eval()
 
 

@@ -96,6 +96,7 @@ def fit_policy(
     g_optimizer: str = "sgd",
     diversity: float = 1e-4,
     gamma: float = 0.5,
+    entropy: float = 0.0,
     hidden: int = 32,
     d_width: int = 32,
     jitter: bool = False,
@@ -143,6 +144,10 @@ def fit_policy(
         Weight ``alpha`` of the ``alpha / (d + 1e-6)`` term (reference: 1e-4 MNIST, 1e-3 CIFAR-10).
     gamma:
         Discount of the per-step rewards (reference: 0.5).
+    entropy:
+        Weight of an entropy bonus on the generator (not in the reference). Without it a mean-field policy fitted
+        with a large learning rate can collapse onto a few harmless TFs, which loses the diversity that makes
+        augmentation useful; the bonus keeps every TF the discriminator does not object to in play.
     hidden:
         Recurrent state size for LSTM/GRU policies.
     d_width:
@@ -194,6 +199,16 @@ def fit_policy(
         n_items = len(items)
     if batch_size < 1 or n_seqs < 1:
         raise ValueError("batch_size and n_seqs must be >= 1")
+    for name, value in (
+        ("d_lr", d_lr),
+        ("g_lr", g_lr),
+        ("diversity", diversity),
+        ("gamma", gamma),
+        ("entropy", entropy),
+    ):
+        # SGD accepts lr=nan, which would only surface at the first checkpoint as a JSON error about the config.
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
     batch_size = min(batch_size, n_items)
     steps_per_epoch = max(1, n_items // batch_size)
     total_steps = int(steps) if steps is not None else max(1, int(round(epochs * steps_per_epoch)))
@@ -223,6 +238,7 @@ def fit_policy(
         "g_optimizer": g_optimizer,
         "diversity": diversity,
         "gamma": gamma,
+        "entropy": entropy,
         "hidden": hidden,
         "d_width": d_width,
         "jitter": jitter,
@@ -292,8 +308,8 @@ def fit_policy(
                     acc = deltas[:, t] + gamma * acc
                     returns[:, t] = acc
                 adv = returns - returns.mean(dim=0, keepdim=True)
-            logp = policy.step_log_probs(ids.to(dev))
-            g_loss_pg = (logp * adv).sum(dim=1).mean()
+            logp, ent = policy.step_log_probs_and_entropy(ids.to(dev))
+            g_loss_pg = (logp * adv).sum(dim=1).mean() - entropy * ent.sum(dim=1).mean()
             opt_g.zero_grad(set_to_none=True)
             g_loss_pg.backward()
             opt_g.step()
@@ -333,6 +349,9 @@ def fit_policy(
         if bar is not None:
             bar.close()
 
+    # The loss checks above see each step's losses before its update; an update that made the weights NaN at the
+    # last step would otherwise be returned as a policy that samples one TF forever.
+    _check_finite({"policy": policy}, f"fit_policy's last update (step {total_steps - 1}) made")
     policy.eval()
     policy.history = history
     policy.provenance = {
@@ -364,7 +383,20 @@ def _rg_ratio(disc, items, idx, tfset, seq_len, collate_fn, rollout, seed, step,
     return r_loss / max(g_loss, 1e-8)
 
 
+def _check_finite(modules: dict[str, nn.Module], what: str) -> None:
+    for name, module in modules.items():
+        for k, v in module.state_dict().items():
+            if v.is_floating_point() and not torch.isfinite(v).all():
+                raise FloatingPointError(
+                    f"{what} the {name} weight {k!r} NaN or infinite; it was not saved (a checkpoint, if any, "
+                    "holds the last good state). Lower d_lr/g_lr or check the data for NaN values."
+                )
+
+
 def _save_checkpoint(path, config, step, history, elapsed, policy, disc, opt_d, opt_g) -> None:
+    # An update can turn the weights NaN after its step's losses were checked: never write that as a checkpoint
+    # (resuming from it would fail at once, and it would have replaced the last good one).
+    _check_finite({"policy": policy, "discriminator": disc}, f"fit_policy's update at step {step - 1} made")
     tensors: dict[str, torch.Tensor] = {}
     for name, module in (("policy", policy), ("disc", disc)):
         for k, v in module.state_dict().items():
@@ -392,11 +424,17 @@ def _load_checkpoint(path, config, policy, disc, opt_d, opt_g) -> tuple[int, dic
             module.load_state_dict(sd, strict=True)
         except RuntimeError as exc:
             raise ArtifactError(f"checkpoint {path}: {name} weights do not fit ({exc})") from None
-    optim = meta.get("optim", {})
-    opt_d.load_state_dict(unflatten_state(optim["opt_d"], tensors))
-    opt_g.load_state_dict(unflatten_state(optim["opt_g"], tensors))
-    history = {k: list(v) for k, v in meta["history"].items()}
-    return int(meta["step"]), history, float(meta.get("elapsed_s", 0.0))
+    try:
+        optim = meta.get("optim", {})
+        opt_d.load_state_dict(unflatten_state(optim["opt_d"], tensors))
+        opt_g.load_state_dict(unflatten_state(optim["opt_g"], tensors))
+        history = {k: list(v) for k, v in meta["history"].items()}
+        step = int(meta["step"])
+        if not 0 <= step <= config["total_steps"]:
+            raise ValueError(f"step {step} is outside this fit")
+        return step, history, float(meta.get("elapsed_s", 0.0))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ArtifactError(f"checkpoint {path}: cannot resume from it ({type(exc).__name__}: {exc})") from None
 
 
 def load_checkpoint_policy(path: str | Path) -> Policy:

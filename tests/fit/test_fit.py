@@ -208,3 +208,37 @@ def test_bad_arguments(digits):
         fit_policy(digits, "imagenet", "lstm", **FAST)
     with pytest.raises(FileNotFoundError):
         fit_policy("/nonexistent/folder", "mnist", "lstm", **FAST)
+
+
+def test_entropy_bonus_keeps_the_policy_diverse():
+    """On the planted problem the bonus must hold the policy nearer uniform than the plain fit does."""
+
+    @la.register_tf("test_fit_nudge_e", overwrite=True)
+    def nudge(x):
+        return [v + 0.01 for v in x]
+
+    @la.register_tf("test_fit_wreck_e", overwrite=True)
+    def wreck(x):
+        return [v + 1.0 for v in x]
+
+    def fit(entropy):
+        return fit_policy(
+            [[0.0, 0.0, 0.0] for _ in range(64)],
+            ["test_fit_nudge_e", "test_fit_wreck_e"],
+            "mean_field",
+            seq_len=3,
+            steps=40,
+            batch_size=16,
+            n_seqs=2,
+            discriminator=_FixedCritic(),
+            collate=lambda xs: torch.tensor(xs, dtype=torch.float32),
+            g_lr=0.05,
+            diversity=0.0,
+            entropy=entropy,
+            progress=False,
+            eval_every=0,
+        )
+
+    plain, bonus = fit(0.0), fit(2.0)
+    assert bonus.entropy_ratio() > plain.entropy_ratio() + 0.1
+    assert bonus.probabilities()[0] > 0.5  # the bonus must not undo what the critic taught
