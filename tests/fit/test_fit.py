@@ -135,8 +135,8 @@ class _FixedCritic(nn.Module):
         return 4.0 - 8.0 * x.abs().mean(dim=1) + 0.0 * self.dummy
 
 
-def test_non_image_data_with_custom_tfs_and_planted_reward():
-    """A planted problem on non-image data: the TF that keeps items 'real' must gain probability."""
+def _planted_fit(entropy: float = 0.0):
+    """A planted problem on non-image data: "nudge" keeps items near zero (real), "wreck" moves them far."""
 
     @la.register_tf("test_fit_nudge", overwrite=True)
     def nudge(x):
@@ -146,9 +146,8 @@ def test_non_image_data_with_custom_tfs_and_planted_reward():
     def wreck(x):
         return [v + 1.0 for v in x]
 
-    items = [[0.0, 0.0, 0.0] for _ in range(64)]
-    policy = fit_policy(
-        items,
+    return fit_policy(
+        [[0.0, 0.0, 0.0] for _ in range(64)],
         ["test_fit_nudge", "test_fit_wreck"],
         "mean_field",
         seq_len=3,
@@ -159,10 +158,15 @@ def test_non_image_data_with_custom_tfs_and_planted_reward():
         collate=lambda xs: torch.tensor(xs, dtype=torch.float32),
         g_lr=0.05,
         diversity=0.0,
+        entropy=entropy,
         progress=False,
         eval_every=0,
     )
-    p = policy.probabilities()
+
+
+def test_non_image_data_with_custom_tfs_and_planted_reward():
+    """The TF that keeps items 'real' must gain probability."""
+    p = _planted_fit().probabilities()
     assert p[0] > 0.8, p
 
 
@@ -212,33 +216,6 @@ def test_bad_arguments(digits):
 
 def test_entropy_bonus_keeps_the_policy_diverse():
     """On the planted problem the bonus must hold the policy nearer uniform than the plain fit does."""
-
-    @la.register_tf("test_fit_nudge_e", overwrite=True)
-    def nudge(x):
-        return [v + 0.01 for v in x]
-
-    @la.register_tf("test_fit_wreck_e", overwrite=True)
-    def wreck(x):
-        return [v + 1.0 for v in x]
-
-    def fit(entropy):
-        return fit_policy(
-            [[0.0, 0.0, 0.0] for _ in range(64)],
-            ["test_fit_nudge_e", "test_fit_wreck_e"],
-            "mean_field",
-            seq_len=3,
-            steps=40,
-            batch_size=16,
-            n_seqs=2,
-            discriminator=_FixedCritic(),
-            collate=lambda xs: torch.tensor(xs, dtype=torch.float32),
-            g_lr=0.05,
-            diversity=0.0,
-            entropy=entropy,
-            progress=False,
-            eval_every=0,
-        )
-
-    plain, bonus = fit(0.0), fit(2.0)
+    plain, bonus = _planted_fit(0.0), _planted_fit(2.0)
     assert bonus.entropy_ratio() > plain.entropy_ratio() + 0.1
     assert bonus.probabilities()[0] > 0.5  # the bonus must not undo what the critic taught
