@@ -464,6 +464,9 @@ def _is_target(x: Any) -> bool:
 def _image_hw(image: Any) -> tuple[int, int]:
     if _is_pil(image):
         return image.height, image.width
+    if image.ndim < 2:
+        layout = "(C, H, W)" if isinstance(image, torch.Tensor) else "(H, W) or (H, W, C)"
+        raise ValueError(f"images must have shape {layout}, got shape {tuple(image.shape)}")
     if isinstance(image, torch.Tensor):
         return int(image.shape[-2]), int(image.shape[-1])
     return int(image.shape[0]), int(image.shape[1])

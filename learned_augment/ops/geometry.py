@@ -96,7 +96,9 @@ def swirl_warp(strength: float, h: int, w: int, rng: np.random.Generator, radius
     return Warp(map_x, map_y, forward)
 
 
-@functools.lru_cache(maxsize=64)
+# 16 maps cover every swirl entry of a named set at one image size; more would hold hundreds of MB per worker
+# for large images.
+@functools.lru_cache(maxsize=16)
 def _swirl_maps(strength: float, h: int, w: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
     # A TF set holds a few swirl strengths and images come in a few sizes, so the maps are built once each; they
     # are shared between calls, hence read-only.

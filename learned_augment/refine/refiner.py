@@ -246,6 +246,8 @@ def _from_artifact(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Re
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) for s in size)):
         raise ValueError(f"image_size must be [H, W]; got {size!r}")
     check_image_size(*size)
+    if not isinstance(info["networks"], dict):
+        raise ValueError("networks must map network names to their configurations")
     configs = {}
     for name, cfg in info["networks"].items():
         m = _NET_NAME.match(name)
@@ -281,6 +283,9 @@ def _build(name: str, cfg: GeneratorConfig, tensors: dict[str, torch.Tensor]) ->
             raise ValueError(f"missing tensor {name}.{key}")
         if t.shape != ref.shape or t.dtype != torch.float32:
             raise ValueError(f"tensor {name}.{key} is {tuple(t.shape)} {t.dtype}; expected {tuple(ref.shape)} float32")
+        if not torch.isfinite(t).all():
+            # A NaN weight turns every refined image into NaN, which the uint8 cast then hides as garbage pixels.
+            raise ValueError(f"tensor {name}.{key} holds NaN or infinite values")
     net = ResnetGenerator(cfg)
     net.load_state_dict({k: tensors[f"{name}.{k}"] for k in skeleton.state_dict()})
     return net
