@@ -9,16 +9,12 @@ set, as the issue's timing target asks: one epoch over 60,000 images, LSTM, L = 
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from _data import load_mnist_pool
-
-import learned_augment as la
-from learned_augment.viz import frequency_png, preview
+from _fitrun import fit_and_report
 
 
 def main() -> None:
@@ -43,48 +39,25 @@ def main() -> None:
     x, _ = load_mnist_pool(a.data)
     pool = x[:5000]
     data = np.concatenate([pool] * int(np.ceil(a.images / len(pool))))[: a.images]
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t = time.perf_counter()
-    policy = la.fit_policy(
+    fit_and_report(
+        "mnist",
         data,
-        a.tfs,
-        a.model,
-        a.seq_len,
-        batch_size=a.batch_size,
-        n_seqs=a.n_seqs,
-        d_width=a.d_width,
-        steps=a.steps,
-        g_lr=a.g_lr,
-        entropy=a.entropy,
-        seed=a.seed,
-        checkpoint=out / f"{a.model}.ckpt.safetensors",
+        pool,
+        Path(a.out),
+        dict(
+            tfs=a.tfs,
+            model=a.model,
+            seq_len=a.seq_len,
+            batch_size=a.batch_size,
+            n_seqs=a.n_seqs,
+            d_width=a.d_width,
+            steps=a.steps,
+            g_lr=a.g_lr,
+            entropy=a.entropy,
+            seed=a.seed,
+        ),
+        {"entropy": a.entropy, "g_lr": a.g_lr, "threads": a.threads},
     )
-    wall = time.perf_counter() - t
-    steps = policy.provenance["steps"]
-    rg = policy.history["rg_ratio"]
-    path = out / f"mnist-{a.model}.safetensors"
-    policy.save(str(path))
-    frequency_png(policy, out / f"mnist-{a.model}-frequencies.png")
-    preview(policy, pool[:8], out / f"mnist-{a.model}-preview.png")
-    result = {
-        "model": a.model,
-        "tfs": a.tfs,
-        "images": a.images,
-        "seq_len": a.seq_len,
-        "steps": steps,
-        "entropy": a.entropy,
-        "g_lr": a.g_lr,
-        "wall_s": round(wall, 1),
-        "steps_per_s": round(steps / wall, 3),
-        "rg_ratio_last": rg[-1] if rg else None,
-        "rg_ratio_mean_last5": float(np.mean(rg[-5:])) if rg else None,
-        "threads": a.threads,
-        "top_tfs": policy.top_tfs(5),
-        "policy": str(path),
-    }
-    print(json.dumps(result, indent=2))
-    (out / f"fit_mnist_{a.model}.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
