@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ def _idx(path: Path, magic: int, header: int) -> np.ndarray:
         raise DataError(f"missing {path}")
     try:
         raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
-    except OSError as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated .gz raises EOFError, a corrupt one zlib.error
         raise DataError(f"cannot read {path}: {exc}") from None
     if len(raw) < header or int.from_bytes(raw[:4], "big") != magic:
         raise DataError(f"{path} is not an IDX file (bad magic number)")
