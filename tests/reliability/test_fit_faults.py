@@ -195,7 +195,13 @@ def test_checkpoint_is_never_half_written(tmp_path: Path) -> None:
                     save_artifact(path, {"w": torch.from_numpy(np.full(n, i, np.float32))}, "stress", {"i": i})
             finally:
                 os._exit(1)
-        time.sleep(float(rng.uniform(1.5, 5)) * write_s)
+        # Wait until this writer has replaced the file at least once (a loaded machine can delay it by far more
+        # than write_s), then kill it at a random moment, most likely in the middle of a later write.
+        first = (kill + 1) * 1_000_000 + 1
+        deadline = time.perf_counter() + 60
+        while read_metadata(path).get("i", 0) < first and time.perf_counter() < deadline:
+            time.sleep(write_s / 4)
+        time.sleep(float(rng.uniform(0.0, 3.0)) * write_s)
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, "the writer died on its own"
