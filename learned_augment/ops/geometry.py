@@ -211,22 +211,30 @@ def _box_outline(boxes: np.ndarray, n: int) -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], axis=1)
 
 
-def transform_boxes(boxes: np.ndarray, move, h: int, w: int, n_outline: int = 2) -> np.ndarray:
-    """Move ``(N, 4+)`` pascal_voc boxes with the point map ``move``; returns their clipped enclosing boxes.
+BOX_OUTLINE_POINTS = 16
+"""Points per box edge tracked through a sequence: enough for swirl/elastic, exact for affine maps."""
 
-    For affine maps the corners suffice (``n_outline=2``); for warps the edges are sampled more densely.
-    Extra columns (labels) are kept.
+
+def box_outline_points(boxes: np.ndarray, n: int = BOX_OUTLINE_POINTS) -> np.ndarray:
+    """``n`` points along each edge of each ``(N, 4+)`` pascal_voc box, in pixel-index space: ``(N * 4n, 2)``."""
+    # Boxes live in continuous space (pixel i spans [i, i + 1)); point maps work on pixel indices.
+    return _box_outline(np.asarray(boxes, dtype=np.float64)[:, :4], n) - 0.5
+
+
+def boxes_from_points(boxes: np.ndarray, pts: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The clipped boxes enclosing each box's moved outline ``pts`` (from :func:`box_outline_points`).
+
+    Extra columns (labels) of ``boxes`` are kept.
     """
     boxes = np.asarray(boxes, dtype=np.float64)
-    if boxes.size == 0:
-        return boxes.reshape(0, max(4, boxes.shape[-1] if boxes.ndim == 2 else 4))
-    # Boxes live in continuous space (pixel i spans [i, i + 1)); ``move`` works on pixel indices.
-    pts = (move(_box_outline(boxes[:, :4], n_outline) - 0.5) + 0.5).reshape(len(boxes), -1, 2)
     out = boxes.copy()
-    out[:, 0] = np.clip(pts[..., 0].min(1), 0, w)
-    out[:, 1] = np.clip(pts[..., 1].min(1), 0, h)
-    out[:, 2] = np.clip(pts[..., 0].max(1), 0, w)
-    out[:, 3] = np.clip(pts[..., 1].max(1), 0, h)
+    if len(boxes) == 0:
+        return out
+    p = (pts + 0.5).reshape(len(boxes), -1, 2)
+    out[:, 0] = np.clip(p[..., 0].min(1), 0, w)
+    out[:, 1] = np.clip(p[..., 1].min(1), 0, h)
+    out[:, 2] = np.clip(p[..., 0].max(1), 0, w)
+    out[:, 3] = np.clip(p[..., 1].max(1), 0, h)
     return out
 
 

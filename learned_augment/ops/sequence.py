@@ -89,7 +89,10 @@ def _check_mask(mask: Any, h: int, w: int, name: str) -> np.ndarray:
     return m
 
 
-def _move_targets(t: dict[str, Any], mask_fn, point_fn, h: int, w: int, outline: int) -> None:
+_BOX_POINTS = "_box_points"
+
+
+def _move_targets(t: dict[str, Any], mask_fn, point_fn) -> None:
     for key, value in t.items():
         if value is None:
             continue
@@ -97,8 +100,8 @@ def _move_targets(t: dict[str, Any], mask_fn, point_fn, h: int, w: int, outline:
             t[key] = mask_fn(value)
         elif key == "masks":
             t[key] = [mask_fn(m) for m in value]
-        elif key == "bboxes":
-            t[key] = geo.transform_boxes(value, point_fn, h, w, outline)
+        elif key == _BOX_POINTS:
+            t[key] = point_fn(value)
         elif key == "keypoints" and len(value):
             moved = value.copy()
             moved[:, :2] = point_fn(value[:, :2])
@@ -150,14 +153,16 @@ def apply_sequence(
     img = check_image(image)
     h, w = img.shape[:2]
     tgt = _check_targets(targets, h, w) if targets is not None else None
+    if tgt is not None and tgt.get("bboxes") is not None and len(tgt["bboxes"]):
+        # Boxes are tracked as outline points through the whole sequence and boxed once at the end: re-boxing
+        # after every geometric step would let each rotation or warp inflate the box further.
+        tgt[_BOX_POINTS] = unmoved_box_points = geo.box_outline_points(tgt["bboxes"])
     for kind, group in _groups(entries, fuse):
         if kind == Kind.AFFINE:
             m = _affine_run(tuple((e.tf.fn, e.magnitude) for e in group), h, w)
             img = geo.warp_affine_image(img, m)
             if tgt:
-                _move_targets(
-                    tgt, lambda a, m=m: geo.warp_affine_mask(a, m), lambda p, m=m: geo.affine_points(p, m), h, w, 2
-                )
+                _move_targets(tgt, lambda a, m=m: geo.warp_affine_mask(a, m), lambda p, m=m: geo.affine_points(p, m))
         elif kind == Kind.POINT:
             img = _apply_points(img, group)
         elif kind == Kind.WARP:
@@ -165,9 +170,7 @@ def apply_sequence(
             wp = e.tf.fn(e.magnitude, h, w, gen)
             img = geo.warp_image(img, wp)
             if tgt:
-                _move_targets(
-                    tgt, lambda a, wp=wp: geo.warp_mask(a, wp), lambda p, wp=wp: geo.warp_points(p, wp), h, w, 16
-                )
+                _move_targets(tgt, lambda a, wp=wp: geo.warp_mask(a, wp), lambda p, wp=wp: geo.warp_points(p, wp))
         elif kind == Kind.IMAGE:
             e = group[0]
             img = e.tf.fn(img, e.magnitude, gen)
@@ -184,6 +187,10 @@ def apply_sequence(
     if img is image:
         # An empty sequence must not hand back the caller's own array.
         img = img.copy()
+    if tgt is not None and _BOX_POINTS in tgt:
+        pts = tgt.pop(_BOX_POINTS)
+        if pts is not unmoved_box_points:  # only geometric steps touch boxes (no clipping for intensity TFs)
+            tgt["bboxes"] = geo.boxes_from_points(tgt["bboxes"], pts, h, w)
     return img if tgt is None else (img, tgt)
 
 

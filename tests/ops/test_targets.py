@@ -262,3 +262,17 @@ def test_bad_targets_are_refused(targets: dict[str, object], error: type, match:
     img, _ = scene()
     with pytest.raises(error, match=match):
         apply_tf(img, "rotate(+5)", targets=targets)
+
+
+def test_boxes_do_not_inflate_over_a_sequence() -> None:
+    """Rotating back and forth returns the box it started from: boxes are tracked as outlines and boxed once.
+
+    Re-boxing after every step would grow a 12x6 box by several pixels per rotation pair (the corners of each
+    rotated box stick out), so this fails for that implementation.
+    """
+    img = np.zeros((40, 40), np.uint8)
+    img[14:26, 17:23] = 255
+    box = [17.0, 14.0, 23.0, 26.0]
+    seq = ["rotate(+10)", "swirl(+0.1)", "rotate(-10)", "swirl(-0.1)", "hflip", "hflip"] * 2  # the identity
+    out, t = apply_sequence(img, seq, targets={"bboxes": [box]})
+    np.testing.assert_allclose(t["bboxes"][0], box, atol=1.0)
