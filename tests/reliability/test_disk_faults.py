@@ -13,7 +13,7 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +25,6 @@ import learned_augment.io as la_io
 from learned_augment.fit import fit_policy
 from learned_augment.io import atomic_write_bytes, load_artifact, load_policy, save_artifact
 from learned_augment.refine import Refiner, fit_refiner
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _oserror(code: int) -> OSError:

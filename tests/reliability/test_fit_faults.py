@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,15 +26,6 @@ from safetensors.torch import load_file
 from learned_augment.fit import fit_policy
 from learned_augment.io import ArtifactError, load_artifact, load_policy, read_metadata, save_artifact
 from learned_augment.refine import Refiner, fit_refiner
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # The workers run on one thread; bit-exact comparisons need the same here.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _policy_progress(meta: dict[str, Any]) -> int:
