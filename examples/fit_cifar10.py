@@ -25,6 +25,8 @@ def main() -> None:
     ap.add_argument("--d-width", type=int, default=32)
     ap.add_argument("--diversity", type=float, default=1e-3)
     ap.add_argument("--jitter", action="store_true", help="sub-pixel jitter of D's inputs (see fit_policy)")
+    ap.add_argument("--g-lr", type=float, default=0.2)
+    ap.add_argument("--entropy", type=float, default=0.0, help="entropy bonus (0.1 kept the MNIST LSTM diverse)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -48,10 +50,12 @@ def main() -> None:
             d_width=a.d_width,
             diversity=a.diversity,
             jitter=a.jitter,
+            g_lr=a.g_lr,
+            entropy=a.entropy,
             device=a.device,
             seed=a.seed,
         ),
-        {"device": a.device, "threads": a.threads, "jitter": a.jitter},
+        {"device": a.device, "threads": a.threads, "jitter": a.jitter, "entropy": a.entropy, "g_lr": a.g_lr},
     )
 
 

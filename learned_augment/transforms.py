@@ -17,6 +17,7 @@ import torch
 from albumentations.core.transforms_interface import BaseTransformInitSchema
 from pydantic import ConfigDict, Field
 
+from .ops.geometry import resolve_interpolation
 from .ops.sequence import apply_sequence
 from .policy.base import Policy
 from .policy.sampler import BlockSampler
@@ -73,6 +74,10 @@ class LearnedPolicyTransform(A.DualTransform):
         continues). With ``seed=None`` workers derive their streams from PyTorch's per-worker seed (reproducible
         when the ``DataLoader``'s generator or PyTorch is seeded, as for any torchvision transform). Inside
         ``A.Compose(..., seed=s)`` the Compose's seed replaces this one.
+    interpolation:
+        How geometric TFs resample images: ``"bilinear"`` (default) or ``"nearest"`` (about 4x faster at 224x224,
+        and what torchvision's AutoAugment family uses by default). torchvision's ``InterpolationMode`` and
+        ``cv2.INTER_LINEAR`` / ``cv2.INTER_NEAREST`` are accepted too. Masks always use nearest.
 
     Accepted inputs (output type, shape and dtype equal the input's):
 
@@ -98,10 +103,12 @@ class LearnedPolicyTransform(A.DualTransform):
         policy: Any
         p: float = Field(ge=0, le=1)
         seed: int | None = None
+        interpolation: Any = "bilinear"
 
-    def __init__(self, policy: Any, p: float = 1.0, seed: int | None = None) -> None:
+    def __init__(self, policy: Any, p: float = 1.0, seed: int | None = None, interpolation: Any = "bilinear") -> None:
         self._ready = False
         super().__init__(p=p)
+        self.interpolation = resolve_interpolation(interpolation)
         self.policy_obj, self.source = _resolve_policy(policy)
         self.policy_obj.eval()
         self._seed = seed
@@ -117,9 +124,11 @@ class LearnedPolicyTransform(A.DualTransform):
     # ------------------------------------------------------------------------------------------ constructors
 
     @classmethod
-    def from_pretrained(cls, name: str, p: float = 1.0, seed: int | None = None) -> LearnedPolicyTransform:
+    def from_pretrained(
+        cls, name: str, p: float = 1.0, seed: int | None = None, interpolation: Any = "bilinear"
+    ) -> LearnedPolicyTransform:
         """A transform around a shipped policy (see :func:`learned_augment.list_pretrained`)."""
-        return cls(PRETRAINED_PREFIX + name, p=p, seed=seed)
+        return cls(PRETRAINED_PREFIX + name, p=p, seed=seed, interpolation=interpolation)
 
     @property
     def policy(self) -> Policy:
@@ -201,7 +210,14 @@ class LearnedPolicyTransform(A.DualTransform):
 
     def _apply_np(self, image: np.ndarray, params: dict[str, Any], targets: dict[str, Any] | None = None) -> Any:
         # The seed, not a generator: apply_sequence seeds one only if a TF of the sequence draws.
-        return apply_sequence(image, params["tf_ids"], self.tfset, targets=targets, rng=int(params["tf_seed"]))
+        return apply_sequence(
+            image,
+            params["tf_ids"],
+            self.tfset,
+            targets=targets,
+            rng=int(params["tf_seed"]),
+            interpolation=self.interpolation,
+        )
 
     def replay(self, inpt: Any, params: dict[str, Any]) -> Any:
         """Apply recorded ``params`` (from :attr:`last_params`) again, drawing nothing.
@@ -275,7 +291,7 @@ class LearnedPolicyTransform(A.DualTransform):
         if images.dtype != torch.uint8 and not images.is_floating_point():
             raise TypeError(f"tensor images must be uint8 or floating point in [0, 1], got {images.dtype}")
         gen = torch.Generator(device=images.device).manual_seed(seed % (2**63 - 1))
-        return apply_sequence_batch(images, ids, self.tfset, generator=gen)
+        return apply_sequence_batch(images, ids, self.tfset, generator=gen, interpolation=self.interpolation)
 
     def _apply_batch(self, images: torch.Tensor, params: dict[str, Any] | None = None) -> torch.Tensor:
         """(B, C, H, W): one sequence per sample, Bernoulli(p) per sample, on the tensor's device."""
@@ -369,7 +385,7 @@ class LearnedPolicyTransform(A.DualTransform):
         return out
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("policy", "seed")
+        return ("policy", "seed", "interpolation")
 
     def get_transform_init_args(self) -> dict[str, Any]:
         if self.source is None:
@@ -377,12 +393,16 @@ class LearnedPolicyTransform(A.DualTransform):
                 "this LearnedPolicyTransform wraps an in-memory policy, which A.to_dict cannot reference: "
                 "save it with policy.save(path) and build the transform from that path"
             )
-        return {"policy": self.source, "seed": self._seed}
+        return {"policy": self.source, "seed": self._seed, "interpolation": self.interpolation}
 
     def get_dict_with_id(self) -> dict[str, Any]:
         # ReplayCompose's record stays in memory, so it may hold an in-memory policy object (A.to_dict may not).
         state = {"__class_fullname__": self.get_class_fullname(), **self.get_base_init_args()}
-        state.update(policy=self.source if self.source is not None else self.policy_obj, seed=self._seed)
+        state.update(
+            policy=self.source if self.source is not None else self.policy_obj,
+            seed=self._seed,
+            interpolation=self.interpolation,
+        )
         state["id"] = id(self)
         return state
 
@@ -403,7 +423,8 @@ class LearnedPolicyTransform(A.DualTransform):
     def __repr__(self) -> str:
         src = f", source={self.source!r}" if self.source else ""
         seed = f", seed={self._seed}" if self._seed is not None else ""
-        return f"{type(self).__name__}(policy={self.policy_obj!r}, p={self.p}{seed}{src})"
+        interp = f", interpolation={self.interpolation!r}" if self.interpolation != "bilinear" else ""
+        return f"{type(self).__name__}(policy={self.policy_obj!r}, p={self.p}{seed}{interp}{src})"
 
 
 # ---------------------------------------------------------------------------------------------- input dispatch

@@ -29,6 +29,10 @@ PER_IMAGE = {
     ("ours apply_sequence 'default'", "numpy", 10),
     ("ours apply_sequence 'cifar10'", "numpy", 2),
     ("ours apply_sequence 'cifar10'", "numpy", 10),
+    ("ours apply_sequence 'default' nearest", "numpy", 2),
+    ("ours apply_sequence 'default' nearest", "numpy", 10),
+    ("ours apply_sequence 'cifar10' nearest", "numpy", 2),
+    ("ours apply_sequence 'cifar10' nearest", "numpy", 10),
     ("ours LearnedPolicyTransform mean-field 'cifar10'", "numpy", 2),
     ("ours LearnedPolicyTransform mean-field 'cifar10'", "numpy", 10),
     ("torchvision RandAugment", "PIL", 2),
@@ -88,11 +92,17 @@ def test_per_image_rows_and_targets(quick: tuple[dict[str, Any], str]) -> None:
 
     targets = report["ratios"]
     assert {(t["size"], t["ours"]) for t in targets} == {
-        (s, f"apply_sequence {ts!r} L={n}") for s in SIZES for ts in ("default", "cifar10") for n in (2, 10)
+        (s, f"apply_sequence {ts!r} L={n} {mode}")
+        for s in SIZES
+        for ts in ("default", "cifar10")
+        for n in (2, 10)
+        for mode in ("bilinear", "nearest")
     }
     for t in targets:
-        assert t["ratio"] > 0 and t["ratio_best"] > 0 and t["ratio_vs_bilinear"] > 0 and isinstance(t["met"], bool)
-        assert t["target"] == (1.5 if t["ours"].endswith("L=2") else 1.0)
+        assert t["ratio"] > 0 and t["ratio_best"] > 0 and t["ratio_same_interpolation"] > 0
+        assert isinstance(t["met"], bool) and t["met"] == (t["ratio"] >= t["target"])
+        assert t["target"] == (1.5 if " L=2 " in t["ours"] else 1.0)
+        assert t["ours"].endswith(t["interpolation"])
         assert t["baseline"].startswith("torchvision RandAugment (2 ops")
 
 

@@ -53,6 +53,8 @@ class _Context:
     generator: torch.Generator
     u8: bool
     """The input was uint8: round to the 1/255 grid after every operation, as the CPU path returns uint8."""
+    mode: str = "bilinear"
+    """grid_sample mode of geometric TFs: "bilinear" or "nearest"."""
     cache: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def rand(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -87,7 +89,7 @@ def _normaliser(h: int, w: int) -> np.ndarray:
     return np.array([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]])
 
 
-def _warp_affine(x: torch.Tensor, forward: np.ndarray) -> torch.Tensor:
+def _warp_affine(x: torch.Tensor, forward: np.ndarray, mode: str = "bilinear") -> torch.Tensor:
     """Resample ``x`` (n, C, H, W) under per-sample forward matrices ``forward`` (n, 3, 3) in pixel-index space."""
     n, _, h, w = x.shape
     norm = _normaliser(h, w)
@@ -101,14 +103,14 @@ def _warp_affine(x: torch.Tensor, forward: np.ndarray) -> torch.Tensor:
     gx = t[:, 0, 0] * xs + (t[:, 0, 1] * ys + t[:, 0, 2])
     gy = t[:, 1, 0] * xs + (t[:, 1, 1] * ys + t[:, 1, 2])
     grid = torch.stack((gx, gy), dim=-1)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
-def _remap(x: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor) -> torch.Tensor:
-    """``cv2.remap`` (bilinear, replicated border) for a batch: maps are (n, H, W) source pixel indices."""
+def _remap(x: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """``cv2.remap`` (replicated border) for a batch: maps are (n, H, W) source pixel indices."""
     h, w = x.shape[-2:]
     grid = torch.stack(((2.0 * map_x + 1.0) / w - 1.0, (2.0 * map_y + 1.0) / h - 1.0), dim=-1)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
 def _pixel_grid(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -328,7 +330,7 @@ def _swirl(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
     rho, phi, falloff = ctx.cache["swirl"]
     theta = phi + _col(mags, x.device).view(-1, 1, 1) * falloff
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    return _remap(x, cx + rho * torch.cos(theta), cy + rho * torch.sin(theta))
+    return _remap(x, cx + rho * torch.cos(theta), cy + rho * torch.sin(theta), ctx.mode)
 
 
 def _smooth_fields(noise: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
@@ -342,7 +344,7 @@ def _elastic(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
     noise = ctx.rand((n, 2, h, w), x.device) * 2.0 - 1.0
     d = _smooth_fields(noise) * _col(mags, x.device)
     gy, gx = _pixel_grid(h, w, x.device)
-    return _remap(x, gx + d[:, 0], gy + d[:, 1])
+    return _remap(x, gx + d[:, 0], gy + d[:, 1], ctx.mode)
 
 
 # Keyed by the numpy kernel, not the name: a TF re-registered under a built-in name gets no stale batched twin.
@@ -492,7 +494,7 @@ class _Run:
         warp = idx[~identity]
         if warp.size:
             fwd = mats[~identity]
-            self._update(warp, lambda x: _warp_affine(x, fwd))
+            self._update(warp, lambda x: _warp_affine(x, fwd, self.ctx.mode))
         self.matrix[idx] = np.eye(3)
         self.affine_pending[idx] = False
 
@@ -597,6 +599,7 @@ def apply_sequence_batch(
     tfset: TFSet | str,
     *,
     generator: torch.Generator | None = None,
+    interpolation: Any = "bilinear",
 ) -> torch.Tensor:
     """Apply one TF sequence per image to a batch, vectorised over the batch, on the images' device.
 
@@ -616,6 +619,9 @@ def apply_sequence_batch(
     generator:
         Source of the random draws of elastic, noise and cutout (on any device). ``None`` uses a fixed seed, so the
         call is deterministic.
+    interpolation:
+        ``"bilinear"`` (default) or ``"nearest"`` resampling of geometric TFs, as in
+        :func:`~learned_augment.ops.apply_sequence`.
 
     Returns
     -------
@@ -639,6 +645,7 @@ def apply_sequence_batch(
     interpolated).
     """
     ts = get_tfset(tfset)
+    mode = geo.resolve_interpolation(interpolation)
     images = _check_images(images)
     seq = _check_ids(ids, images.shape[0], len(ts))
     h, w = images.shape[-2:]
@@ -648,7 +655,7 @@ def apply_sequence_batch(
         generator = torch.Generator(device=images.device).manual_seed(_FIXED_SEED)
     with torch.no_grad():
         x = images.to(torch.float32) * _INV255 if u8 else images.to(torch.float32, copy=True)
-        run = _Run(x.contiguous(), plan, _Context(generator, u8))
+        run = _Run(x.contiguous(), plan, _Context(generator, u8, mode))
         for t in range(seq.shape[1]):
             run.step(seq[:, t])
         out = run.finish()

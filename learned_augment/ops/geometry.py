@@ -21,6 +21,37 @@ from .image import restore_shape
 
 BORDER = cv2.BORDER_REPLICATE
 
+INTERPOLATIONS = ("bilinear", "nearest")
+"""Image resampling modes of the geometric TFs (masks are always resampled with nearest)."""
+
+_CV2_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+
+
+def resolve_interpolation(interpolation: object) -> str:
+    """``"bilinear"`` or ``"nearest"`` from a string, a torchvision ``InterpolationMode`` or an OpenCV flag.
+
+    Raises
+    ------
+    ValueError
+        For any other mode (e.g. bicubic), naming the accepted ones.
+    """
+    if isinstance(interpolation, str):
+        mode = interpolation.lower()
+    elif isinstance(interpolation, int) and not isinstance(interpolation, bool):
+        # OpenCV / Albumentations flags: cv2.INTER_NEAREST == 0, cv2.INTER_LINEAR == 1.
+        mode = {cv2.INTER_NEAREST: "nearest", cv2.INTER_LINEAR: "bilinear"}.get(interpolation, repr(interpolation))
+    else:
+        # torchvision's InterpolationMode is a str Enum whose value is "nearest", "bilinear", ...
+        mode = str(getattr(interpolation, "value", interpolation)).lower()
+    if mode == "linear":
+        mode = "bilinear"
+    if mode not in INTERPOLATIONS:
+        raise ValueError(
+            f"interpolation must be 'bilinear' or 'nearest' (or torchvision's InterpolationMode / cv2.INTER_LINEAR, "
+            f"cv2.INTER_NEAREST), got {interpolation!r}"
+        )
+    return mode
+
 
 def _centre(h: int, w: int) -> tuple[float, float]:
     return (w - 1) / 2.0, (h - 1) / 2.0
@@ -147,8 +178,11 @@ def elastic_warp(alpha: float, h: int, w: int, rng: np.random.Generator, sigma: 
 _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
-def warp_affine_image(image: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Resample ``image`` under forward matrix ``m`` (3x3) with bilinear interpolation, replicated borders."""
+def warp_affine_image(image: np.ndarray, m: np.ndarray, interpolation: str = "bilinear") -> np.ndarray:
+    """Resample ``image`` under forward matrix ``m`` (3x3), replicated borders.
+
+    ``interpolation`` is ``"bilinear"`` or ``"nearest"`` (about 4x faster at 224x224, and blockier).
+    """
     h, w = image.shape[:2]
     # Flips and the identity are recognised on the six numbers as plain floats: numpy's comparisons cost more than
     # the warp itself on small images.
@@ -160,7 +194,7 @@ def warp_affine_image(image: np.ndarray, m: np.ndarray) -> np.ndarray:
     # np.allclose(a, identity, atol=1e-9) with its default rtol of 1e-5.
     if all(abs(x - y) <= 1e-9 + 1e-5 * abs(y) for x, y in zip(a, _IDENTITY)):
         return image.copy()
-    out = cv2.warpAffine(image, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=BORDER)
+    out = cv2.warpAffine(image, m[:2], (w, h), flags=_CV2_INTERPOLATION[interpolation], borderMode=BORDER)
     return restore_shape(out, image)
 
 
@@ -181,8 +215,8 @@ def warp_affine_mask(mask: np.ndarray, m: np.ndarray) -> np.ndarray:
     return _nearest_gather(mask, sx, sy)
 
 
-def warp_image(image: np.ndarray, warp: Warp) -> np.ndarray:
-    out = cv2.remap(image, warp.map_x, warp.map_y, interpolation=cv2.INTER_LINEAR, borderMode=BORDER)
+def warp_image(image: np.ndarray, warp: Warp, interpolation: str = "bilinear") -> np.ndarray:
+    out = cv2.remap(image, warp.map_x, warp.map_y, interpolation=_CV2_INTERPOLATION[interpolation], borderMode=BORDER)
     return restore_shape(out, image)
 
 

@@ -11,6 +11,7 @@ import math
 
 import cv2
 import numpy as np
+import torch
 
 from .base import TF, Kind, register
 from .image import as_float, like, n_channels, restore_shape, to_uint8
@@ -155,9 +156,12 @@ _SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13.0
 
 def sharpness(image: np.ndarray, f: float, rng: np.random.Generator | None = None) -> np.ndarray:
     """PIL ``ImageEnhance.Sharpness``: blend with a smoothed copy (``f=0`` smooth, ``f>1`` sharper)."""
-    xf = as_float(image)
-    smooth = restore_shape(cv2.filter2D(xf, -1, _SMOOTH, borderType=cv2.BORDER_REPLICATE), xf)
-    return like(smooth + np.float32(f) * (xf - smooth), image)
+    # smooth + f * (x - smooth) is itself a 3x3 convolution of x: one OpenCV pass, on uint8 directly (rounded and
+    # saturated by OpenCV), instead of a float copy, a filter and two blends.
+    kernel = (1.0 - f) * _SMOOTH
+    kernel[1, 1] += f
+    out = cv2.filter2D(image, -1, kernel.astype(np.float32), borderType=cv2.BORDER_REPLICATE)
+    return like(restore_shape(out, image), image)
 
 
 def blur(image: np.ndarray, sigma: float, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -174,11 +178,22 @@ def noise(image: np.ndarray, std: float, rng: np.random.Generator | None = None)
     """Additive Gaussian noise with standard deviation ``std`` (on the [0, 1] scale)."""
     gen = rng if rng is not None else np.random.default_rng(0)
     xf = as_float(image)
-    # Drawn in float32: half the memory traffic of float64 draws, and the image is float32 anyway.
-    n = gen.standard_normal(size=xf.shape, dtype=np.float32)
+    # Inverse-CDF sampling from 2**16 equiprobable normal quantiles (tails cut at 4.3 sigma): 16 random bits per
+    # value and one table look-up, about 2x faster than the generator's own normal draws.
+    bits = np.frombuffer(gen.bytes(2 * xf.size), dtype=np.uint16).reshape(xf.shape)
+    n = _normal_quantiles().take(bits)
     n *= np.float32(std)
     xf += n
     return _from_float(xf, image)
+
+
+@functools.cache
+def _normal_quantiles() -> np.ndarray:
+    """The 2**16 quantiles ``Phi^-1((i + 0.5) / 2**16)`` as float32 (mean 0, standard deviation 0.99999)."""
+    p = (torch.arange(2**16, dtype=torch.float64) + 0.5) / 2**16
+    q = torch.special.ndtri(p).to(torch.float32).numpy()
+    q.flags.writeable = False
+    return q
 
 
 def cutout(image: np.ndarray, size: float, rng: np.random.Generator | None = None) -> np.ndarray:

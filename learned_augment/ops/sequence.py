@@ -116,6 +116,7 @@ def apply_sequence(
     targets: Mapping[str, Any] | None = None,
     rng: np.random.Generator | int | None = None,
     fuse: bool = True,
+    interpolation: Any = "bilinear",
 ) -> Any:
     """Apply TFs in order to ``image`` (and, if given, its targets).
 
@@ -137,12 +138,18 @@ def apply_sequence(
         fixed seed, so the call is deterministic. A generator is only built when a TF in the sequence draws.
     fuse:
         Fuse runs of affine TFs into one warp and runs of point TFs into one look-up table.
+    interpolation:
+        How geometric TFs resample the image: ``"bilinear"`` (default) or ``"nearest"`` (torchvision's
+        ``InterpolationMode`` and ``cv2.INTER_LINEAR`` / ``cv2.INTER_NEAREST`` work too). Nearest is what
+        torchvision's AutoAugment family uses by default; it is about 4x faster at 224x224 and keeps the image's
+        exact values. Masks always use nearest; boxes and keypoints do not depend on it.
 
     Returns
     -------
     The transformed image (same shape and dtype), or ``(image, targets)`` when ``targets`` was given.
     """
     entries = resolve(tf_ids, tfset)
+    interp = geo.resolve_interpolation(interpolation)
     gen = _generator(rng, entries)
     if entries and all(e.tf.kind == Kind.CUSTOM for e in entries):
         data = image
@@ -160,7 +167,7 @@ def apply_sequence(
     for kind, group in _groups(entries, fuse):
         if kind == Kind.AFFINE:
             m = _affine_run(tuple((e.tf.fn, e.magnitude) for e in group), h, w)
-            img = geo.warp_affine_image(img, m)
+            img = geo.warp_affine_image(img, m, interp)
             if tgt:
                 _move_targets(tgt, lambda a, m=m: geo.warp_affine_mask(a, m), lambda p, m=m: geo.affine_points(p, m))
         elif kind == Kind.POINT:
@@ -168,7 +175,7 @@ def apply_sequence(
         elif kind == Kind.WARP:
             e = group[0]
             wp = e.tf.fn(e.magnitude, h, w, gen)
-            img = geo.warp_image(img, wp)
+            img = geo.warp_image(img, wp, interp)
             if tgt:
                 _move_targets(tgt, lambda a, wp=wp: geo.warp_mask(a, wp), lambda p, wp=wp: geo.warp_points(p, wp))
         elif kind == Kind.IMAGE:

@@ -96,11 +96,11 @@ class Policy(nn.Module):
 
         return str(save_policy(self, path))
 
-    def as_transform(self, p: float = 1.0, seed: int | None = None) -> Any:
+    def as_transform(self, p: float = 1.0, seed: int | None = None, interpolation: Any = "bilinear") -> Any:
         """This policy as a :class:`~learned_augment.LearnedPolicyTransform`."""
         from ..transforms import LearnedPolicyTransform
 
-        return LearnedPolicyTransform(self, p=p, seed=seed)
+        return LearnedPolicyTransform(self, p=p, seed=seed, interpolation=interpolation)
 
     def extra_repr(self) -> str:
         top = ", ".join(f"{i} {p:.2f}" for i, p in self._repr_top())

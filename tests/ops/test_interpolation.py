@@ -1,0 +1,113 @@
+"""The ``interpolation`` option of geometric TFs: nearest resampling on the CPU path, the batched path and targets."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms import InterpolationMode
+
+from learned_augment.ops import TFSet, apply_sequence, get_tfset
+from learned_augment.ops.batch import apply_sequence_batch
+from learned_augment.ops.geometry import resolve_interpolation
+
+GEOMETRIC = ["rotate(+17)", "shear_x(+0.3)", "zoom(1.2)", "translate_y(-0.13)", "swirl(+0.4)", "elastic(1.5)"]
+
+
+def _image(dtype: type, channels: int | None = 3, size: int = 40) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    shape = (size, size) if channels is None else (size, size, channels)
+    x = rng.integers(0, 256, shape, dtype=np.uint8)
+    return x if dtype == np.uint8 else x.astype(np.float32) / np.float32(255.0)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("bilinear", "bilinear"),
+        ("nearest", "nearest"),
+        ("NEAREST", "nearest"),
+        ("linear", "bilinear"),
+        (InterpolationMode.NEAREST, "nearest"),
+        (InterpolationMode.BILINEAR, "bilinear"),
+        (cv2.INTER_NEAREST, "nearest"),
+        (cv2.INTER_LINEAR, "bilinear"),
+    ],
+)
+def test_accepted_spellings(given: object, expected: str) -> None:
+    assert resolve_interpolation(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["bicubic", InterpolationMode.BICUBIC, cv2.INTER_CUBIC, True, None, 1.0, ""])
+def test_other_modes_are_refused_by_name(bad: object) -> None:
+    with pytest.raises(ValueError, match="interpolation must be 'bilinear' or 'nearest'"):
+        apply_sequence(_image(np.uint8), ["rotate(+17)"], interpolation=bad)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("channels", [None, 1, 3])
+@pytest.mark.parametrize("tf", GEOMETRIC)
+def test_nearest_only_copies_existing_pixels(tf: str, dtype: type, channels: int | None) -> None:
+    x = _image(dtype, channels)
+    near = apply_sequence(x, [tf, "rotate(-5)"], interpolation="nearest", rng=3)
+    bil = apply_sequence(x, [tf, "rotate(-5)"], interpolation="bilinear", rng=3)
+    assert near.shape == x.shape and near.dtype == x.dtype
+    flat_x = x.reshape(-1, 1 if x.ndim == 2 else x.shape[-1])
+    flat_n = near.reshape(flat_x.shape)
+    # Every output pixel is some input pixel, all channels together (no blending, no new colours).
+    assert {tuple(p) for p in flat_n} <= {tuple(p) for p in flat_x}
+    # Bilinear blends neighbours of random pixels, so it makes values nearest cannot.
+    assert not np.array_equal(near, bil)
+
+
+def test_nearest_and_bilinear_agree_on_exact_maps() -> None:
+    """Flips and whole-pixel shifts land on pixel centres: both modes give the same exact result."""
+    x = _image(np.uint8)
+    for seq in (["hflip"], ["vflip", "hflip"], ["translate_x(+0.25)"], ["rotate(+90)"]):
+        assert np.array_equal(apply_sequence(x, seq, interpolation="nearest"), apply_sequence(x, seq)), seq
+
+
+def test_targets_do_not_depend_on_interpolation() -> None:
+    x = _image(np.uint8)
+    mask = (np.arange(40 * 40).reshape(40, 40) % 7).astype(np.uint8)
+    targets = {"mask": mask, "bboxes": np.array([[5.0, 6.0, 20.0, 30.0, 1.0]]), "keypoints": np.array([[7.0, 9.0]])}
+    seq = ["rotate(+17)", "swirl(+0.4)", "zoom(1.2)", "elastic(1.5)"]
+    _, a = apply_sequence(x, seq, targets=targets, rng=1, interpolation="nearest")
+    _, b = apply_sequence(x, seq, targets=targets, rng=1, interpolation="bilinear")
+    assert np.array_equal(a["mask"], b["mask"])
+    np.testing.assert_array_equal(a["bboxes"], b["bboxes"])
+    np.testing.assert_array_equal(a["keypoints"], b["keypoints"])
+
+
+def test_nearest_mask_and_image_move_together() -> None:
+    """A label mask that equals the image's own channel stays equal to it under nearest resampling."""
+    x = _image(np.uint8, channels=None)
+    seq = ["rotate(+17)", "shear_x(+0.3)", "zoom(1.2)", "swirl(+0.4)"]
+    img, t = apply_sequence(x, seq, targets={"mask": x.copy()}, interpolation="nearest")
+    # OpenCV's fixed-point nearest and the mask's exact rounding may pick different neighbours at near-ties.
+    assert (img != t["mask"]).mean() < 0.01
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_batched_nearest_matches_cpu_nearest(dtype: torch.dtype) -> None:
+    ts = get_tfset("default")
+    rng = np.random.default_rng(2)
+    images = np.stack([_image(np.uint8, 3, size=48) for _ in range(6)])
+    images = (images + rng.integers(0, 256, images.shape, dtype=np.uint8)).astype(np.uint8)
+    geo = [i for i, e in enumerate(ts) if e.tf.kind.name == "AFFINE"]
+    ids = rng.choice(geo, size=(6, 4))
+    cpu = np.stack([apply_sequence(im, s, ts, interpolation="nearest") for im, s in zip(images, ids)])
+    t = torch.from_numpy(images).permute(0, 3, 1, 2)
+    t = t if dtype == torch.uint8 else t.to(dtype) / 255.0
+    out = apply_sequence_batch(t, ids, ts, interpolation="nearest").permute(0, 2, 3, 1)
+    got = out.numpy() if dtype == torch.uint8 else np.rint(out.numpy() * 255.0).astype(np.uint8)
+    # Nearest picks whole pixels: the two paths may disagree only where a source coordinate is a near-tie.
+    assert (got != cpu).any(axis=-1).mean() < 0.01
+    bil = apply_sequence_batch(torch.from_numpy(images).permute(0, 3, 1, 2), ids, ts).permute(0, 2, 3, 1).numpy()
+    assert (bil != cpu).any(axis=-1).mean() > 0.2
+
+
+def test_batched_path_refuses_other_modes() -> None:
+    with pytest.raises(ValueError, match="interpolation must be"):
+        apply_sequence_batch(torch.zeros(1, 3, 8, 8), np.zeros((1, 1), int), TFSet(["rotate(+5)"]), interpolation=3)
