@@ -57,6 +57,47 @@ def _ship(src: Path, name: str, card: dict[str, Any]) -> None:
     print(f"shipped {name} ({card['file_bytes']} bytes)")
 
 
+def _cifar10_card(folder: Path, model: str, res: dict[str, Any] | None) -> dict[str, Any]:
+    """Card of a ``fit_cifar10.py`` policy; ``res`` is the reproduction that measured it (if run)."""
+    fit = json.loads((folder / f"fit_cifar10_{model}.json").read_text())
+    # The first cifar10-meanfield fit ran while jitter was on by default; its JSON predates the field.
+    jitter = fit.get("jitter", model == "mean_field")
+    entropy, g_lr = fit.get("entropy", 0.0), fit.get("g_lr", 0.2)
+    command = (
+        f"python examples/fit_cifar10.py --data ../shared/data/cifar10 --model {model} --images {fit['images']} "
+        f"--threads {fit.get('threads', 1)}{' --jitter' if jitter else ''}"
+        f"{f' --entropy {entropy:g}' if entropy else ''}{f' --g-lr {g_lr:g}' if g_lr != 0.2 else ''}"
+    )
+    card: dict[str, Any] = {
+        "summary": f"TANDA {model} policy over TANDA's 33 CIFAR-10 TFs, L=10, fitted on {fit['images']:,} "
+        f"unlabeled CIFAR-10 training images{f' with entropy bonus {entropy:g}' if entropy else ''}",
+        "data": f"first {fit['images']:,} CIFAR-10 training images (JPEG copy), labels unused",
+        "fit_command": command,
+        "jitter": jitter,
+        "entropy": entropy,
+        "seed": 0,
+        "rg_ratio_last": fit.get("rg_ratio_last"),
+        "end_model": "not measured: the CIFAR-10 end-model reproduction has not been run yet",
+    }
+    row = _row(res, "tanda-lstm" if model == "lstm" else "tanda-mf") if res else None
+    if res and row:
+        base = {k: _row(res, k) for k in ("heuristic", "basic", "trivialaugment", "randaugment", "autoaugment")}
+        heur = base["heuristic"]["acc_mean"] if base["heuristic"] else float("nan")
+        card["summary"] += (
+            f"; {row['acc_mean']:.2f}% vs {heur:.2f}% (random sequences) with {res['settings']['labels']} labels, "
+            f"{res['settings']['model']}, {res['settings']['epochs']} epochs"
+        )
+        card["end_model_command"] = res["command"]
+        card["end_model"] = {
+            "task": f"CIFAR-10, {res['settings']['labels']} labels, {res['settings']['model']}, official test set",
+            "recipe": row["recipe"],
+            "accuracy": row,
+            "baselines": base,
+            "settings": res["settings"],
+        }
+    return card
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tanda-mnist", type=Path, help="output folder of reproduce_tanda.py on MNIST")
@@ -66,7 +107,9 @@ def main() -> None:
     ap.add_argument("--mnist-mf-policy", type=Path, help="mean-field policy file (default: from --tanda-mnist)")
     ap.add_argument("--mnist-mf-results", type=Path, help="results.json that measured it")
     ap.add_argument("--mnist-mf-fit-command", help="the command that fitted it")
-    ap.add_argument("--cifar10", type=Path, help="output folder of fit_cifar10.py")
+    ap.add_argument("--cifar10", type=Path, help="output folder of fit_cifar10.py (both models)")
+    ap.add_argument("--cifar10-lstm", type=Path, help="output folder of the fit_cifar10.py LSTM fit (over --cifar10)")
+    ap.add_argument("--cifar10-mf", type=Path, help="output folder of the mean-field fit (over --cifar10)")
     ap.add_argument("--cifar10-results", type=Path, help="results.json of reproduce_tanda.py on CIFAR-10, if run")
     ap.add_argument("--mrgan", type=Path, help="output folder of reproduce_mrgan.py")
     a = ap.parse_args()
@@ -102,28 +145,13 @@ def main() -> None:
                 },
             },
         )
-    if a.cifar10:
-        res = json.loads(a.cifar10_results.read_text()) if a.cifar10_results else None
-        for model, name in (("lstm", "cifar10-lstm"), ("mean_field", "cifar10-meanfield")):
-            fit = json.loads((a.cifar10 / f"fit_cifar10_{model}.json").read_text())
-            # The first cifar10-meanfield fit ran while jitter was on by default; its JSON predates the field.
-            jitter = fit.get("jitter", model == "mean_field")
-            row = _row(res, "tanda-lstm" if model == "lstm" else "tanda-mf") if res else None
-            _ship(
-                a.cifar10 / f"cifar10-{model}.safetensors",
-                name,
-                {
-                    "summary": f"TANDA {model} policy over TANDA's 33 CIFAR-10 TFs, L=10, fitted on 10,000 "
-                    "unlabeled CIFAR-10 training images",
-                    "data": "first 10,000 CIFAR-10 training images (JPEG copy), labels unused",
-                    "fit_command": f"python examples/fit_cifar10.py --data ../shared/data/cifar10 --model {model} "
-                    f"--images 10000 --threads 1{' --jitter' if jitter else ''}",
-                    "jitter": jitter,
-                    "seed": 0,
-                    "rg_ratio_last": fit.get("rg_ratio_last"),
-                    "end_model": row or "not measured: the CIFAR-10 end-model reproduction has not been run yet",
-                },
-            )
+    cifar_dirs = {"lstm": a.cifar10_lstm or a.cifar10, "mean_field": a.cifar10_mf or a.cifar10}
+    res = json.loads(a.cifar10_results.read_text()) if a.cifar10_results else None
+    for model, name in (("lstm", "cifar10-lstm"), ("mean_field", "cifar10-meanfield")):
+        folder = cifar_dirs[model]
+        if folder is None:
+            continue
+        _ship(folder / f"cifar10-{model}.safetensors", name, _cifar10_card(folder, model, res))
     if a.mrgan:
         res = json.loads((a.mrgan / "results.json").read_text())
         _ship(

@@ -52,6 +52,13 @@ def cmd_fit(a: argparse.Namespace) -> int:
         epochs=a.epochs,
         steps=a.steps,
         batch_size=a.batch_size,
+        n_seqs=a.n_seqs,
+        g_lr=a.g_lr,
+        g_optimizer=a.g_optimizer,
+        d_lr=a.d_lr,
+        diversity=a.diversity,
+        entropy=a.entropy,
+        jitter=a.jitter,
         device=a.device,
         seed=a.seed,
         checkpoint=a.checkpoint,
@@ -119,7 +126,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     policy = _load_policy(a.policy)
-    t = LearnedPolicyTransform(policy, seed=0)
+    t = LearnedPolicyTransform(policy, seed=0, interpolation=a.interpolation)
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (a.size, a.size, a.channels), dtype=np.uint8)
     for _ in range(20):
@@ -128,7 +135,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
     for _ in range(a.n):
         t(img)
     dt = time.perf_counter() - start
-    print(f"{a.n / dt:,.0f} images/s  ({a.size}x{a.size}x{a.channels} uint8, L={policy.seq_len}, one CPU thread)")
+    print(
+        f"{a.n / dt:,.0f} images/s  ({a.size}x{a.size}x{a.channels} uint8, L={policy.seq_len}, "
+        f"{a.interpolation} resampling, one CPU thread)"
+    )
     return 0
 
 
@@ -199,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--epochs", type=float, default=1.0)
     f.add_argument("--steps", type=int, default=None)
     f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--n-seqs", type=int, default=5, help="sequences per image in each generator step")
+    f.add_argument("--g-lr", type=float, default=0.2, help="generator learning rate")
+    f.add_argument("--g-optimizer", default="sgd", choices=["sgd", "adam"])
+    f.add_argument("--d-lr", type=float, default=1e-4, help="discriminator learning rate")
+    f.add_argument("--diversity", type=float, default=1e-4, help="weight of the diversity term")
+    f.add_argument("--entropy", type=float, default=0.0, help="entropy bonus (0.1 keeps the policy diverse)")
+    f.add_argument("--jitter", action="store_true", help="sub-pixel jitter of the discriminator's inputs")
     f.add_argument("--device", default="cpu")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--checkpoint", default=None)
@@ -237,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--size", type=int, default=32)
     b.add_argument("--channels", type=int, default=3, choices=[1, 3])
     b.add_argument("--n", type=int, default=2000)
+    b.add_argument("--interpolation", default="bilinear", choices=["bilinear", "nearest"])
     b.set_defaults(func=cmd_bench)
 
     sub.add_parser("list", help="shipped pretrained artifacts").set_defaults(func=cmd_list)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from learned_augment.cli import main
+from learned_augment.io import load_policy
 
 PY = [sys.executable, "-m", "learned_augment.cli"]
 
@@ -126,3 +127,17 @@ def test_unreadable_image_is_a_clear_error(tmp_path):
 def test_bad_option_exits_nonzero():
     proc = subprocess.run(PY + ["fit"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_fit_passes_the_main_fit_policy_options(tmp_path, capsys):
+    out = tmp_path / "opts.safetensors"
+    args = ["fit", "sample", "--out", str(out), "--tfs", "mnist", "--steps", "2", "--limit", "32", "--batch-size", "4"]
+    args += ["--seq-len", "3", "--n-seqs", "2", "--g-lr", "0.05", "--g-optimizer", "adam", "--d-lr", "3e-4"]
+    args += ["--diversity", "0.002", "--entropy", "0.1", "--jitter", "--no-progress"]
+    assert main(args) == 0
+    fit_args = load_policy(str(out)).provenance["fit_args"]
+    expected = {"n_seqs": 2, "g_lr": 0.05, "g_optimizer": "adam", "d_lr": 3e-4, "diversity": 0.002, "entropy": 0.1}
+    assert {k: fit_args[k] for k in expected} == expected and fit_args["jitter"] is True
+    capsys.readouterr()
+    assert main(["bench", str(out), "--n", "20", "--interpolation", "nearest"]) == 0
+    assert "nearest resampling" in capsys.readouterr().out
