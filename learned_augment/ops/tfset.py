@@ -214,6 +214,7 @@ def default_tfs() -> TFSet:
 
 
 NAMED_SETS = {"mnist": mnist_tfs, "cifar10": cifar10_tfs, "default": default_tfs}
+_NAMED_CACHE: dict[str, TFSet] = {}
 
 
 def get_tfset(spec: str | TFSet | Iterable[EntryLike]) -> TFSet:
@@ -221,10 +222,15 @@ def get_tfset(spec: str | TFSet | Iterable[EntryLike]) -> TFSet:
     if isinstance(spec, TFSet):
         return spec
     if isinstance(spec, str):
-        try:
-            return NAMED_SETS[spec]()
-        except KeyError:
-            raise KeyError(f"unknown TF set {spec!r}; named sets are {sorted(NAMED_SETS)}") from None
+        # Built once per name: parsing the ids costs more than applying a short sequence to a small image, and
+        # entries hold names, not TF objects, so a TF re-registered later is still looked up afresh.
+        cached = _NAMED_CACHE.get(spec)
+        if cached is None:
+            try:
+                cached = _NAMED_CACHE[spec] = NAMED_SETS[spec]()
+            except KeyError:
+                raise KeyError(f"unknown TF set {spec!r}; named sets are {sorted(NAMED_SETS)}") from None
+        return cached
     if not isinstance(spec, Iterable):
         raise TypeError(f"expected a TF set name, a TFSet or a list of TF ids, got {type(spec).__name__}")
     return TFSet(spec)

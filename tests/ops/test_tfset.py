@@ -66,6 +66,7 @@ def test_named_sets(name: str) -> None:
     assert ts.name == name
     assert ts == NAMED_SETS[name]()  # equal when built twice: policy files rebuild them by name
     assert hash(ts) == hash(NAMED_SETS[name]())
+    assert get_tfset(name) is ts  # built once per name: apply_sequence(img, ids, "cifar10") does not re-parse
     assert len(set(ts.ids)) == len(ts)
     assert f"'{name}'" in repr(ts) and f"K={len(ts)}" in repr(ts)
     assert TFSet(ts.ids) == ts  # the ids alone rebuild the set
