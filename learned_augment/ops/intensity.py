@@ -92,18 +92,22 @@ def hue(image: np.ndarray, shift: float, rng: np.random.Generator | None = None)
     if n_channels(image) == 1:
         return image.copy()
     # uint8 goes through float32 too: OpenCV's 8-bit HSV quantises hue, saturation and value, which moves pixels by
-    # up to ~10 grey levels even for a zero shift (and the uint8 and float32 results would disagree as much).
-    hsv = cv2.cvtColor(as_float(image), cv2.COLOR_RGB2HSV)
-    turn = shift * 360.0
-    if not -360.0 < turn < 360.0:
-        turn = math.fmod(turn, 360.0)
+    # up to ~10 grey levels even for a zero shift (and the uint8 and float32 results would disagree as much). uint8
+    # stays on the 0..255 scale: hue and saturation do not depend on it, and it saves two scaling passes.
+    hsv = cv2.cvtColor(image if image.dtype == np.float32 else image.astype(np.float32), cv2.COLOR_RGB2HSV)
+    turn = math.fmod(shift * 360.0, 360.0)
+    if turn < 0.0:
+        # OpenCV's float HSV -> RGB wraps hues in [360, 720) back into range (its vectorised path does not wrap
+        # negative ones), so a negative turn is applied as the equivalent positive one.
+        turn += 360.0
     if turn:
-        # The same float32 sums as np.mod(h + turn, 360) for |turn| < 360, without its division.
-        h = hsv[..., 0]
-        h += np.float32(turn)
-        h[h < 0.0] += np.float32(360.0)
-        h[h >= 360.0] -= np.float32(360.0)
-    return _from_float(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), image)
+        # One contiguous pass over all three channels instead of a strided update of the hue channel.
+        hsv = cv2.add(hsv, (turn, 0.0, 0.0, 0.0))  # type: ignore[call-overload]  # a Scalar; the stubs lack it
+    out = restore_shape(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), image)
+    if image.dtype == np.uint8:
+        # convertScaleAbs takes |x|, so values below 0 are clipped first; it rounds and saturates at 255 itself.
+        return restore_shape(cv2.convertScaleAbs(np.maximum(out, 0.0, out=out)), image)
+    return like(out, image)
 
 
 def _from_float(result: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -376,6 +376,23 @@ def test_hue_full_turn_in_steps_returns_the_image() -> None:
     assert np.abs(y.astype(int) - x).max() <= 2
 
 
+@pytest.mark.parametrize("shift", [0.1, -0.1, 0.25, -0.25, -0.75, 0.9])
+def test_hue_matches_colorsys(shift: float) -> None:
+    """Against Python's own HSV maths, pixel by pixel, on an image wide enough for OpenCV's vectorised path
+    (which handles negative hues differently from its scalar tail)."""
+    import colorsys
+
+    x = np.random.default_rng(4).integers(0, 256, (8, 40, 3), dtype=np.uint8)
+    ref = np.empty(x.shape, np.float64)
+    for idx in np.ndindex(x.shape[:2]):
+        h, s_, v = colorsys.rgb_to_hsv(*(x[idx] / 255.0))
+        ref[idx] = colorsys.hsv_to_rgb((h + shift) % 1.0, s_, v)
+    got_u8 = apply_tf(x, TFEntry("hue", shift))
+    got_f32 = apply_tf(x.astype(np.float32) / np.float32(255.0), TFEntry("hue", shift))
+    assert np.abs(got_u8.astype(int) - np.rint(ref * 255)).max() <= 1
+    np.testing.assert_allclose(got_f32, ref, atol=1e-5)
+
+
 def test_autocontrast_and_equalize_stretch_the_range() -> None:
     x = (make_image("u8_hw3") // 2 + 40).astype(np.uint8)
     for tf_id in ("autocontrast", "equalize"):
