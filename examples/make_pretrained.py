@@ -57,6 +57,23 @@ def _ship(src: Path, name: str, card: dict[str, Any]) -> None:
     print(f"shipped {name} ({card['file_bytes']} bytes)")
 
 
+def _merge_results(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from several runs with the same end-model recipe; later rows replace earlier ones of that aug.
+
+    The merged report keeps the first report's settings; each row remembers the command that measured it.
+    """
+    keys = ("dataset", "labels", "model", "epochs", "batch_size", "p_augment", "policy_order")
+    first = reports[0]
+    rows: dict[str, dict[str, Any]] = {}
+    for rep_ in reports:
+        differing = [k for k in keys if rep_["settings"].get(k) != first["settings"].get(k)]
+        if differing:
+            raise SystemExit(f"error: results differ in end-model settings {differing}; they cannot share a card")
+        for row in rep_["rows"]:
+            rows[row["aug"]] = {**row, "command": rep_["command"]}
+    return {**first, "rows": list(rows.values())}
+
+
 def _cifar10_card(folder: Path, model: str, res: dict[str, Any] | None) -> dict[str, Any]:
     """Card of a ``fit_cifar10.py`` policy; ``res`` is the reproduction that measured it (if run)."""
     fit = json.loads((folder / f"fit_cifar10_{model}.json").read_text())
@@ -87,7 +104,7 @@ def _cifar10_card(folder: Path, model: str, res: dict[str, Any] | None) -> dict[
             f"; {row['acc_mean']:.2f}% vs {heur:.2f}% (random sequences) with {res['settings']['labels']} labels, "
             f"{res['settings']['model']}, {res['settings']['epochs']} epochs"
         )
-        card["end_model_command"] = res["command"]
+        card["end_model_command"] = row.get("command", res["command"])
         card["end_model"] = {
             "task": f"CIFAR-10, {res['settings']['labels']} labels, {res['settings']['model']}, official test set",
             "recipe": row["recipe"],
@@ -110,7 +127,13 @@ def main() -> None:
     ap.add_argument("--cifar10", type=Path, help="output folder of fit_cifar10.py (both models)")
     ap.add_argument("--cifar10-lstm", type=Path, help="output folder of the fit_cifar10.py LSTM fit (over --cifar10)")
     ap.add_argument("--cifar10-mf", type=Path, help="output folder of the mean-field fit (over --cifar10)")
-    ap.add_argument("--cifar10-results", type=Path, help="results.json of reproduce_tanda.py on CIFAR-10, if run")
+    ap.add_argument(
+        "--cifar10-results",
+        type=Path,
+        nargs="+",
+        help="results.json of reproduce_tanda.py on CIFAR-10, if run; with several, a row of a later file replaces "
+        "the same row of an earlier one (e.g. a rerun of one policy row with the same end-model settings)",
+    )
     ap.add_argument("--mrgan", type=Path, help="output folder of reproduce_mrgan.py")
     a = ap.parse_args()
 
@@ -146,7 +169,7 @@ def main() -> None:
             },
         )
     cifar_dirs = {"lstm": a.cifar10_lstm or a.cifar10, "mean_field": a.cifar10_mf or a.cifar10}
-    res = json.loads(a.cifar10_results.read_text()) if a.cifar10_results else None
+    res = _merge_results([json.loads(p.read_text()) for p in a.cifar10_results]) if a.cifar10_results else None
     for model, name in (("lstm", "cifar10-lstm"), ("mean_field", "cifar10-meanfield")):
         folder = cifar_dirs[model]
         if folder is None:
