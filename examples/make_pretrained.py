@@ -62,7 +62,8 @@ def _merge_results(reports: list[dict[str, Any]]) -> dict[str, Any]:
 
     The merged report keeps the first report's settings; each row remembers the command that measured it.
     """
-    keys = ("dataset", "labels", "model", "epochs", "batch_size", "p_augment", "policy_order")
+    keys = ("dataset", "labels", "seeds", "model", "epochs", "batch_size", "optimizer", "schedule", "p_augment")
+    keys += ("policy_order", "tfs", "seq_len", "smoke")
     first = reports[0]
     rows: dict[str, dict[str, Any]] = {}
     for rep_ in reports:

@@ -75,9 +75,10 @@ class LearnedPolicyTransform(A.DualTransform):
         when the ``DataLoader``'s generator or PyTorch is seeded, as for any torchvision transform). Inside
         ``A.Compose(..., seed=s)`` the Compose's seed replaces this one.
     interpolation:
-        How geometric TFs resample images: ``"bilinear"`` (default) or ``"nearest"`` (about 4x faster at 224x224,
-        and what torchvision's AutoAugment family uses by default). torchvision's ``InterpolationMode`` and
-        ``cv2.INTER_LINEAR`` / ``cv2.INTER_NEAREST`` are accepted too. Masks always use nearest.
+        How geometric TFs resample images: ``"bilinear"`` (default) or ``"nearest"`` (warps about 4x faster at
+        224x224, and what torchvision's AutoAugment family uses by default). torchvision's ``InterpolationMode``,
+        PIL's ``Image.Resampling`` and ``cv2.INTER_LINEAR`` / ``cv2.INTER_NEAREST`` are accepted too; ``A.to_dict``
+        stores the mode's name. Masks always use nearest.
 
     Accepted inputs (output type, shape and dtype equal the input's):
 

@@ -28,20 +28,27 @@ _CV2_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST
 
 
 def resolve_interpolation(interpolation: object) -> str:
-    """``"bilinear"`` or ``"nearest"`` from a string, a torchvision ``InterpolationMode`` or an OpenCV flag.
+    """``"bilinear"`` or ``"nearest"`` from a string (any case; ``"linear"`` too), a torchvision
+    ``InterpolationMode``, a PIL ``Image.Resampling`` member, or an OpenCV flag (plain integers are read as OpenCV
+    flags, as Albumentations does: ``cv2.INTER_NEAREST`` = 0, ``cv2.INTER_LINEAR`` = 1).
 
     Raises
     ------
     ValueError
         For any other mode (e.g. bicubic), naming the accepted ones.
     """
+    resampling = _pil_resampling()
     if isinstance(interpolation, str):
         mode = interpolation.lower()
-    elif isinstance(interpolation, int) and not isinstance(interpolation, bool):
+    elif resampling is not None and isinstance(interpolation, resampling):
+        # An IntEnum whose numbers mean something else than OpenCV's (PIL's BILINEAR is 2, OpenCV's INTER_CUBIC).
+        mode = str(getattr(interpolation, "name", "")).lower()
+    elif isinstance(interpolation, (int, np.integer)) and not isinstance(interpolation, (bool, np.bool_)):
+        interpolation = int(interpolation)
         # OpenCV / Albumentations flags: cv2.INTER_NEAREST == 0, cv2.INTER_LINEAR == 1.
         mode = {cv2.INTER_NEAREST: "nearest", cv2.INTER_LINEAR: "bilinear"}.get(interpolation, repr(interpolation))
     else:
-        # torchvision's InterpolationMode is a str Enum whose value is "nearest", "bilinear", ...
+        # torchvision's InterpolationMode is an Enum whose value is "nearest", "bilinear", ...
         mode = str(getattr(interpolation, "value", interpolation)).lower()
     if mode == "linear":
         mode = "bilinear"
@@ -178,10 +185,18 @@ def elastic_warp(alpha: float, h: int, w: int, rng: np.random.Generator, sigma: 
 _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
+def _pil_resampling() -> type | None:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with torchvision
+        return None
+    return Image.Resampling
+
+
 def warp_affine_image(image: np.ndarray, m: np.ndarray, interpolation: str = "bilinear") -> np.ndarray:
     """Resample ``image`` under forward matrix ``m`` (3x3), replicated borders.
 
-    ``interpolation`` is ``"bilinear"`` or ``"nearest"`` (about 4x faster at 224x224, and blockier).
+    ``interpolation`` is ``"bilinear"`` or ``"nearest"`` (this warp about 4x faster at 224x224, and blockier).
     """
     h, w = image.shape[:2]
     # Flips and the identity are recognised on the six numbers as plain floats: numpy's comparisons cost more than

@@ -141,8 +141,8 @@ def apply_sequence(
     interpolation:
         How geometric TFs resample the image: ``"bilinear"`` (default) or ``"nearest"`` (torchvision's
         ``InterpolationMode`` and ``cv2.INTER_LINEAR`` / ``cv2.INTER_NEAREST`` work too). Nearest is what
-        torchvision's AutoAugment family uses by default; it is about 4x faster at 224x224 and keeps the image's
-        exact values. Masks always use nearest; boxes and keypoints do not depend on it.
+        torchvision's AutoAugment family uses by default; its warps are about 4x faster at 224x224 and geometric
+        TFs then only copy existing pixel values. Masks always use nearest; boxes and keypoints do not depend on it.
 
     Returns
     -------

@@ -214,7 +214,7 @@ def default_tfs() -> TFSet:
 
 
 NAMED_SETS = {"mnist": mnist_tfs, "cifar10": cifar10_tfs, "default": default_tfs}
-_NAMED_CACHE: dict[str, TFSet] = {}
+_NAMED_CACHE: dict[tuple[str, object], TFSet] = {}
 
 
 def get_tfset(spec: str | TFSet | Iterable[EntryLike]) -> TFSet:
@@ -224,12 +224,14 @@ def get_tfset(spec: str | TFSet | Iterable[EntryLike]) -> TFSet:
     if isinstance(spec, str):
         # Built once per name: parsing the ids costs more than applying a short sequence to a small image, and
         # entries hold names, not TF objects, so a TF re-registered later is still looked up afresh.
-        cached = _NAMED_CACHE.get(spec)
+        try:
+            factory = NAMED_SETS[spec]
+        except KeyError:
+            raise KeyError(f"unknown TF set {spec!r}; named sets are {sorted(NAMED_SETS)}") from None
+        # Keyed by the factory too: a set registered anew under the same name is built afresh.
+        cached = _NAMED_CACHE.get((spec, factory))
         if cached is None:
-            try:
-                cached = _NAMED_CACHE[spec] = NAMED_SETS[spec]()
-            except KeyError:
-                raise KeyError(f"unknown TF set {spec!r}; named sets are {sorted(NAMED_SETS)}") from None
+            cached = _NAMED_CACHE[(spec, factory)] = factory()
         return cached
     if not isinstance(spec, Iterable):
         raise TypeError(f"expected a TF set name, a TFSet or a list of TF ids, got {type(spec).__name__}")

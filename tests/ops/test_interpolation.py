@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from learned_augment.ops import TFSet, apply_sequence, get_tfset
@@ -33,13 +34,18 @@ def _image(dtype: type, channels: int | None = 3, size: int = 40) -> np.ndarray:
         (InterpolationMode.BILINEAR, "bilinear"),
         (cv2.INTER_NEAREST, "nearest"),
         (cv2.INTER_LINEAR, "bilinear"),
+        (np.int64(cv2.INTER_NEAREST), "nearest"),
+        (Image.Resampling.NEAREST, "nearest"),
+        (Image.Resampling.BILINEAR, "bilinear"),  # 2 in PIL's numbering, cv2.INTER_CUBIC in OpenCV's
     ],
 )
 def test_accepted_spellings(given: object, expected: str) -> None:
     assert resolve_interpolation(given) == expected
 
 
-@pytest.mark.parametrize("bad", ["bicubic", InterpolationMode.BICUBIC, cv2.INTER_CUBIC, True, None, 1.0, ""])
+@pytest.mark.parametrize(
+    "bad", ["bicubic", InterpolationMode.BICUBIC, cv2.INTER_CUBIC, Image.Resampling.LANCZOS, True, None, 1.0, ""]
+)
 def test_other_modes_are_refused_by_name(bad: object) -> None:
     with pytest.raises(ValueError, match="interpolation must be 'bilinear' or 'nearest'"):
         apply_sequence(_image(np.uint8), ["rotate(+17)"], interpolation=bad)
@@ -91,19 +97,22 @@ def test_nearest_mask_and_image_move_together() -> None:
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
 def test_batched_nearest_matches_cpu_nearest(dtype: torch.dtype) -> None:
-    ts = get_tfset("default")
+    ts = get_tfset("cifar10")
     rng = np.random.default_rng(2)
     images = np.stack([_image(np.uint8, 3, size=48) for _ in range(6)])
     images = (images + rng.integers(0, 256, images.shape, dtype=np.uint8)).astype(np.uint8)
-    geo = [i for i, e in enumerate(ts) if e.tf.kind.name == "AFFINE"]
+    # Affine runs (one grid_sample per run) and swirls (the remap path); elastic draws differ between the paths.
+    geo = [i for i, e in enumerate(ts) if e.tf.kind.name == "AFFINE" or e.name == "swirl"]
+    assert any(ts[i].name == "swirl" for i in geo)
     ids = rng.choice(geo, size=(6, 4))
     cpu = np.stack([apply_sequence(im, s, ts, interpolation="nearest") for im, s in zip(images, ids)])
     t = torch.from_numpy(images).permute(0, 3, 1, 2)
     t = t if dtype == torch.uint8 else t.to(dtype) / 255.0
     out = apply_sequence_batch(t, ids, ts, interpolation="nearest").permute(0, 2, 3, 1)
     got = out.numpy() if dtype == torch.uint8 else np.rint(out.numpy() * 255.0).astype(np.uint8)
-    # Nearest picks whole pixels: the two paths may disagree only where a source coordinate is a near-tie.
-    assert (got != cpu).any(axis=-1).mean() < 0.01
+    # Nearest picks whole pixels: the two paths may disagree only where a source coordinate is a near-tie (more
+    # often after a swirl, whose maps the two paths compute with different float32 trigonometry: ~1.3% here).
+    assert (got != cpu).any(axis=-1).mean() < 0.03
     bil = apply_sequence_batch(torch.from_numpy(images).permute(0, 3, 1, 2), ids, ts).permute(0, 2, 3, 1).numpy()
     assert (bil != cpu).any(axis=-1).mean() > 0.2
 
