@@ -8,7 +8,7 @@ A TF's ``kind`` tells the sequence machinery how it may be fused and how it move
   256-entry look-up table for uint8 images. Targets are untouched.
 * ``warp``: ``fn(magnitude, h, w, rng) -> Warp``, a non-affine geometric map (swirl, elastic). Targets move with it.
 * ``image``: ``fn(image, magnitude, rng) -> image`` for any other image operation (blur, equalize, ...). Targets are
-  untouched.
+  untouched. An image TF marked ``pixelwise`` (hue, saturation) maps each pixel's value on its own, like a point TF.
 * ``custom``: a user function on any data (images, token lists, audio arrays). Nothing about the data is assumed.
 """
 
@@ -69,6 +69,10 @@ class TF:
         Whether ids print the magnitude with an explicit sign (``rotate(+5)`` vs ``zoom(1.1)``).
     uses_rng:
         Whether the TF draws random numbers (elastic, noise, cutout): it is then deterministic given the generator.
+    pixelwise:
+        For ``image`` TFs: each output pixel depends only on the same input pixel, through one function for the
+        whole image (hue, saturation). Point TFs are always pixelwise. Pixelwise TFs commute with geometric ones, so
+        fused sequences apply them after the warps (see :func:`~learned_augment.ops.apply_sequence`).
     """
 
     name: str
@@ -78,10 +82,17 @@ class TF:
     signed: bool = False
     uses_rng: bool = False
     description: str = ""
+    pixelwise: bool = False
     _custom_args: tuple[bool, bool] = field(default=(False, False), repr=False)
 
     def __repr__(self) -> str:
         return f"TF({self.name!r}, kind={self.kind.value})"
+
+    @property
+    def commutes_with_geometry(self) -> bool:
+        """Whether moving this TF after a geometric one leaves the result unchanged (exactly under nearest
+        resampling; up to interpolation round-off and clipping under bilinear)."""
+        return self.kind == Kind.POINT or (self.kind == Kind.IMAGE and self.pixelwise and not self.uses_rng)
 
 
 _REGISTRY: dict[str, TF] = {}

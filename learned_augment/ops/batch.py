@@ -43,7 +43,7 @@ _FIXED_SEED = 0
 _INV255 = 1.0 / 255.0
 
 # Kind codes for the host-side plan (numpy arrays of small ints are cheaper to compare than enums).
-_AFFINE, _POINT, _OTHER = 0, 1, 2
+_AFFINE, _POINT, _OTHER, _WARP = 0, 1, 2, 3
 
 
 @dataclass
@@ -317,20 +317,23 @@ def _dilation(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------ warps
 
 
-def _swirl(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
-    """``geometry.swirl_warp`` for per-sample strengths (radians); the polar coordinates are shared."""
-    h, w = x.shape[-2:]
+_WarpMap = Callable[[np.ndarray, _Context, int, int, torch.device], torch.Tensor]
+"""``maps(magnitudes (n,), ctx, H, W, device) -> (n, H, W, 2)`` source pixel coordinates (x, y) per destination."""
+
+
+def _swirl_map(mags: np.ndarray, ctx: _Context, h: int, w: int, device: torch.device) -> torch.Tensor:
+    """``geometry.swirl_warp``'s maps for per-sample strengths (radians); the polar coordinates are shared."""
     if "swirl" not in ctx.cache:
         cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-        gy, gx = _pixel_grid(h, w, x.device)
+        gy, gx = _pixel_grid(h, w, device)
         dx, dy = gx - cx, gy - cy
         rho = torch.sqrt(dx * dx + dy * dy)
         decay = 100.0 / 5.0 * math.log(2.0)
         ctx.cache["swirl"] = torch.stack((rho, torch.atan2(dy, dx), torch.exp(-rho / decay)))
     rho, phi, falloff = ctx.cache["swirl"]
-    theta = phi + _col(mags, x.device).view(-1, 1, 1) * falloff
+    theta = phi + _col(mags, device).view(-1, 1, 1) * falloff
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    return _remap(x, cx + rho * torch.cos(theta), cy + rho * torch.sin(theta), ctx.mode)
+    return torch.stack((cx + rho * torch.cos(theta), cy + rho * torch.sin(theta)), dim=-1)
 
 
 def _smooth_fields(noise: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
@@ -338,13 +341,50 @@ def _smooth_fields(noise: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     return _separable(noise, _gaussian_taps(sigma), "constant")
 
 
-def _elastic(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+def _elastic_map(mags: np.ndarray, ctx: _Context, h: int, w: int, device: torch.device) -> torch.Tensor:
     """``geometry.elastic_warp``: uniform [-1, 1] fields, smoothed (sigma 1), times alpha pixels, per sample."""
-    n, _, h, w = x.shape
-    noise = ctx.rand((n, 2, h, w), x.device) * 2.0 - 1.0
-    d = _smooth_fields(noise) * _col(mags, x.device)
-    gy, gx = _pixel_grid(h, w, x.device)
-    return _remap(x, gx + d[:, 0], gy + d[:, 1], ctx.mode)
+    noise = ctx.rand((len(mags), 2, h, w), device) * 2.0 - 1.0
+    d = _smooth_fields(noise) * _col(mags, device)
+    gy, gx = _pixel_grid(h, w, device)
+    return torch.stack((gx + d[:, 0], gy + d[:, 1]), dim=-1)
+
+
+def _swirl(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    """``geometry.swirl_warp`` applied on its own."""
+    m = _swirl_map(mags, ctx, x.shape[-2], x.shape[-1], x.device)
+    return _remap(x, m[..., 0], m[..., 1], ctx.mode)
+
+
+def _elastic(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    """``geometry.elastic_warp`` applied on its own."""
+    m = _elastic_map(mags, ctx, x.shape[-2], x.shape[-1], x.device)
+    return _remap(x, m[..., 0], m[..., 1], ctx.mode)
+
+
+def _sample_coords(coords: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+    """Bilinear look-up of (n, H, W, 2) pixel-coordinate maps at (n, H, W, 2) pixel positions (border clamped), as
+    ``geometry.compose_geometry`` interpolates a warp's map with ``cv2.remap``."""
+    h, w = coords.shape[1:3]
+    grid = torch.stack(((2.0 * at[..., 0] + 1.0) / w - 1.0, (2.0 * at[..., 1] + 1.0) / h - 1.0), dim=-1)
+    out = F.grid_sample(coords.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.permute(0, 2, 3, 1)
+
+
+def _pull_back(at: torch.Tensor, forward: np.ndarray) -> torch.Tensor:
+    """Pixel positions (n, H, W, 2) through the inverse of per-sample forward matrices (n, 3, 3)."""
+    inv = torch.from_numpy(np.linalg.inv(forward)[:, :2]).to(device=at.device, dtype=torch.float32)
+    inv = inv.view(-1, 1, 1, 2, 3)
+    x, y = at[..., 0], at[..., 1]
+    return torch.stack(
+        (
+            inv[..., 0, 0] * x + inv[..., 0, 1] * y + inv[..., 0, 2],
+            inv[..., 1, 0] * x + inv[..., 1, 1] * y + inv[..., 1, 2],
+        ),
+        dim=-1,
+    )
+
+
+_WARP_MAPS: dict[Callable[..., Any], _WarpMap] = {geo.swirl_warp: _swirl_map, geo.elastic_warp: _elastic_map}
 
 
 # Keyed by the numpy kernel, not the name: a TF re-registered under a built-in name gets no stale batched twin.
@@ -371,9 +411,11 @@ _BATCHED: dict[Callable[..., Any], _BatchOp] = {
 class _Plan:
     """Per-entry data for the entries a batch uses, built on the host once per call.
 
-    ``kinds[k]`` is ``_AFFINE``, ``_POINT`` (a point entry, for uint8 images) or ``_OTHER``; ``matrices[k]`` the
+    ``kinds[k]`` is ``_AFFINE``, ``_WARP`` (a built-in warp), ``_POINT`` (a point entry, for uint8 images) or
+    ``_OTHER``; ``matrices[k]`` the
     forward 3x3 matrix of an affine entry (identity otherwise); ``luts[k]`` the uint8 table of a point entry
-    (identity otherwise); ``ops[k]`` the batched operation of any other entry; ``mags[k]`` the magnitude (NaN for
+    (identity otherwise); ``warps[k]`` the map builder of a warp entry; ``ops[k]`` the batched operation of any
+    other entry; ``mags[k]`` the magnitude (NaN for
     none).
     """
 
@@ -381,6 +423,7 @@ class _Plan:
     matrices: np.ndarray
     luts: np.ndarray
     ops: dict[int, _BatchOp]
+    warps: dict[int, _WarpMap]
     mags: np.ndarray
 
     @classmethod
@@ -391,6 +434,7 @@ class _Plan:
         luts = np.tile(np.arange(256, dtype=np.uint8), (k, 1))
         mags = np.full(k, np.nan)
         ops: dict[int, _BatchOp] = {}
+        warps: dict[int, _WarpMap] = {}
         for i in used.tolist():
             entry = tfset[i]
             tf = entry.tf
@@ -399,6 +443,9 @@ class _Plan:
             if tf.kind == Kind.AFFINE:
                 kinds[i] = _AFFINE
                 matrices[i] = tf.fn(entry.magnitude, h, w)
+            elif tf.kind == Kind.WARP and tf.fn in _WARP_MAPS:
+                kinds[i] = _WARP
+                warps[i] = _WARP_MAPS[tf.fn]
             elif tf.kind == Kind.POINT:
                 # Built for float images too: building the table validates the magnitude as the CPU path does.
                 luts[i] = point_lut(entry.name, entry.magnitude)
@@ -408,7 +455,7 @@ class _Plan:
                     ops[i] = _POINT_BATCHED.get(tf.fn) or _table_op(luts[i])
             else:
                 ops[i] = _batched_op(tf)
-        return cls(kinds, matrices, luts, ops, mags)
+        return cls(kinds, matrices, luts, ops, warps, mags)
 
 
 def _table_op(lut: np.ndarray) -> _BatchOp:
@@ -440,7 +487,13 @@ def _batched_op(tf: TF) -> _BatchOp:
 
 
 class _Run:
-    """Walks the sequences step by step, holding the images and each sample's pending affine and point run."""
+    """Walks the sequences step by step, holding the images and each sample's pending geometric and point run.
+
+    A sample's pending geometry is ``maps`` (where ``has_map``: (H, W, 2) source coordinates of the warps so far)
+    followed by ``matrix`` (the affine TFs since): the image it stands for reads the run's first image at
+    ``maps(clamp(inverse(matrix) @ p))``. It is resampled once, when a TF that is not geometric comes or the
+    sequence ends, as :func:`~learned_augment.ops.geometry.compose_geometry` does on the CPU.
+    """
 
     def __init__(self, x: torch.Tensor, plan: _Plan, ctx: _Context) -> None:
         b = x.shape[0]
@@ -448,20 +501,28 @@ class _Run:
         self.plan = plan
         self.ctx = ctx
         self.matrix = np.tile(np.eye(3), (b, 1, 1))
-        self.affine_pending = np.zeros(b, dtype=bool)
+        self.geo_pending = np.zeros(b, dtype=bool)
+        self.maps: torch.Tensor | None = None
+        self.has_map = np.zeros(b, dtype=bool)
         self.lut = np.tile(np.arange(256, dtype=np.uint8), (b, 1))
         self.point_pending = np.zeros(b, dtype=bool)
 
     def step(self, entries: np.ndarray) -> None:
         """Apply one step: ``entries`` (B,) holds each sample's TF index at this step."""
         kinds = self.plan.kinds[entries]
-        self.flush_affine(self.affine_pending & (kinds != _AFFINE))
+        self.flush_geometry(self.geo_pending & (kinds != _AFFINE) & (kinds != _WARP))
         self.flush_points(self.point_pending & (kinds != _POINT))
 
         idx = np.flatnonzero(kinds == _AFFINE)
         if idx.size:
             self.matrix[idx] = self.plan.matrices[entries[idx]] @ self.matrix[idx]
-            self.affine_pending[idx] = True
+            self.geo_pending[idx] = True
+        idx = np.flatnonzero(kinds == _WARP)
+        if idx.size:
+            maps = [self.plan.warps[int(e)] for e in entries[idx]]
+            for fn in _in_first_seen_order(maps, entries[idx]):
+                sel = idx[[m is fn for m in maps]]
+                self._add_warp(sel, fn, self.plan.mags[entries[sel]])
         idx = np.flatnonzero(kinds == _POINT)
         if idx.size:
             # Applying table t after the run so far is t[run], as in sequence._apply_points.
@@ -472,31 +533,68 @@ class _Run:
         if others.size:
             ops = [self.plan.ops[int(e)] for e in entries[others]]
             # One call per operation (all magnitudes at once), in a fixed order so random draws are reproducible.
-            first: dict[_BatchOp, int] = {}
-            for e, op in sorted(zip(entries[others].tolist(), ops), key=lambda pair: pair[0]):
-                first.setdefault(op, e)
-            for op in first:
+            for op in _in_first_seen_order(ops, entries[others]):
                 sel = others[[o is op for o in ops]]
                 self._run_op(sel, op, self.plan.mags[entries[sel]])
 
     def finish(self) -> torch.Tensor:
-        self.flush_affine(self.affine_pending)
+        self.flush_geometry(self.geo_pending)
         self.flush_points(self.point_pending)
         return self.x
 
-    def flush_affine(self, mask: np.ndarray) -> None:
+    def _add_warp(self, idx: np.ndarray, maps: _WarpMap, mags: np.ndarray) -> None:
+        h, w = self.x.shape[-2:]
+        q = maps(mags, self.ctx, h, w, self.x.device)
+        q[..., 0].clamp_(0.0, w - 1.0)
+        q[..., 1].clamp_(0.0, h - 1.0)
+        q = self._through_pending(idx, q)
+        if self.maps is None:
+            self.maps = torch.empty((self.x.shape[0], h, w, 2), device=self.x.device, dtype=torch.float32)
+        self.maps[torch.from_numpy(idx).to(self.x.device)] = q
+        self.has_map[idx] = True
+        self.matrix[idx] = np.eye(3)
+        self.geo_pending[idx] = True
+
+    def _through_pending(self, idx: np.ndarray, q: torch.Tensor) -> torch.Tensor:
+        """Pull positions ``q`` (n, H, W, 2) back through samples ``idx``'s pending geometry (matrix, then maps)."""
+        mats = self.matrix[idx]
+        moved = ~np.isclose(mats[:, :2], np.eye(3)[:2], atol=1e-9).all(axis=(1, 2))
+        if moved.any():
+            q = q.clone()
+            sel = torch.from_numpy(np.flatnonzero(moved)).to(q.device)
+            q[sel] = _pull_back(q[sel], mats[moved])
+        mapped = self.has_map[idx]
+        if mapped.any():
+            assert self.maps is not None
+            sel = torch.from_numpy(np.flatnonzero(mapped)).to(q.device)
+            own = torch.from_numpy(idx[mapped]).to(q.device)
+            q = q.clone() if not moved.any() else q
+            q[sel] = _sample_coords(self.maps[own], q[sel])
+        return q
+
+    def flush_geometry(self, mask: np.ndarray) -> None:
         idx = np.flatnonzero(mask)
         if not idx.size:
             return
-        mats = self.matrix[idx]
-        # The CPU path copies instead of resampling when the product is the identity (e.g. hflip twice).
-        identity = np.isclose(mats[:, :2], np.eye(3)[:2], atol=1e-9).all(axis=(1, 2))
-        warp = idx[~identity]
-        if warp.size:
-            fwd = mats[~identity]
-            self._update(warp, lambda x: _warp_affine(x, fwd, self.ctx.mode))
+        plain = idx[~self.has_map[idx]]
+        if plain.size:
+            mats = self.matrix[plain]
+            # The CPU path copies instead of resampling when the product is the identity (e.g. hflip twice).
+            identity = np.isclose(mats[:, :2], np.eye(3)[:2], atol=1e-9).all(axis=(1, 2))
+            warp = plain[~identity]
+            if warp.size:
+                fwd = mats[~identity]
+                self._update(warp, lambda x: _warp_affine(x, fwd, self.ctx.mode))
+        mapped = idx[self.has_map[idx]]
+        if mapped.size:
+            h, w = self.x.shape[-2:]
+            gy, gx = _pixel_grid(h, w, self.x.device)
+            grid = torch.stack((gx, gy), dim=-1).expand(mapped.size, h, w, 2)
+            src = self._through_pending(mapped, grid)
+            self._update(mapped, lambda x: _remap(x, src[..., 0], src[..., 1], self.ctx.mode))
+            self.has_map[mapped] = False
         self.matrix[idx] = np.eye(3)
-        self.affine_pending[idx] = False
+        self.geo_pending[idx] = False
 
     def flush_points(self, mask: np.ndarray) -> None:
         idx = np.flatnonzero(mask)
@@ -524,6 +622,14 @@ class _Run:
         # In place: ``y`` is always a fresh result (or the batch being replaced), and on the CPU every temporary of
         # a large batch costs page faults.
         return y.clamp_(0.0, 1.0).mul_(255.0).round_().mul_(_INV255) if self.ctx.u8 else y
+
+
+def _in_first_seen_order(keys: list[Any], entries: np.ndarray) -> list[Any]:
+    """Distinct ``keys`` ordered by the smallest entry index using each: a fixed order, so draws are reproducible."""
+    first: dict[Any, int] = {}
+    for e, key in sorted(zip(entries.tolist(), keys), key=lambda pair: pair[0]):
+        first.setdefault(key, e)
+    return list(first)
 
 
 def _lookup(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -593,6 +699,20 @@ def _check_ids(ids: object, batch: int, k: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ entry point
 
 
+def _geometry_first_rows(seq: np.ndarray, tfset: TFSet) -> np.ndarray:
+    """:func:`~learned_augment.ops.sequence.geometry_first` applied to every row of ``seq`` (B, L) at once."""
+    cls = np.array(
+        [0 if e.tf.kind in (Kind.AFFINE, Kind.WARP) else 1 if e.tf.commutes_with_geometry else 2 for e in tfset],
+        dtype=np.int64,
+    )[seq]
+    barrier = cls == 2
+    # A TF's stretch is the number of non-commuting TFs before it; within a stretch geometric TFs sort first, then
+    # pixelwise ones, then the non-commuting TF that closes it. The sort is stable, so each group keeps its order.
+    stretch = np.cumsum(barrier, axis=1) - barrier
+    order = np.argsort(stretch * 3 + cls, axis=1, kind="stable")
+    return np.take_along_axis(seq, order, axis=1)
+
+
 def apply_sequence_batch(
     images: torch.Tensor,
     ids: torch.Tensor | np.ndarray,
@@ -603,9 +723,10 @@ def apply_sequence_batch(
 ) -> torch.Tensor:
     """Apply one TF sequence per image to a batch, vectorised over the batch, on the images' device.
 
-    Results match :func:`~learned_augment.ops.apply_sequence` applied image by image (affine runs fused into one
-    resampling, point runs computed as the CPU path computes them), up to resampling round-off; TFs that draw
-    random numbers use ``generator`` instead of a numpy one, so their draws differ from the CPU path's.
+    Results match :func:`~learned_augment.ops.apply_sequence` applied image by image (pixelwise TFs moved after the
+    geometric ones, each run of geometric TFs resampled once, point runs computed as the CPU path computes them),
+    up to resampling round-off; TFs that draw random numbers use ``generator`` instead of a numpy one, so their
+    draws differ from the CPU path's.
 
     Parameters
     ----------
@@ -651,6 +772,7 @@ def apply_sequence_batch(
     h, w = images.shape[-2:]
     u8 = images.dtype == torch.uint8
     plan = _Plan.build(ts, np.unique(seq), h, w, u8)
+    seq = _geometry_first_rows(seq, ts)
     if generator is None:
         generator = torch.Generator(device=images.device).manual_seed(_FIXED_SEED)
     with torch.no_grad():

@@ -235,6 +235,37 @@ def warp_image(image: np.ndarray, warp: Warp, interpolation: str = "bilinear") -
     return restore_shape(out, image)
 
 
+def compose_geometry(steps: list[np.ndarray | Warp], h: int, w: int) -> Warp:
+    """One :class:`Warp` doing ``steps`` (3x3 forward matrices and warps, in order) with a single resampling.
+
+    Each destination pixel's source is found by pulling its coordinates back through the steps, last to first: a
+    matrix's inverse exactly, a warp by interpolating its map. Between steps the coordinates are clamped to the
+    image, which is what the replicated border of an intermediate image did when the steps were resampled one by
+    one. Points move forward through every step.
+    """
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    x, y = xs, ys
+    for i, step in enumerate(reversed(steps)):
+        if i:
+            np.clip(x, 0.0, w - 1.0, out=x)
+            np.clip(y, 0.0, h - 1.0, out=y)
+        if isinstance(step, Warp):
+            x, y = (
+                cv2.remap(step.map_x, x, y, cv2.INTER_LINEAR, borderMode=BORDER),
+                cv2.remap(step.map_y, x, y, cv2.INTER_LINEAR, borderMode=BORDER),
+            )
+        else:
+            inv = np.linalg.inv(step).astype(np.float32)
+            x, y = inv[0, 0] * x + inv[0, 1] * y + inv[0, 2], inv[1, 0] * x + inv[1, 1] * y + inv[1, 2]
+
+    def forward(pts: np.ndarray) -> np.ndarray:
+        for step in steps:
+            pts = warp_points(pts, step) if isinstance(step, Warp) else affine_points(pts, step)
+        return pts
+
+    return Warp(x, y, forward)
+
+
 def warp_mask(mask: np.ndarray, warp: Warp) -> np.ndarray:
     return _nearest_gather(mask, warp.map_x, warp.map_y)
 

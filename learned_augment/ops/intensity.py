@@ -237,9 +237,21 @@ def _reg(
     takes_magnitude: bool = True,
     signed: bool = False,
     rng: bool = False,
+    pixelwise: bool = False,
     description: str = "",
 ) -> None:
-    register(TF(name, kind, fn, takes_magnitude=takes_magnitude, signed=signed, uses_rng=rng, description=description))
+    register(
+        TF(
+            name,
+            kind,
+            fn,
+            takes_magnitude=takes_magnitude,
+            signed=signed,
+            uses_rng=rng,
+            description=description,
+            pixelwise=pixelwise,
+        )
+    )
 
 
 _reg("brightness", Kind.POINT, brightness, description="multiply intensities by f")
@@ -248,8 +260,8 @@ _reg("gamma", Kind.POINT, gamma, description="x ** g")
 _reg("posterize", Kind.POINT, posterize, description="keep the top bits of each value")
 _reg("solarize", Kind.POINT, solarize, description="invert values above a threshold in [0, 1]")
 _reg("invert", Kind.POINT, invert, takes_magnitude=False, description="1 - x")
-_reg("color", Kind.IMAGE, color, description="saturation: blend with grayscale by f")
-_reg("hue", Kind.IMAGE, hue, signed=True, description="rotate hue by a fraction of a full turn")
+_reg("color", Kind.IMAGE, color, pixelwise=True, description="saturation: blend with grayscale by f")
+_reg("hue", Kind.IMAGE, hue, signed=True, pixelwise=True, description="rotate hue by a fraction of a full turn")
 _reg("equalize", Kind.IMAGE, equalize, takes_magnitude=False, description="histogram equalisation")
 _reg("autocontrast", Kind.IMAGE, autocontrast, takes_magnitude=False, description="stretch to full range")
 _reg("sharpness", Kind.IMAGE, sharpness, description="blend with a smoothed copy by f")

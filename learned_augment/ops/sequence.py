@@ -1,8 +1,16 @@
 """Apply a sequence of TF entries to an image and its targets, fusing what can be fused.
 
-Runs of consecutive affine TFs are multiplied into one 3x3 matrix and resampled ONCE (faster, and sharper than N
-bilinear resamplings); runs of consecutive point TFs become one uint8 look-up table (exactly equal to applying them
-one by one, since each step rounds to uint8 anyway). Everything else runs as it comes.
+Pixelwise TFs (point TFs, hue, saturation) commute with geometric ones: changing each pixel's value and then moving
+pixels is moving them and then changing their values (exactly under nearest resampling, up to interpolation
+round-off under bilinear). So a fused sequence first moves every pixelwise TF after the geometric TFs of its stretch
+(the TFs between two TFs that do not commute, such as blur or noise), keeping the order within each group; see
+:func:`geometry_first`. Then each run of consecutive geometric TFs is resampled ONCE: affine matrices are multiplied
+into one warp, and runs with a warp (swirl, elastic) among them are composed into one coordinate map
+(:func:`~learned_augment.ops.geometry.compose_geometry`). A sequence of 10 random CIFAR-10 TFs resamples once
+instead of 3.6 times on average: faster, and it does not wear the image down with repeated bilinear blur (a
+discriminator spots that blur long before it judges content). Runs of consecutive point TFs become one uint8
+look-up table (exactly equal to applying them one by one, since each step rounds to uint8 anyway). Everything else
+runs as it comes.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import cv2
 import numpy as np
 
 from . import geometry as geo
-from .base import Kind, call_custom
+from .base import Kind, Warp, call_custom
 from .image import check_image, restore_shape
 from .intensity import point_lut
 from .tfset import TFEntry, TFSet, get_tfset
@@ -45,14 +53,46 @@ def resolve(tf_ids: Sequence[Any], tfset: TFSet | str | None = None) -> list[TFE
     return out
 
 
+def geometry_first(entries: Sequence[TFEntry]) -> list[TFEntry]:
+    """Reorder ``entries`` so that, within each stretch between TFs that do not commute with geometry, the geometric
+    TFs (affine and warp) come first and the pixelwise ones after, each group in its original order.
+
+    The result is the same image (exactly under nearest resampling; under bilinear up to round-off and clipping)
+    with fewer resamplings, and targets move identically: only geometric TFs move them, in their original order.
+    """
+    out: list[TFEntry] = []
+    moved: list[TFEntry] = []
+    for e in entries:
+        tf = e.tf
+        if tf.kind in (Kind.AFFINE, Kind.WARP):
+            out.append(e)
+        elif tf.commutes_with_geometry:
+            moved.append(e)
+        else:
+            out.extend(moved)
+            moved = []
+            out.append(e)
+    out.extend(moved)
+    return out
+
+
 def _groups(entries: list[TFEntry], fuse: bool) -> list[tuple[Kind, list[TFEntry]]]:
+    """Split a sequence into the steps that run as one: runs of affine TFs, runs of geometric TFs with a warp among
+    them (kind ``WARP``: one composed resampling), runs of point TFs, and single TFs otherwise."""
     groups: list[tuple[Kind, list[TFEntry]]] = []
+    geometric = (Kind.AFFINE, Kind.WARP)
     for e in entries:
         kind = e.tf.kind
-        if fuse and groups and kind in (Kind.AFFINE, Kind.POINT) and groups[-1][0] == kind:
-            groups[-1][1].append(e)
-        else:
-            groups.append((kind, [e]))
+        if fuse and groups:
+            last, group = groups[-1]
+            if kind == Kind.POINT and last == Kind.POINT:
+                group.append(e)
+                continue
+            if kind in geometric and last in geometric:
+                group.append(e)
+                groups[-1] = (Kind.WARP if Kind.WARP in (kind, last) else Kind.AFFINE, group)
+                continue
+        groups.append((kind, [e]))
     return groups
 
 
@@ -137,7 +177,9 @@ def apply_sequence(
         Generator for TFs that draw random numbers (elastic, noise, cutout), or an int seed for one. ``None`` uses a
         fixed seed, so the call is deterministic. A generator is only built when a TF in the sequence draws.
     fuse:
-        Fuse runs of affine TFs into one warp and runs of point TFs into one look-up table.
+        Apply pixelwise TFs after the geometric TFs they commute with (:func:`geometry_first`), then resample each
+        run of geometric TFs once and turn runs of point TFs into one look-up table. ``False`` applies every TF as
+        it comes, one resampling per geometric TF.
     interpolation:
         How geometric TFs resample the image: ``"bilinear"`` (default) or ``"nearest"`` (torchvision's
         ``InterpolationMode`` and ``cv2.INTER_LINEAR`` / ``cv2.INTER_NEAREST`` work too). Nearest is what
@@ -149,6 +191,8 @@ def apply_sequence(
     The transformed image (same shape and dtype), or ``(image, targets)`` when ``targets`` was given.
     """
     entries = resolve(tf_ids, tfset)
+    if fuse:
+        entries = geometry_first(entries)
     interp = geo.resolve_interpolation(interpolation)
     gen = _generator(rng, entries)
     if entries and all(e.tf.kind == Kind.CUSTOM for e in entries):
@@ -173,8 +217,7 @@ def apply_sequence(
         elif kind == Kind.POINT:
             img = _apply_points(img, group)
         elif kind == Kind.WARP:
-            e = group[0]
-            wp = e.tf.fn(e.magnitude, h, w, gen)
+            wp = _geometric_run(group, h, w, gen)
             img = geo.warp_image(img, wp, interp)
             if tgt:
                 _move_targets(tgt, lambda a, wp=wp: geo.warp_mask(a, wp), lambda p, wp=wp: geo.warp_points(p, wp))
@@ -226,6 +269,24 @@ def _affine_run(run: tuple[tuple[Callable[..., np.ndarray], float | None], ...],
         m = fn(magnitude, h, w) @ m
     m.flags.writeable = False
     return m
+
+
+def _geometric_run(group: list[TFEntry], h: int, w: int, gen: np.random.Generator | None) -> Warp:
+    """One warp for a run of geometric TFs with at least one warp among them (random warps draw in order)."""
+    if len(group) == 1:
+        e = group[0]
+        return e.tf.fn(e.magnitude, h, w, gen)
+    steps: list[np.ndarray | Warp] = []
+    for e in group:
+        if e.tf.kind == Kind.AFFINE:
+            m = e.tf.fn(e.magnitude, h, w)
+            if steps and not isinstance(steps[-1], Warp):
+                steps[-1] = m @ steps[-1]  # consecutive matrices fold into one, as a plain affine run does
+            else:
+                steps.append(m)
+        else:
+            steps.append(e.tf.fn(e.magnitude, h, w, gen))
+    return geo.compose_geometry(steps, h, w)
 
 
 def _apply_points(img: np.ndarray, group: list[TFEntry]) -> np.ndarray:

@@ -1,0 +1,35 @@
+"""The fit's rollout: every prefix is exactly what the transform produces for that many TFs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from learned_augment.fit.rollout import image_prefixes
+from learned_augment.ops import apply_sequence, get_tfset
+
+
+@pytest.mark.parametrize("name", ["cifar10", "default", "mnist"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_prefixes_equal_fused_application(name: str, channels: int) -> None:
+    ts = get_tfset(name)
+    # TFs that draw random numbers draw them in a different order when each prefix is applied from scratch.
+    usable = [i for i, e in enumerate(ts) if not e.tf.uses_rng]
+    rng = np.random.default_rng(7)
+    shape = (20, 24) if channels == 1 else (20, 24, 3)
+    for _ in range(25):
+        x = rng.integers(0, 256, shape, dtype=np.uint8)
+        entries = [ts[int(i)] for i in rng.choice(usable, size=10)]
+        prefixes = image_prefixes(x, entries, np.random.default_rng(0))
+        assert len(prefixes) == 11
+        assert prefixes[0] is x
+        for t, p in enumerate(prefixes):
+            np.testing.assert_array_equal(p, apply_sequence(x, entries[:t]), err_msg=f"{[e.id for e in entries[:t]]}")
+
+
+def test_prefixes_do_not_modify_the_input() -> None:
+    ts = get_tfset("cifar10")
+    x = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    before = x.copy()
+    image_prefixes(x, [ts[i] for i in range(len(ts))], np.random.default_rng(0))
+    np.testing.assert_array_equal(x, before)
