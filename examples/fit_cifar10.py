@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--diversity", type=float, default=1e-3)
     ap.add_argument("--jitter", action="store_true", help="sub-pixel jitter of D's inputs (see fit_policy)")
     ap.add_argument("--g-lr", type=float, default=0.2)
+    ap.add_argument("--d-lr", type=float, default=1e-4, help="discriminator (Adam) learning rate; the paper's is 1e-5")
     ap.add_argument("--entropy", type=float, default=0.0, help="entropy bonus (0.1 kept the MNIST LSTM diverse)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
@@ -51,11 +52,19 @@ def main() -> None:
             diversity=a.diversity,
             jitter=a.jitter,
             g_lr=a.g_lr,
+            d_lr=a.d_lr,
             entropy=a.entropy,
             device=a.device,
             seed=a.seed,
         ),
-        {"device": a.device, "threads": a.threads, "jitter": a.jitter, "entropy": a.entropy, "g_lr": a.g_lr},
+        {
+            "device": a.device,
+            "threads": a.threads,
+            "jitter": a.jitter,
+            "entropy": a.entropy,
+            "g_lr": a.g_lr,
+            "d_lr": a.d_lr,
+        },
     )
 
 

@@ -219,3 +219,45 @@ def test_entropy_bonus_keeps_the_policy_diverse():
     plain, bonus = _planted_fit(0.0), _planted_fit(2.0)
     assert bonus.entropy_ratio() > plain.entropy_ratio() + 0.1
     assert bonus.probabilities()[0] > 0.5  # the bonus must not undo what the critic taught
+
+
+class _BatchNormCritic(nn.Module):
+    """Sees only each item's mean, through batch norm: it can tell a shifted batch from a real one only when both
+    are normalised together."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(1, affine=False)
+        self.head = nn.Linear(1, 1)
+
+    def forward(self, x):
+        return self.head(self.norm(x.mean(dim=1, keepdim=True))).squeeze(1)
+
+
+def test_discriminator_sees_real_and_generated_items_in_one_batch(tf_name):
+    """A TF that shifts every item alike must be detectable by a batch-norm discriminator (it is not when real and
+    generated items are normalised as separate batches: the shift is subtracted away)."""
+    shift = tf_name("shift")
+
+    @la.register_tf(shift)
+    def _shift(x):
+        return [v + 2.0 for v in x]
+
+    rng = np.random.default_rng(0)
+    data = [list(rng.normal(size=4)) for _ in range(256)]
+    policy = fit_policy(
+        data,
+        [shift],
+        "mean_field",
+        seq_len=1,
+        steps=80,
+        batch_size=32,
+        n_seqs=1,
+        d_lr=0.05,
+        discriminator=_BatchNormCritic(),
+        collate=lambda xs: torch.tensor(xs, dtype=torch.float32),
+        diversity=0.0,
+        progress=False,
+        eval_every=0,
+    )
+    assert np.mean(policy.history["d_loss"][-20:]) < 0.3
