@@ -120,10 +120,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tanda-mnist", type=Path, help="output folder of reproduce_tanda.py on MNIST")
     ap.add_argument("--mnist-lstm-policy", type=Path, help="LSTM policy file (default: from --tanda-mnist)")
-    ap.add_argument("--mnist-lstm-results", type=Path, help="results.json that measured it")
+    ap.add_argument("--mnist-lstm-results", type=Path, nargs="+", help="results.json(s) that measured it (merged)")
     ap.add_argument("--mnist-lstm-fit-command", help="the command that fitted it")
     ap.add_argument("--mnist-mf-policy", type=Path, help="mean-field policy file (default: from --tanda-mnist)")
-    ap.add_argument("--mnist-mf-results", type=Path, help="results.json that measured it")
+    ap.add_argument("--mnist-mf-results", type=Path, nargs="+", help="results.json(s) that measured it (merged)")
     ap.add_argument("--mnist-mf-fit-command", help="the command that fitted it")
     ap.add_argument("--cifar10", type=Path, help="output folder of fit_cifar10.py (both models)")
     ap.add_argument("--cifar10-lstm", type=Path, help="output folder of the fit_cifar10.py LSTM fit (over --cifar10)")
@@ -145,8 +145,8 @@ def main() -> None:
     for name, (aug, policy, results, fit_command) in mnist.items():
         if not (a.tanda_mnist or (policy and results)):
             continue
-        results = results or a.tanda_mnist / "results.json"
-        res = json.loads(Path(results).read_text())
+        paths = results or [a.tanda_mnist / "results.json"]
+        res = _merge_results([json.loads(Path(p).read_text()) for p in paths])
         row = _row(res, aug)
         base = {k: _row(res, k) for k in ("heuristic", "basic", "trivialaugment")}
         heur = base["heuristic"]["acc_mean"] if base["heuristic"] else float("nan")
@@ -158,7 +158,7 @@ def main() -> None:
                 f"{heur:.2f}% (random sequences) with 600 labels, {res['settings']['epochs']} epochs",
                 "data": "unlabeled pool: first 5,000 images of the MNIST t10k file",
                 "fit_command": fit_command or res["command"],
-                "end_model_command": res["command"],
+                "end_model_command": row.get("command", res["command"]),
                 "seed": res["settings"]["fit"]["seed"],
                 "end_model": {
                     "task": "MNIST, 600 labels, small CNN, test on the last 5,000 t10k images",

@@ -49,6 +49,8 @@ class Warp:
     map_x: np.ndarray
     map_y: np.ndarray
     forward: Callable[[np.ndarray], np.ndarray]
+    map_xy: np.ndarray | None = None
+    """Optionally, the same maps as one ``(H, W, 2)`` float32 array (``cv2.remap`` resamples faster with it)."""
 
 
 @dataclass(frozen=True, eq=False)

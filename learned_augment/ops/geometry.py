@@ -123,7 +123,7 @@ def swirl_warp(strength: float, h: int, w: int, rng: np.random.Generator, radius
     """
     cx, cy = _centre(h, w)
     decay = radius / 5.0 * math.log(2.0)
-    map_x, map_y = _swirl_maps(float(strength), int(h), int(w), float(radius))
+    map_x, map_y, map_xy = _swirl_maps(float(strength), int(h), int(w), float(radius))
 
     def forward(pts: np.ndarray) -> np.ndarray:
         px, py = pts[:, 0] - cx, pts[:, 1] - cy
@@ -131,13 +131,13 @@ def swirl_warp(strength: float, h: int, w: int, rng: np.random.Generator, radius
         t = np.arctan2(py, px) - strength * np.exp(-r / decay)
         return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
 
-    return Warp(map_x, map_y, forward)
+    return Warp(map_x, map_y, forward, map_xy)
 
 
 # 16 maps cover every swirl entry of a named set at one image size; more would hold hundreds of MB per worker
 # for large images.
 @functools.lru_cache(maxsize=16)
-def _swirl_maps(strength: float, h: int, w: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
+def _swirl_maps(strength: float, h: int, w: int, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # A TF set holds a few swirl strengths and images come in a few sizes, so the maps are built once each; they
     # are shared between calls, hence read-only.
     cx, cy = _centre(h, w)
@@ -148,9 +148,10 @@ def _swirl_maps(strength: float, h: int, w: int, radius: float) -> tuple[np.ndar
     theta = np.arctan2(dy, dx) + np.float32(strength) * np.exp(-rho / np.float32(decay))
     map_x = (cx + rho * np.cos(theta)).astype(np.float32)
     map_y = (cy + rho * np.sin(theta)).astype(np.float32)
-    map_x.flags.writeable = False
-    map_y.flags.writeable = False
-    return map_x, map_y
+    map_xy = np.dstack((map_x, map_y))
+    for a in (map_x, map_y, map_xy):
+        a.flags.writeable = False
+    return map_x, map_y, map_xy
 
 
 def elastic_warp(alpha: float, h: int, w: int, rng: np.random.Generator, sigma: float = 1.0) -> Warp:
@@ -231,39 +232,47 @@ def warp_affine_mask(mask: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 
 def warp_image(image: np.ndarray, warp: Warp, interpolation: str = "bilinear") -> np.ndarray:
-    out = cv2.remap(image, warp.map_x, warp.map_y, interpolation=_CV2_INTERPOLATION[interpolation], borderMode=BORDER)
+    flags = _CV2_INTERPOLATION[interpolation]
+    if warp.map_xy is not None:
+        out = cv2.remap(image, warp.map_xy, None, interpolation=flags, borderMode=BORDER)  # type: ignore[call-overload]
+    else:
+        out = cv2.remap(image, warp.map_x, warp.map_y, interpolation=flags, borderMode=BORDER)
     return restore_shape(out, image)
 
 
 def compose_geometry(steps: list[np.ndarray | Warp], h: int, w: int) -> Warp:
     """One :class:`Warp` doing ``steps`` (3x3 forward matrices and warps, in order) with a single resampling.
 
-    Each destination pixel's source is found by pulling its coordinates back through the steps, last to first: a
-    matrix's inverse exactly, a warp by interpolating its map. Between steps the coordinates are clamped to the
-    image, which is what the replicated border of an intermediate image did when the steps were resampled one by
-    one. Points move forward through every step.
+    The source of each destination pixel is found by pulling its coordinates back through the steps. The map is
+    built forward, one OpenCV call per step: a later warp or matrix resamples the coordinate map of the steps
+    before it (bilinear, replicated border: coordinates are clamped to the image between steps, as an intermediate
+    image's replicated border did when the steps were resampled one by one), and a leading matrix is applied to
+    the coordinates exactly. Points move forward through every step.
     """
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    x, y = xs, ys
-    for i, step in enumerate(reversed(steps)):
-        if i:
-            np.clip(x, 0.0, w - 1.0, out=x)
-            np.clip(y, 0.0, h - 1.0, out=y)
+    lead = None if isinstance(steps[0], Warp) else steps[0]
+    coords: np.ndarray | None = None
+    for step in steps[1:] if lead is not None else steps:
         if isinstance(step, Warp):
-            x, y = (
-                cv2.remap(step.map_x, x, y, cv2.INTER_LINEAR, borderMode=BORDER),
-                cv2.remap(step.map_y, x, y, cv2.INTER_LINEAR, borderMode=BORDER),
-            )
+            m = step.map_xy if step.map_xy is not None else np.dstack((step.map_x, step.map_y))
+            coords = m if coords is None else cv2.remap(coords, m, None, cv2.INTER_LINEAR, borderMode=BORDER)  # type: ignore[call-overload]
+        elif coords is None:  # only when the first step is a warp-less matrix, which ``lead`` takes
+            raise ValueError("consecutive matrices must be multiplied into one step before composing")
         else:
-            inv = np.linalg.inv(step).astype(np.float32)
-            x, y = inv[0, 0] * x + inv[0, 1] * y + inv[0, 2], inv[1, 0] * x + inv[1, 1] * y + inv[1, 2]
+            coords = cv2.warpAffine(coords, step[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=BORDER)
+    if coords is None:
+        raise ValueError("compose_geometry needs at least one warp; resample a matrix with warp_affine_image")
+    if lead is not None:
+        clamped = np.clip(coords, 0.0, np.array([w - 1.0, h - 1.0], dtype=np.float32))
+        coords = cv2.transform(clamped, np.linalg.inv(lead)[:2])
+    elif not coords.flags.writeable:
+        coords = coords.copy()
 
     def forward(pts: np.ndarray) -> np.ndarray:
         for step in steps:
             pts = warp_points(pts, step) if isinstance(step, Warp) else affine_points(pts, step)
         return pts
 
-    return Warp(x, y, forward)
+    return Warp(coords[..., 0], coords[..., 1], forward, coords)
 
 
 def warp_mask(mask: np.ndarray, warp: Warp) -> np.ndarray:

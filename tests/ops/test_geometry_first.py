@@ -146,9 +146,11 @@ def test_a_run_with_warps_resamples_once_in_the_batched_path_too() -> None:
     t = torch.from_numpy(x).permute(2, 0, 1)[None]
     out = apply_sequence_batch(t, np.arange(len(seq))[None], ts)[0].permute(1, 2, 0).numpy()
     d = np.abs(out.astype(int) - cpu.astype(int))
-    # OpenCV interpolates at 1/32-pixel steps, grid_sample exactly: on this noise image a few pixels differ by more
-    # (measured: mean 0.17, 0.5% beyond 8 levels; both near 0 when the run is not composed).
-    assert d.mean() < 0.5 and (d > 8).mean() < 0.02
+    # The CPU path interpolates the composed coordinate map with OpenCV's 1/32-pixel weights (coordinates within
+    # 0.02 px of exact), grid_sample exactly: on this pure-noise image, where a neighbour differs by ~85 levels on
+    # average, that moves values by about one level (measured: mean 1.13, 0.6% beyond 8 levels; both 0 when the
+    # run is not composed).
+    assert d.mean() < 2.0 and (d > 8).mean() < 0.02
     assert _detail(cpu) > _detail(apply_sequence(x, seq, fuse=False))
 
 
