@@ -33,9 +33,6 @@ class _PixelwiseTail:
         self.before_run: np.ndarray | None = None  # the image before the trailing run of point TFs, if any
         self.lut = _IDENTITY_LUT
 
-    def reset(self) -> None:
-        self.__init__()  # type: ignore[misc]
-
     def push(self, cur: np.ndarray, e: TFEntry) -> np.ndarray:
         """Apply one more pixelwise TF to ``cur`` (the current prefix)."""
         self.entries.append(e)
@@ -88,8 +85,7 @@ def image_prefixes(image: np.ndarray, entries: list[TFEntry], rng: np.random.Gen
             cur = tail.push(cur, e)
         else:
             cur = apply_sequence(cur, [e], rng=rng)
-            base, steps = cur, []
-            tail.reset()
+            base, steps, tail = cur, [], _PixelwiseTail()
         outs.append(cur)
     return outs
 

@@ -349,18 +349,6 @@ def _elastic_map(mags: np.ndarray, ctx: _Context, h: int, w: int, device: torch.
     return torch.stack((gx + d[:, 0], gy + d[:, 1]), dim=-1)
 
 
-def _swirl(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
-    """``geometry.swirl_warp`` applied on its own."""
-    m = _swirl_map(mags, ctx, x.shape[-2], x.shape[-1], x.device)
-    return _remap(x, m[..., 0], m[..., 1], ctx.mode)
-
-
-def _elastic(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
-    """``geometry.elastic_warp`` applied on its own."""
-    m = _elastic_map(mags, ctx, x.shape[-2], x.shape[-1], x.device)
-    return _remap(x, m[..., 0], m[..., 1], ctx.mode)
-
-
 def _sample_coords(coords: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
     """Bilinear look-up of (n, H, W, 2) pixel-coordinate maps at (n, H, W, 2) pixel positions (border clamped), as
     ``geometry.compose_geometry`` interpolates a warp's map with ``cv2.remap``."""
@@ -399,8 +387,6 @@ _BATCHED: dict[Callable[..., Any], _BatchOp] = {
     inten.cutout: _cutout,
     inten.erosion: _erosion,
     inten.dilation: _dilation,
-    geo.swirl_warp: _swirl,
-    geo.elastic_warp: _elastic,
 }
 
 
