@@ -19,7 +19,7 @@ from ..ops import geometry as geo
 from ..ops.base import Kind, Warp, call_custom
 from ..ops.image import restore_shape
 from ..ops.intensity import point_lut
-from ..ops.sequence import apply_sequence
+from ..ops.sequence import add_geometric_step, apply_sequence
 from ..ops.tfset import TFEntry
 
 _IDENTITY_LUT = np.arange(256, dtype=np.uint8)
@@ -68,12 +68,7 @@ def image_prefixes(image: np.ndarray, entries: list[TFEntry], rng: np.random.Gen
     for e in entries:
         kind = e.tf.kind
         if kind in (Kind.AFFINE, Kind.WARP):
-            if kind == Kind.WARP:
-                steps.append(e.tf.fn(e.magnitude, h, w, rng))
-            elif steps and not isinstance(steps[-1], Warp):
-                steps[-1] = e.tf.fn(e.magnitude, h, w) @ steps[-1]
-            else:
-                steps.append(e.tf.fn(e.magnitude, h, w))
+            add_geometric_step(steps, e, h, w, rng)
             if len(steps) > 1:
                 moved = geo.warp_image(base, geo.compose_geometry(steps, h, w))
             elif isinstance(steps[0], Warp):

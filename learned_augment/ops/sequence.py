@@ -7,8 +7,8 @@ round-off under bilinear). So a fused sequence first moves every pixelwise TF af
 :func:`geometry_first`. Then each run of consecutive geometric TFs is resampled ONCE: affine matrices are multiplied
 into one warp, and runs with a warp (swirl, elastic) among them are composed into one coordinate map
 (:func:`~learned_augment.ops.geometry.compose_geometry`). A sequence of 10 random CIFAR-10 TFs resamples once
-instead of 3.6 times on average: faster, and it does not wear the image down with repeated bilinear blur (a
-discriminator spots that blur long before it judges content). Runs of consecutive point TFs become one uint8
+instead of 3.6 times on average, so the image is not worn down by repeated bilinear blur (composing a swirl
+costs one extra float-map resampling; see the README's speed section). Runs of consecutive point TFs become one uint8
 look-up table (exactly equal to applying them one by one, since each step rounds to uint8 anyway). Everything else
 runs as it comes.
 """
@@ -271,21 +271,28 @@ def _affine_run(run: tuple[tuple[Callable[..., np.ndarray], float | None], ...],
     return m
 
 
+def add_geometric_step(
+    steps: list[np.ndarray | Warp], e: TFEntry, h: int, w: int, rng: np.random.Generator | None
+) -> None:
+    """Append geometric TF ``e`` to ``steps`` for :func:`~learned_augment.ops.geometry.compose_geometry`: a matrix
+    folds into a matrix just before it (as a plain affine run does); a warp is drawn (random warps draw in order)."""
+    if e.tf.kind == Kind.AFFINE:
+        m = e.tf.fn(e.magnitude, h, w)
+        if steps and not isinstance(steps[-1], Warp):
+            steps[-1] = m @ steps[-1]
+        else:
+            steps.append(m)
+    else:
+        steps.append(e.tf.fn(e.magnitude, h, w, rng))
+
+
 def _geometric_run(group: list[TFEntry], h: int, w: int, gen: np.random.Generator | None) -> Warp:
-    """One warp for a run of geometric TFs with at least one warp among them (random warps draw in order)."""
-    if len(group) == 1:
-        e = group[0]
-        return e.tf.fn(e.magnitude, h, w, gen)
+    """One warp for a run of geometric TFs with at least one warp among them."""
     steps: list[np.ndarray | Warp] = []
     for e in group:
-        if e.tf.kind == Kind.AFFINE:
-            m = e.tf.fn(e.magnitude, h, w)
-            if steps and not isinstance(steps[-1], Warp):
-                steps[-1] = m @ steps[-1]  # consecutive matrices fold into one, as a plain affine run does
-            else:
-                steps.append(m)
-        else:
-            steps.append(e.tf.fn(e.magnitude, h, w, gen))
+        add_geometric_step(steps, e, h, w, gen)
+    if len(steps) == 1 and isinstance(steps[0], Warp):
+        return steps[0]
     return geo.compose_geometry(steps, h, w)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from learned_augment.ops import TF, Kind, apply_sequence, geometry_first, get_tfset, register, resolve
+from learned_augment.ops import TF, Kind, TFEntry, apply_sequence, geometry_first, get_tfset, register, resolve
 from learned_augment.ops.base import get_tf
 from learned_augment.ops.batch import _geometry_first_rows, apply_sequence_batch
 
@@ -41,13 +41,9 @@ def test_tfs_that_do_not_commute_stay_in_place(barrier: str) -> None:
 
 
 def test_classification_of_builtin_tfs() -> None:
-    assert all(get_tf(TFEntryName(p)).commutes_with_geometry for p in PIXELWISE)
+    assert all(TFEntry.parse(p).tf.commutes_with_geometry for p in PIXELWISE)
     for name in ["blur", "noise", "cutout", "equalize", "autocontrast", "sharpness", "erosion", "dilation"]:
         assert not get_tf(name).commutes_with_geometry, name
-
-
-def TFEntryName(tf_id: str) -> str:  # noqa: N802 - reads as a constructor in the assertions above
-    return tf_id.split("(")[0]
 
 
 def test_user_image_tfs_do_not_commute_unless_declared_pixelwise(tf_name: Callable[[str], str]) -> None:
