@@ -10,10 +10,15 @@ the augmentation changes between rows:
   ``--policy-mf`` / ``--policy-lstm``).
 * ``randaugment``, ``trivialaugment`` (TrivialAugmentWide), ``autoaugment`` (its CIFAR-10 policy): torchvision v2.
 
-Policy rows follow the paper's recipe: each sample is replaced by an augmented copy (one fresh sequence) with
-probability ``--p-augment``. On CIFAR-10 every sample also gets the basic pad-and-crop (+ flip); by default in the
-paper's order, pad -> sequence -> crop (``--cifar-order``). torchvision baselines augment every sample, after the
-basic pad-crop-flip on CIFAR-10, as they are usually used.
+Policy rows are applied as a user drops ``LearnedPolicyTransform`` into a pipeline: each sample is replaced by an
+augmented copy (one fresh sequence) with probability ``--p-augment`` (default 1, the transform's default), then
+every sample gets the basic pad-and-crop (+ flip on CIFAR-10) (``--order seq-then-crop``). ``--order pad-seq-crop``
+is the paper's CIFAR-10 order (pad, sequence, crop); ``--order seq-only`` skips the basic step. torchvision
+baselines augment every sample after the basic step, as they are usually used.
+
+Fit options left unset take ``fit_policy``'s defaults, so a run without them measures the library as a new user
+calls it: ``fit_policy(pool, tfs=..., model=..., seed=...)``. ``--pool-limit`` shrinks the pool (labeled subset and
+fit data) to a random subset, for the small-data table (1,000 unlabeled images, 100 labels).
 
 Data: MNIST from the t10k IDX files: first half (5,000) = unlabeled pool, from which the labeled subset is drawn per
 seed (class-balanced); second half = test set. CIFAR-10 from the JPEG npz: labeled subset of the 50k training
@@ -32,6 +37,7 @@ Writes ``results.json``, ``results.md``, ``freq-<policy>.png``, ``samples.png`` 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import shlex
 import sys
@@ -210,11 +216,12 @@ def train_dataset(
     if aug in POLICY_AUGS:
         assert policy is not None
         transform = LearnedPolicyTransform(policy, p=1.0, seed=seed)
-        if dataset == "mnist":
+        if order == "seq-only":
             base, post = x, v2.Compose([to_chw, norm])
         elif order == "pad-seq-crop":
-            # The paper: pad by 4, apply the sequence to the padded image, then crop back to 32 (and flip).
-            base, post = pad_images(x, 4), v2.Compose([to_chw, *_basic(dataset, padded=True), norm])
+            # The paper's CIFAR-10 order: pad, apply the sequence to the padded image, then crop back (and flip).
+            pad = 2 if dataset == "mnist" else 4
+            base, post = pad_images(x, pad), v2.Compose([to_chw, *_basic(dataset, padded=True), norm])
         else:
             base, post = x, v2.Compose([to_chw, *_basic(dataset), norm])
         return PolicyAugmentedDataset(ArrayDataset(base, y), transform, p_augment, seed=seed, post_transform=post)
@@ -236,11 +243,11 @@ def recipe_text(aug: str, dataset: str, p_augment: float, order: str) -> str:
         return basic
     if aug in POLICY_AUGS:
         what = f"p={p_augment:g} of samples replaced by a fresh sequence"
-        if dataset == "mnist":
+        if order == "seq-only":
             return what + " (no pad-crop)"
         if order == "pad-seq-crop":
-            return what + "; every sample: pad 4 -> sequence -> random crop + hflip"
-        return what + "; every sample: sequence -> pad 4 + random crop + hflip"
+            return what + f"; every sample: pad -> sequence -> {basic} (crop)"
+        return what + f"; every sample: sequence -> {basic}"
     return "every sample" + (f", after {basic}" if dataset == "cifar10" else "")
 
 
@@ -269,7 +276,9 @@ class Recipe:
 def train_and_test(ds: Dataset, test_x: torch.Tensor, test_y: torch.Tensor, recipe: Recipe, seed: int) -> float:
     """Train a fresh end model (initialised from ``seed``) on ``ds``; return test accuracy in %."""
     torch.manual_seed(seed)  # same init for every row of this seed
-    model = make_end_model(recipe.model, test_x.shape[1]).to(recipe.device)
+    # channels_last: ResNet convolutions on the CPU ran markedly faster in this layout.
+    fmt = torch.channels_last if recipe.model.startswith("resnet") else torch.contiguous_format
+    model = make_end_model(recipe.model, test_x.shape[1]).to(recipe.device, memory_format=fmt)
     loader = DataLoader(
         ds,
         batch_size=recipe.batch_size,
@@ -287,7 +296,7 @@ def train_and_test(ds: Dataset, test_x: torch.Tensor, test_y: torch.Tensor, reci
             ds.set_epoch(epoch)
         model.train()
         for xb, yb in loader:
-            loss = F.cross_entropy(model(xb.to(recipe.device)), yb.to(recipe.device))
+            loss = F.cross_entropy(model(xb.to(recipe.device, memory_format=fmt)), yb.to(recipe.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -321,37 +330,44 @@ def load_given_policy(path: str, expected_tfs: Any, flag: str) -> Policy:
     return policy
 
 
+# --flag -> fit_policy argument; a flag left unset takes the library's default.
+FIT_FLAGS = {
+    "seq_len": "seq_len",
+    "fit_steps": "steps",
+    "fit_batch_size": "batch_size",
+    "n_seqs": "n_seqs",
+    "g_optimizer": "g_optimizer",
+    "g_lr": "g_lr",
+    "d_lr": "d_lr",
+    "d_width": "d_width",
+    "diversity": "diversity",
+    "entropy": "entropy",
+    "jitter": "jitter",
+}
+
+
+def fit_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The fit options given on the command line, as ``fit_policy`` keyword arguments."""
+    return {kw: getattr(args, flag) for flag, kw in FIT_FLAGS.items() if getattr(args, flag) is not None}
+
+
 def fit_one(name: str, pool: np.ndarray, args: argparse.Namespace, log_every: int) -> Policy:
     """Fit one TANDA policy on the unlabeled pool, logging the losses and the R/G ratio as it goes."""
     if args.fit_limit is not None and args.fit_limit < len(pool):
         pool = pool[np.sort(np.random.default_rng(SUBSET_SEED).choice(len(pool), args.fit_limit, replace=False))]
 
     def log(step: int, m: dict[str, float], _: Policy) -> None:
-        if step % log_every == 0 or step == args.fit_steps - 1:
+        if step % log_every == 0:
             rg = f" rg_ratio={m['rg_ratio']:.3f}" if "rg_ratio" in m else ""
             print(
-                f"  fit {name} step {step + 1}/{args.fit_steps}: d_loss={m['d_loss']:.3f} reward={m['reward']:.3f} "
+                f"  fit {name} step {step + 1}: d_loss={m['d_loss']:.3f} reward={m['reward']:.3f} "
                 f"dist={m['diversity']:.4f}{rg}",
                 flush=True,
             )
 
     try:
         return fit_policy(
-            pool,
-            args.tfs,
-            FIT_MODELS[name],
-            seq_len=args.seq_len,
-            steps=args.fit_steps,
-            batch_size=args.fit_batch_size,
-            n_seqs=args.n_seqs,
-            g_optimizer=args.g_optimizer,
-            g_lr=args.g_lr,
-            d_lr=args.d_lr,
-            d_width=args.d_width,
-            diversity=args.diversity,
-            seed=args.fit_seed,
-            progress=False,
-            callbacks=[log],
+            pool, args.tfs, FIT_MODELS[name], seed=args.fit_seed, progress=False, callbacks=[log], **fit_overrides(args)
         )
     except FloatingPointError as exc:
         raise SystemExit(f"error: fitting {name} failed: {exc}") from None
@@ -373,6 +389,7 @@ def fit_summary(policy: Policy, source: str) -> dict[str, Any]:
         "dist_last20": tail("diversity"),
         "rg_ratio_first": round(h["rg_ratio"][0], 4) if h.get("rg_ratio") else None,
         "rg_ratio_last": round(h["rg_ratio"][-1], 4) if h.get("rg_ratio") else None,
+        "fit_args": policy.provenance.get("fit_args"),
     }
 
 
@@ -456,8 +473,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--augs", default=",".join(AUGS), help=f"comma-separated rows, from {', '.join(AUGS)}")
     ap.add_argument("--policy-mf", help="pre-fitted mean-field policy file (skips its fit)")
     ap.add_argument("--policy-lstm", help="pre-fitted LSTM policy file (skips its fit)")
-    ap.add_argument("--p-augment", type=float, default=0.5, help="fraction of samples augmented in policy rows")
-    ap.add_argument("--cifar-order", choices=["pad-seq-crop", "seq-then-crop"], default="pad-seq-crop")
+    ap.add_argument(
+        "--p-augment", type=float, default=1.0, help="fraction of samples augmented in policy rows (transform's p)"
+    )
+    ap.add_argument(
+        "--order",
+        choices=["seq-then-crop", "pad-seq-crop", "seq-only"],
+        default="seq-then-crop",
+        help="policy rows: sequence then the basic pad-crop(-flip) (as users apply it), the paper's pad -> sequence "
+        "-> crop, or the sequence alone",
+    )
     ap.add_argument("--model", help="end model: cnn (MNIST default), resnet20 (CIFAR default), resnet56")
     ap.add_argument("--batch-size", type=int, help="end-model batch size (default 32 MNIST, 128 CIFAR-10)")
     ap.add_argument(
@@ -465,17 +490,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--weight-decay", type=float, default=5e-4)
     ap.add_argument("--test-limit", type=int, help="evaluate on the first N test images (CPU budgets)")
-    group = ap.add_argument_group("policy fitting (fit_policy on the unlabeled pool)")
+    ap.add_argument("--pool-limit", type=int, help="keep a random subset of this many pool images (small-data table)")
+    group = ap.add_argument_group("policy fitting (fit_policy on the unlabeled pool; unset options: library defaults)")
     group.add_argument("--tfs", help="TF set (default: 'mnist' or 'cifar10', TANDA's sets)")
-    group.add_argument("--fit-steps", type=int, default=300)
-    group.add_argument("--seq-len", type=int, default=10)
-    group.add_argument("--fit-batch-size", type=int, default=32)
-    group.add_argument("--n-seqs", type=int, default=5, help="sequences per image in the generator step")
-    group.add_argument("--g-optimizer", choices=["sgd", "adam"], default="sgd")
-    group.add_argument("--g-lr", type=float, default=0.5)
-    group.add_argument("--d-lr", type=float, default=1e-4)
-    group.add_argument("--d-width", type=int, default=16, help="discriminator width (16: 4x cheaper than 32)")
-    group.add_argument("--diversity", type=float, help="alpha of the diversity term (default 1e-4 MNIST, 1e-3 CIFAR)")
+    group.add_argument("--fit-steps", type=int)
+    group.add_argument("--seq-len", type=int)
+    group.add_argument("--fit-batch-size", type=int)
+    group.add_argument("--n-seqs", type=int, help="sequences per image in the generator step")
+    group.add_argument("--g-optimizer", choices=["sgd", "adam"])
+    group.add_argument("--g-lr", type=float)
+    group.add_argument("--d-lr", type=float)
+    group.add_argument("--d-width", type=int, help="discriminator width")
+    group.add_argument("--diversity", type=float, help="weight of the diversity term")
+    group.add_argument("--entropy", type=float, help="weight of the entropy bonus")
+    group.add_argument("--jitter", action="store_true", default=None, help="sub-pixel jitter before the discriminator")
     group.add_argument("--fit-seed", type=int, default=0)
     group.add_argument("--fit-limit", type=int, help="fit on a random subset of this many pool images")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (on a busy shared machine 1 can be faster)")
@@ -507,14 +535,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error(f"unknown --augs {unknown}; choose from {', '.join(AUGS)}")
     if not 0.0 <= args.p_augment <= 1.0:
         ap.error("--p-augment must be in [0, 1]")
-    if args.seeds < 1 or args.fit_steps < 1:
+    if args.seeds < 1 or (args.fit_steps is not None and args.fit_steps < 1):
         ap.error("--seeds and --fit-steps must be >= 1")
+    if args.pool_limit is not None and args.pool_limit < 10:
+        ap.error("--pool-limit must be >= 10")
     args.epochs = args.epochs or (20 if mnist else 60)
     args.model = args.model or ("cnn" if mnist else "resnet20")
     args.batch_size = args.batch_size or (32 if mnist else 128)
     args.lr = args.lr or (0.05 if mnist else 0.1)
     args.tfs = args.tfs or args.dataset
-    args.diversity = args.diversity if args.diversity is not None else (1e-4 if mnist else 1e-3)
     return args
 
 
@@ -522,12 +551,19 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     args = parse_args(argv)
     split = load_split(args.dataset, args.data, args.test_limit)
+    if args.pool_limit is not None and args.pool_limit < len(split.pool_x):
+        keep = np.sort(
+            np.random.default_rng([SUBSET_SEED, 2]).choice(len(split.pool_x), args.pool_limit, replace=False)
+        )
+        split.pool_x, split.pool_y = split.pool_x[keep], split.pool_y[keep]
+        split.notes.append(f"pool = a random {args.pool_limit} of those images (labels and fits use only these)")
     try:
         tfset = get_tfset(args.tfs)
     except (KeyError, ValueError, TypeError) as exc:
         raise SystemExit(f"error: --tfs {args.tfs!r}: {exc}") from None
     given = {"tanda-mf": args.policy_mf, "tanda-lstm": args.policy_lstm}
-    policies: dict[str, Policy] = {"heuristic": UniformPolicy(tfset, args.seq_len)}
+    seq_len = args.seq_len or inspect.signature(fit_policy).parameters["seq_len"].default
+    policies: dict[str, Policy] = {"heuristic": UniformPolicy(tfset, seq_len)}
     for name, path in given.items():
         if path and name in args.aug_list:
             policies[name] = load_given_policy(path, tfset, "--policy-" + name.split("-")[1])
@@ -567,18 +603,11 @@ def main(argv: list[str] | None = None) -> None:
         "optimizer": f"SGD(momentum=0.9, nesterov, weight_decay={args.weight_decay})",
         "schedule": f"OneCycleLR(max_lr={args.lr}) per step",
         "p_augment": args.p_augment,
-        "policy_order": "sequence only (no pad-crop)" if args.dataset == "mnist" else args.cifar_order,
+        "policy_order": args.order,
         "tfs": f"{args.tfs} (K={len(tfset)})",
-        "seq_len": args.seq_len,
+        "seq_len": seq_len,
         "fit": {
-            "steps": args.fit_steps,
-            "batch_size": args.fit_batch_size,
-            "n_seqs": args.n_seqs,
-            "g_optimizer": args.g_optimizer,
-            "g_lr": args.g_lr,
-            "d_lr": args.d_lr,
-            "d_width": args.d_width,
-            "diversity": args.diversity,
+            "overrides": fit_overrides(args) or "none: fit_policy's defaults",
             "seed": args.fit_seed,
             "pool_images": min(len(split.pool_x), args.fit_limit or len(split.pool_x)),
         },
@@ -607,7 +636,7 @@ def main(argv: list[str] | None = None) -> None:
         policy = policies.get(aug)
         if aug in FIT_MODELS:
             if policy is None:
-                policy = fit_one(aug, split.pool_x, args, log_every=max(1, args.fit_steps // 10))
+                policy = fit_one(aug, split.pool_x, args, log_every=max(1, (args.fit_steps or 300) // 10))
                 policy.save(str(out / f"policy-{aug}.safetensors"))
                 policies[aug] = policy
                 source = f"fitted, saved to policy-{aug}.safetensors"
@@ -624,7 +653,7 @@ def main(argv: list[str] | None = None) -> None:
         for seed, idx in subsets.items():
             t = time.perf_counter()
             ds = train_dataset(
-                aug, args.dataset, split.pool_x[idx], split.pool_y[idx], policy, args.p_augment, seed, args.cifar_order
+                aug, args.dataset, split.pool_x[idx], split.pool_y[idx], policy, args.p_augment, seed, args.order
             )
             accs.append(train_and_test(ds, test_x, test_y, recipe, seed))
             walls.append(time.perf_counter() - t)
@@ -634,7 +663,7 @@ def main(argv: list[str] | None = None) -> None:
             {
                 "aug": aug,
                 "label": LABELS[aug],
-                "recipe": recipe_text(aug, args.dataset, args.p_augment, args.cifar_order),
+                "recipe": recipe_text(aug, args.dataset, args.p_augment, args.order),
                 "acc_mean": round(m, 3),
                 "acc_std": round(s, 3),
                 "accs": [round(a, 3) for a in accs],

@@ -56,8 +56,8 @@ def test_smoke_run_writes_every_row(smoke: tuple[Path, Path, subprocess.Complete
     for row in report["rows"]:
         assert 0.0 <= row["acc_mean"] <= 100.0 and len(row["accs"]) == 1 and row["recipe"]
     settings = report["settings"]
-    assert settings["smoke"] and settings["p_augment"] == 0.5 and settings["epochs"] == 1
-    assert settings["labels"] == 100 and settings["test_images"] == 200 and settings["fit"]["steps"] == 3
+    assert settings["smoke"] and settings["p_augment"] == 1.0 and settings["epochs"] == 1
+    assert settings["labels"] == 100 and settings["test_images"] == 200 and settings["fit"]["overrides"]["steps"] == 3
     assert set(report["fits"]) == {"tanda-mf", "tanda-lstm"}
 
     md = (out / "results.md").read_text()

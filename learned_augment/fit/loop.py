@@ -41,6 +41,10 @@ Callback = Callable[[int, dict[str, float], Policy], Any]
 
 CHECKPOINT_KIND = "fit_checkpoint"
 
+# A fit from ``epochs`` runs at least this many steps: one epoch of 1,000 images at batch 32 is 31 steps, too few
+# for the discriminator to learn what destroys the data, let alone for the policy to follow it.
+MIN_STEPS = 500
+
 
 def _images_to_tensor(batch: np.ndarray) -> torch.Tensor:
     """(N, H, W, C) uint8 -> (N, C, H, W) float in [-1, 1], the discriminator's input scale."""
@@ -66,6 +70,20 @@ def subpixel_jitter(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def fit_length(n_items: int, batch_size: int, epochs: float, steps: int | None, min_steps: int) -> int:
+    """Number of steps of a fit: ``steps`` if given, else ``epochs`` passes of ``n_items``, at least ``min_steps``."""
+    if steps is not None:
+        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        return int(steps)
+    if not math.isfinite(epochs) or epochs <= 0:
+        raise ValueError(f"epochs must be a positive number, got {epochs!r}")
+    if isinstance(min_steps, bool) or int(min_steps) != min_steps or min_steps < 1:
+        raise ValueError(f"min_steps must be a positive integer, got {min_steps!r}")
+    per_epoch = max(1, n_items // max(1, min(batch_size, n_items)))
+    return max(int(min_steps), int(round(epochs * per_epoch)))
+
+
 def _step_seed(seed: int, step: int, stream: int) -> list[int]:
     return [int(seed), int(stream), int(step)]
 
@@ -73,6 +91,16 @@ def _step_seed(seed: int, step: int, stream: int) -> list[int]:
 def _torch_gen(seed: int, step: int, stream: int) -> torch.Generator:
     s = np.random.SeedSequence(_step_seed(seed, step, stream)).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(s >> 1))
+
+
+def _logits(disc: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One logit per item, shape ``(B,)``, from a discriminator that returns ``(B,)`` or ``(B, 1)``."""
+    out = disc(x)
+    n = x.shape[0]
+    if not isinstance(out, torch.Tensor) or out.shape not in ((n,), (n, 1)):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the discriminator must return one logit per item, shape ({n},) or ({n}, 1); got {shape}")
+    return out.reshape(n)
 
 
 def _is_image_data(tfset: TFSet) -> bool:
@@ -89,6 +117,7 @@ def fit_policy(
     collate: Callable[[list[Any]], torch.Tensor] | None = None,
     epochs: float = 1.0,
     steps: int | None = None,
+    min_steps: int = MIN_STEPS,
     batch_size: int = 32,
     n_seqs: int = 5,
     d_lr: float = 1e-4,
@@ -128,8 +157,10 @@ def fit_policy(
         Any ``nn.Module`` mapping a batch to one logit per item. Default: the DCGAN-style CNN sized to the images.
     collate:
         For non-image data: turns a list of items into the discriminator's input tensor.
-    epochs, steps:
-        Length of the fit: ``steps`` if given, else ``epochs`` passes over the data in batches of ``batch_size``.
+    epochs, steps, min_steps:
+        Length of the fit: ``steps`` if given, else ``epochs`` passes over the data in batches of ``batch_size``
+        but never fewer than ``min_steps`` steps (500 by default: about 16,000 items seen at batch 32), so that a
+        small data set still gets a fit that learns.
     batch_size:
         Real items per step.
     n_seqs:
@@ -211,7 +242,7 @@ def fit_policy(
             raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
     batch_size = min(batch_size, n_items)
     steps_per_epoch = max(1, n_items // batch_size)
-    total_steps = int(steps) if steps is not None else max(1, int(round(epochs * steps_per_epoch)))
+    total_steps = fit_length(n_items, batch_size, epochs, steps, min_steps)
 
     torch.manual_seed(seed)
     policy = make_policy(model, tfset, seq_len, hidden=hidden).to(dev)
@@ -290,7 +321,7 @@ def fit_policy(
             # Real and generated items go through D in ONE batch: with separate batches, batch norm normalises each
             # with its own statistics and erases whatever all generated items share (on CIFAR-10, a policy that
             # brightened every image until 40-60% of its pixels were white went unpunished).
-            both = disc(torch.cat([real, fake]))
+            both = _logits(disc, torch.cat([real, fake]))
             d_loss = 0.5 * (
                 bce(both[: len(idx)], torch.ones(len(idx), device=dev))
                 + bce(both[len(idx) :], torch.zeros(len(idx), device=dev))
@@ -302,7 +333,7 @@ def fit_policy(
             disc.eval()
             with torch.no_grad():
                 flat = stacked.flatten(0, 1)
-                logits = disc(flat).view(seq_len + 1, -1).T  # (n, L+1)
+                logits = _logits(disc, flat).view(seq_len + 1, -1).T  # (n, L+1)
                 cost = F.softplus(-logits)  # -log D(x_t)
                 dist = (stacked[1:] - stacked[:1]).pow(2).flatten(2).mean(2).T / 4.0  # [-1,1] -> [0,1] scale
                 cost[:, 1:] = cost[:, 1:] + diversity / (dist + 1e-6)
@@ -384,7 +415,7 @@ def _rg_ratio(disc, items, idx, tfset, seq_len, collate_fn, rollout, seed, step,
     x = collate_fn(finals)
     if jitter:
         x = subpixel_jitter(x, _torch_gen(seed, step, 5))
-    r_loss = float(F.softplus(-disc(x.to(dev))).mean())
+    r_loss = float(F.softplus(-_logits(disc, x.to(dev))).mean())
     return r_loss / max(g_loss, 1e-8)
 
 

@@ -53,6 +53,11 @@ def invert(x: np.ndarray, _: float | None = None) -> np.ndarray:
     return 1.0 - x
 
 
+def identity(x: np.ndarray, _: float | None = None) -> np.ndarray:
+    """The data unchanged: in a TF set it lets a policy choose shorter sequences (and costs nothing fused)."""
+    return x
+
+
 def point_lut(name: str, magnitude: float | None) -> np.ndarray:
     """The uint8 look-up table of one point TF entry (cached: entries are few and tables are tiny)."""
     from .base import get_tf
@@ -259,6 +264,7 @@ _reg("contrast", Kind.POINT, contrast, description="scale distance from mid-grey
 _reg("gamma", Kind.POINT, gamma, description="x ** g")
 _reg("posterize", Kind.POINT, posterize, description="keep the top bits of each value")
 _reg("solarize", Kind.POINT, solarize, description="invert values above a threshold in [0, 1]")
+_reg("identity", Kind.POINT, identity, takes_magnitude=False, description="leave the image unchanged")
 _reg("invert", Kind.POINT, invert, takes_magnitude=False, description="1 - x")
 _reg("color", Kind.IMAGE, color, pixelwise=True, description="saturation: blend with grayscale by f")
 _reg("hue", Kind.IMAGE, hue, signed=True, pixelwise=True, description="rotate hue by a fraction of a full turn")

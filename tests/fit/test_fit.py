@@ -261,3 +261,53 @@ def test_discriminator_sees_real_and_generated_items_in_one_batch(tf_name):
         eval_every=0,
     )
     assert np.mean(policy.history["d_loss"][-20:]) < 0.3
+
+
+def test_fit_length_has_a_floor_for_small_data_sets():
+    from learned_augment.fit.loop import MIN_STEPS, fit_length
+
+    # 1,000 images at batch 32 is 31 steps per epoch: the floor lifts it; a large set keeps its epochs.
+    assert fit_length(1000, 32, 1.0, None, MIN_STEPS) == MIN_STEPS
+    assert fit_length(50_000, 32, 1.0, None, MIN_STEPS) == 1562
+    assert fit_length(1000, 32, 1.0, None, 10) == 31
+    assert fit_length(1000, 32, 1.0, 7, MIN_STEPS) == 7  # explicit steps win
+    for bad in (dict(steps=0), dict(steps=-3), dict(steps=2.5), dict(min_steps=0), dict(epochs=0.0)):
+        kw = dict(epochs=1.0, steps=None, min_steps=MIN_STEPS) | bad
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            fit_length(1000, 32, **kw)
+
+
+def test_small_fit_from_epochs_runs_min_steps(digits):
+    policy = fit_policy(digits[:40], "mnist", "mean_field", seq_len=2, batch_size=8, n_seqs=1, min_steps=9,
+                        progress=False, eval_every=0)  # fmt: skip
+    assert policy.provenance["steps"] == 9 and len(policy.history["d_loss"]) == 9
+
+
+@pytest.mark.parametrize("shape", ["(B,)", "(B, 1)"])
+def test_discriminator_may_return_b_or_b_by_1(shape):
+    class Critic(_FixedCritic):
+        def forward(self, x):
+            out = super().forward(x)
+            return out if shape == "(B,)" else out[:, None]
+
+    @la.register_tf("test_fit_shift", overwrite=True)
+    def shift(x):
+        return [v + 0.5 for v in x]
+
+    policy = fit_policy([[0.0]] * 8, ["test_fit_shift"], "mean_field", seq_len=2, steps=2, batch_size=4,
+                        discriminator=Critic(), collate=lambda xs: torch.tensor(xs), progress=False)  # fmt: skip
+    assert len(policy.history["d_loss"]) == 2
+
+
+def test_discriminator_with_wrong_output_shape_is_named():
+    class TwoLogits(_FixedCritic):
+        def forward(self, x):
+            return super().forward(x)[:, None].expand(-1, 2)
+
+    @la.register_tf("test_fit_shift2", overwrite=True)
+    def shift(x):
+        return [v + 0.5 for v in x]
+
+    with pytest.raises(ValueError, match=r"one logit per item, shape \(8,\) or \(8, 1\); got \(8, 2\)"):
+        fit_policy([[0.0]] * 8, ["test_fit_shift2"], "mean_field", seq_len=2, steps=2, batch_size=4,
+                   discriminator=TwoLogits(), collate=lambda xs: torch.tensor(xs), progress=False)  # fmt: skip
