@@ -2,14 +2,14 @@
 
 ``as_images`` accepts a torch ``Dataset`` (items may be images or ``(image, label, ...)`` tuples: labels are
 ignored), any iterable of images, a numpy array ``(N, H, W[, C])``, a folder of image files or an ``.npz`` file.
-Images may be PIL images, HWC numpy arrays or CHW tensors; all must share one size.
+Images may be PIL images, HWC numpy arrays or CHW tensors; all must share one size and one channel count.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -57,21 +57,22 @@ def to_hwc_uint8(item: Any) -> np.ndarray:
     raise TypeError(f"unsupported image dtype {arr.dtype}; use uint8 or float in [0, 1]")
 
 
-def _read_folder(folder: Path, limit: int | None) -> list[np.ndarray]:
-    import cv2
-
+def _image_files(folder: Path, limit: int | None) -> list[Path]:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {folder}")
-    out = []
-    for p in files[:limit]:
-        img = cv2.imdecode(np.fromfile(str(p), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise ValueError(f"cannot read image file {p}")
-        if img.ndim == 3:
-            img = img[:, :, :3][:, :, ::-1] if img.shape[2] >= 3 else img[:, :, :1]
-        out.append(to_hwc_uint8(img))
-    return out
+    return files[:limit]
+
+
+def _read_image(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"cannot read image file {path}")
+    if img.ndim == 3:
+        img = img[:, :, :3][:, :, ::-1] if img.shape[2] >= 3 else img[:, :, :1]
+    return to_hwc_uint8(img)
 
 
 def as_images(data: Any, limit: int | None = None) -> np.ndarray:
@@ -81,8 +82,8 @@ def as_images(data: Any, limit: int | None = None) -> np.ndarray:
         if not path.exists():
             raise FileNotFoundError(f"no such file or folder: {path}")
         if path.is_dir():
-            items: list[np.ndarray] = _read_folder(path, limit)
-            return _stack(items)
+            files = _image_files(path, limit)
+            return _stack([_read_image(f) for f in files], [str(f.relative_to(path)) for f in files])
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as d:
                 key = "images" if "images" in d.files else ("x" if "x" in d.files else d.files[0])
@@ -118,9 +119,18 @@ def _image_of(item: Any) -> np.ndarray:
     return to_hwc_uint8(item)
 
 
-def _stack(items: list[np.ndarray]) -> np.ndarray:
+def _stack(items: list[np.ndarray], names: Sequence[str] | None = None) -> np.ndarray:
+    """One ``(N, H, W, C)`` array; ``names`` (file names) say which images disagree, else their positions."""
     if not items:
         raise ValueError("no images given")
+    channels = items[0].shape[2]
+    odd = next((i for i, a in enumerate(items) if a.shape[2] != channels), None)
+    if odd is not None:
+        first, other = (names[0], names[odd]) if names else ("image 0", f"image {odd}")
+        raise ValueError(
+            f"all images must have one channel count (all grey or all colour); {first} has {channels} and "
+            f"{other} has {items[odd].shape[2]}. Convert them to one mode first."
+        )
     shapes = {a.shape for a in items}
     if len(shapes) > 1:
         raise ValueError(f"all images must have one size; found {sorted(shapes)[:4]}. Resize them first.")

@@ -141,3 +141,93 @@ def test_fit_passes_the_main_fit_policy_options(tmp_path, capsys):
     capsys.readouterr()
     assert main(["bench", str(out), "--n", "20", "--interpolation", "nearest"]) == 0
     assert "nearest resampling" in capsys.readouterr().out
+
+
+def test_inspect_a_pretrained_policy_shows_its_model_card(capsys):
+    from learned_augment.pretrained import model_card
+
+    assert main(["inspect", "mnist-lstm"]) == 0
+    out = capsys.readouterr().out
+    assert "model card:" in out and model_card("mnist-lstm")["fit_command"] in out
+    assert '"kind": "policy"' in out and "rotate(" in out
+
+
+def test_inspect_a_refiner_shows_its_card_and_no_tf_table(capsys):
+    assert main(["inspect", "digits-synthetic-to-mnist"]) == 0
+    out = capsys.readouterr().out
+    assert "model card:" in out and '"kind": "refiner"' in out and "Refiner(stages=2" in out
+    assert "x uniform" not in out
+
+
+def test_preview_of_a_refiner_is_a_before_after_grid(tmp_path, capsys):
+    from learned_augment.pretrained import load_pretrained
+
+    out = tmp_path / "refined.png"
+    assert main(["preview", "digits-synthetic-to-mnist", "sample", "--out", str(out), "--n", "4"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    # image_grid's defaults: 3x scale and 2 px padding; one row of originals, then one per stage.
+    rows = 1 + load_pretrained("digits-synthetic-to-mnist").stages
+    assert _png_ok(out).shape[0] == rows * (28 * 3 + 2) + 2
+
+
+class _FitCalled(Exception):
+    pass
+
+
+@pytest.fixture
+def fit_calls(monkeypatch):
+    """Record what ``fit`` passes to ``fit_policy`` and the thread settings it runs under, then stop."""
+    import torch
+
+    calls = []
+
+    def record(images, **kwargs):
+        calls.append({"kwargs": kwargs, "torch": torch.get_num_threads(), "cv2": cv2.getNumThreads()})
+        raise _FitCalled
+
+    monkeypatch.setattr("learned_augment.fit.fit_policy", record)
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    yield calls
+    torch.set_num_threads(before[0])
+    cv2.setNumThreads(before[1])
+
+
+def test_fit_options_left_out_take_fit_policys_defaults(fit_calls, tmp_path):
+    with pytest.raises(_FitCalled):
+        main(["fit", "sample", "--out", str(tmp_path / "p.safetensors"), "--limit", "8", "--no-progress"])
+    assert fit_calls[0]["kwargs"] == {"progress": False}
+
+
+def test_fit_passes_only_the_options_given(fit_calls, tmp_path):
+    args = ["fit", "sample", "--out", str(tmp_path / "p.safetensors"), "--limit", "8", "--epochs", "2"]
+    with pytest.raises(_FitCalled):
+        main(args + ["--min-steps", "7", "--tfs", "mnist", "--jitter", "--device", "cpu", "--seed", "3"])
+    expected = {"epochs": 2.0, "min_steps": 7, "tfs": "mnist", "jitter": True, "device": "cpu", "seed": 3}
+    assert fit_calls[0]["kwargs"] == {**expected, "progress": True}
+
+
+def test_every_fit_option_is_a_fit_policy_parameter():
+    import inspect
+
+    from learned_augment.cli import FIT_OPTIONS
+    from learned_augment.fit import fit_policy
+
+    assert set(FIT_OPTIONS) <= set(inspect.signature(fit_policy).parameters)
+
+
+@pytest.mark.parametrize("given, torch_threads", [([], 1), (["--threads", "2"], 2)])
+def test_fit_threads(given, torch_threads, fit_calls, tmp_path):
+    import torch
+
+    torch.set_num_threads(3)
+    cv2.setNumThreads(3)
+    with pytest.raises(_FitCalled):
+        main(["fit", "sample", "--out", str(tmp_path / "p.safetensors"), "--limit", "8"] + given)
+    assert (fit_calls[0]["torch"], fit_calls[0]["cv2"]) == (torch_threads, 1)
+
+
+def test_threads_is_documented_in_help(capsys):
+    for command in ("fit", "demo"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "--threads" in capsys.readouterr().out
