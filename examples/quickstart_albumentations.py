@@ -134,7 +134,7 @@ def main() -> None:
     originals = [annotate(d) for d in digits[:n_show]]
     rows = [[draw(s["image"], s["mask"], np.asarray(s["bboxes"]), np.asarray(s["keypoints"])) for s in originals]]
     for epoch in range(2):
-        augment.set_epoch(epoch)  # without it, a seeded transform repeats its draws every epoch
+        augment.set_epoch(epoch)  # optional: draws are fresh every epoch anyway; this ties them to the epoch
         images, masks, boxes, keypoints = next(iter(loader))
         rows.append([draw(*item) for item in zip(images, masks, boxes, keypoints)])
     grid = out / "quickstart_albumentations.png"

@@ -8,11 +8,17 @@ Loading never unpickles and never executes anything: the header is parsed and ch
 before any tensor byte is read, and no more than the header declares is read. Writes are atomic: a temporary file
 in the same folder is written, flushed to disk and renamed over the target, so a crash or a full disk never leaves a
 half-written artifact and never destroys the previous one.
+
+Every save stores ``tensor_digest`` in the metadata: the SHA-256 of the tensors (name, dtype, shape and bytes, in
+name order). Loading tensors checks it, so weights changed after saving (zeroed, bit-flipped) are refused; files
+written before the digest existed have none and load as before. The digest detects accidents, it does not
+authenticate anyone: whoever can write the weights can write a new digest.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -32,6 +38,8 @@ FORMAT_VERSION = 1
 META_KEY = "learned_augment"
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_FILE_BYTES = 4 * 1024**3
+DIGEST_KEY = "tensor_digest"
+_DIGEST_ALGORITHM = "sha256"
 
 _DTYPE_SIZES = {
     "F64": 8,
@@ -100,14 +108,52 @@ def _new_file_mode(path: Path) -> int:
 def save_artifact(
     path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], kind: str, metadata: dict[str, Any]
 ) -> Path:
-    """Save tensors and JSON-serialisable ``metadata`` as one safetensors file, atomically."""
-    meta = {"format_version": FORMAT_VERSION, "kind": kind, "library_version": __version__, **metadata}
+    """Save tensors and JSON-serialisable ``metadata`` as one safetensors file, atomically.
+
+    The metadata gets ``tensor_digest`` (see :func:`tensor_digest`), replacing any stale one ``metadata`` carries.
+    """
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "library_version": __version__,
+        **metadata,
+        DIGEST_KEY: tensor_digest(cpu),
+    }
     try:
         meta_json = json.dumps(meta, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"artifact metadata must be JSON-serialisable: {exc}") from exc
-    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     return atomic_write_bytes(path, st_save(cpu, metadata={META_KEY: meta_json}))
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """``"sha256:<hex>"`` of named tensors, independent of dict order and of how they are laid out in memory.
+
+    Each tensor, in sorted name order, contributes one JSON line ``[name, dtype, shape, nbytes]`` followed by its
+    raw (little-endian, C-order) bytes; the declared sizes make the concatenation unambiguous.
+    """
+    h = hashlib.new(_DIGEST_ALGORITHM)
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        raw = t.reshape(-1).view(torch.uint8).numpy()
+        dtype = str(t.dtype).removeprefix("torch.")
+        h.update(json.dumps([name, dtype, list(t.shape), raw.nbytes]).encode() + b"\n")
+        h.update(raw.data)
+    return f"{_DIGEST_ALGORITHM}:{h.hexdigest()}"
+
+
+def _check_digest(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path) -> None:
+    stored = meta.get(DIGEST_KEY)
+    if stored is None:
+        return  # written before digests existed, like the shipped pretrained files
+    if not isinstance(stored, str) or not stored.startswith(f"{_DIGEST_ALGORITHM}:"):
+        raise ArtifactError(f"{path}: malformed {DIGEST_KEY} in the metadata (expected '{_DIGEST_ALGORITHM}:<hex>')")
+    if tensor_digest(tensors) != stored:
+        raise ArtifactError(
+            f"{path} is corrupted: its tensors do not match the {DIGEST_KEY} saved with them "
+            "(were the weights modified after saving?)"
+        )
 
 
 def _read_header(f: Any, size: int, path: Path) -> tuple[dict[str, Any], int]:
@@ -207,6 +253,7 @@ def _load(path: str | os.PathLike[str], kind: str | None, tensors: bool) -> tupl
         out = st_load(blob)
     except Exception as exc:  # safetensors raises its own error types for corrupt payloads
         raise ArtifactError(f"{path} is corrupted: {exc}") from None
+    _check_digest(meta, out, path)
     return out, meta
 
 

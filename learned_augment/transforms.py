@@ -68,11 +68,13 @@ class LearnedPolicyTransform(A.DualTransform):
     p:
         Probability of augmenting a given call (per sample for batched tensors).
     seed:
-        Makes the stream of sequences reproducible. In ``DataLoader`` workers each worker draws from its own
-        stream, derived from ``(seed, epoch, worker id)``: workers are new processes every epoch, so call
-        :meth:`set_epoch` each epoch for fresh draws (in the main process, ``num_workers=0``, the stream simply
-        continues). With ``seed=None`` workers derive their streams from PyTorch's per-worker seed (reproducible
-        when the ``DataLoader``'s generator or PyTorch is seeded, as for any torchvision transform). Inside
+        Makes the stream of sequences reproducible. In the main process (``num_workers=0``) the stream starts from
+        ``seed`` and continues from call to call and epoch to epoch. In ``DataLoader`` workers each worker draws from
+        its own stream, derived from ``seed`` and the per-worker seed the ``DataLoader`` draws afresh every epoch
+        from its ``generator``: every epoch gets fresh draws with no call needed, and a run repeats exactly when
+        that generator (or PyTorch, ``torch.manual_seed``) is seeded too. With ``seed=None`` the stream's seed is
+        drawn from PyTorch's global generator at the first call (in workers: the per-worker seed), so
+        ``torch.manual_seed`` makes runs reproducible, as for torchvision's random transforms. Inside
         ``A.Compose(..., seed=s)`` the Compose's seed replaces this one.
     interpolation:
         How geometric TFs resample images: ``"bilinear"`` (default) or ``"nearest"`` (warps about 4x faster at
@@ -120,7 +122,6 @@ class LearnedPolicyTransform(A.DualTransform):
         self._last_params: dict[str, Any] | None = None
         self._names_pending = False
         self._ready = True
-        self._reseed_for_context(force=True)
 
     # ------------------------------------------------------------------------------------------ constructors
 
@@ -162,10 +163,11 @@ class LearnedPolicyTransform(A.DualTransform):
     # ------------------------------------------------------------------------------------------ randomness
 
     def set_epoch(self, epoch: int) -> None:
-        """Mix ``epoch`` into the seeded streams (like ``DistributedSampler.set_epoch``).
+        """Mix ``epoch`` into the streams (like ``DistributedSampler.set_epoch``).
 
-        Call it on the transform the ``DataLoader`` copies into its workers, before iterating. Workers started with
-        ``persistent_workers=True`` keep the copy they were given and do not see later calls.
+        Not needed for fresh draws each epoch (see ``seed``); useful to make an epoch's draws depend on its number,
+        e.g. to resume a run. Call it on the transform the ``DataLoader`` copies into its workers, before iterating.
+        Workers started with ``persistent_workers=True`` keep the copy they were given and do not see later calls.
         """
         self._epoch = int(epoch)
         self._stream_key = None
@@ -179,16 +181,22 @@ class LearnedPolicyTransform(A.DualTransform):
     def _reseed_for_context(self, force: bool = False) -> None:
         """Give each DataLoader worker (and each epoch) its own stream; cheap check on every call."""
         info = torch.utils.data.get_worker_info()
-        key = (os.getpid(), None if info is None else info.id, self._epoch)
+        key = (os.getpid(), None if info is None else info.seed, self._epoch)
         if not force and key == self._stream_key:
             return
         self._stream_key = key
-        if self._seed is not None:
-            self._reseed([self._seed, self._epoch, 0 if info is None else info.id + 1])
-        elif info is not None:
-            self._reseed([info.seed, self._epoch])
+        if info is not None:
+            # Workers are new processes every epoch (unless persistent), so nothing of theirs remembers the last
+            # epoch; ``info.seed`` is what changes: the DataLoader draws it per epoch and worker from its generator.
+            if self._seed is not None:
+                self._reseed([self._seed, self._epoch, info.id + 1, info.seed])
+            else:
+                self._reseed([info.seed, self._epoch])
+        elif self._seed is not None:
+            self._reseed([self._seed, self._epoch, 0])
         else:
-            self._reseed(None)
+            # From PyTorch's global generator, as torchvision's random transforms: torch.manual_seed repeats a run.
+            self._reseed([int(torch.empty((), dtype=torch.int64).random_().item())])
 
     def set_random_seed(self, seed: int | None) -> None:
         super().set_random_seed(seed)
@@ -606,8 +614,12 @@ class PolicyAugmentedDataset(torch.utils.data.Dataset):
     p_augment:
         Fraction of samples replaced, or a callable ``epoch -> fraction`` (a schedule; see :meth:`set_epoch`).
     seed:
-        Seed of the replace-or-keep draws, which depend only on ``(seed, epoch, index)``, so they are the same
-        whatever the number of workers.
+        Seed of the replace-or-keep draws. The draw for an index depends on ``(seed, epoch, index)``, on how many
+        times this process has read that index (so epochs differ in the main process) and, in ``DataLoader``
+        workers, on the base seed the ``DataLoader`` draws afresh each epoch from its ``generator`` and shares
+        among its workers (so epochs differ there too, and one worker or eight give the same draws). No
+        :meth:`set_epoch` call is needed for fresh draws; with workers, seed the ``DataLoader``'s generator (or
+        ``torch.manual_seed``) to repeat a run.
     post_transform:
         Applied to every image after the (possible) augmentation, e.g. ``ToTensor()`` and normalisation.
     """
@@ -629,6 +641,7 @@ class PolicyAugmentedDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.post_transform = post_transform
+        self._reads: np.ndarray | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Advance the schedule and the transform's random stream to ``epoch``."""
@@ -645,12 +658,25 @@ class PolicyAugmentedDataset(torch.utils.data.Dataset):
         item = self.dataset[index]
         is_tuple = isinstance(item, tuple)
         image, rest = (item[0], item[1:]) if is_tuple else (item, ())
-        draw = np.random.default_rng([self.seed, self.epoch, int(index)]).random()
-        if draw < self.p_augment:
+        if self._replace(int(index)):
             image = self.transform(image)
         if self.post_transform is not None:
             image = self.post_transform(image)
         return (image, *rest) if is_tuple else image
+
+    def _replace(self, index: int) -> bool:
+        """The replace-or-keep draw for ``index`` (see ``seed`` in the class docstring)."""
+        n = len(self)
+        index = index % n
+        if self._reads is None or len(self._reads) != n:
+            self._reads = np.zeros(n, dtype=np.uint32)
+        material = [self.seed, self.epoch, index, int(self._reads[index])]
+        self._reads[index] += 1
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            # The DataLoader's base seed for this epoch, shared by all its workers (torch gives worker k base + k).
+            material.append(info.seed - info.id)
+        return bool(np.random.default_rng(material).random() < self.p_augment)
 
     def __repr__(self) -> str:
         return f"PolicyAugmentedDataset(n={len(self)}, p_augment={self.p_augment}, transform={self.transform!r})"

@@ -6,14 +6,17 @@ import torch
 
 import learned_augment as la
 from learned_augment.io import (
+    DIGEST_KEY,
     ArtifactError,
     atomic_write_bytes,
     load_artifact,
     load_policy,
     read_metadata,
     save_artifact,
+    tensor_digest,
 )
 from learned_augment.policy import GRUPolicy, LSTMPolicy, MeanFieldPolicy, UniformPolicy
+from learned_augment.pretrained import pretrained_path
 
 
 @pytest.mark.parametrize("cls", [UniformPolicy, MeanFieldPolicy, LSTMPolicy, GRUPolicy])
@@ -137,3 +140,77 @@ def test_load_artifact_returns_tensors(tmp_path):
     save_artifact(path, {"a": torch.arange(6).view(2, 3)}, "thing", {"x": [1, 2]})
     tensors, meta = load_artifact(path, kind="thing")
     assert torch.equal(tensors["a"], torch.arange(6).view(2, 3)) and meta["x"] == [1, 2]
+
+
+# ------------------------------------------------------------------------------------------------ tensor digest
+
+
+def _set_meta(path, **changes):
+    header, data = _header(path)
+    meta = json.loads(header["__metadata__"]["learned_augment"])
+    for k, v in changes.items():
+        if v is None:
+            meta.pop(k)
+        else:
+            meta[k] = v
+    header["__metadata__"]["learned_augment"] = json.dumps(meta)
+    _rewrite(path, header, data)
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "one bit"])
+def test_weights_changed_after_saving_are_refused(tmp_path, damage):
+    path = tmp_path / "p.safetensors"
+    LSTMPolicy("mnist", 4).save(str(path))
+    header, data = _header(path)
+    if damage == "zeroed":
+        data = bytes(len(data))  # zeros are finite, well-shaped weights: only the digest tells
+    else:
+        data = data[:100] + bytes([data[100] ^ 1]) + data[101:]
+    _rewrite(path, header, data)
+    for load in (load_policy, load_artifact, lambda p: la.LearnedPolicyTransform(str(p))):
+        with pytest.raises(ArtifactError, match=DIGEST_KEY) as info:
+            load(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert DIGEST_KEY in read_metadata(path)  # the header alone is still readable, for inspection
+
+
+def test_malformed_digest_is_refused(tmp_path):
+    path = _saved(tmp_path)
+    for bad in ["md5:00", 5, ["sha256:00"]]:
+        _set_meta(path, **{DIGEST_KEY: bad})
+        with pytest.raises(ArtifactError, match=f"malformed {DIGEST_KEY}"):
+            load_policy(path)
+
+
+def test_files_without_a_digest_still_load(tmp_path):
+    policy = MeanFieldPolicy("mnist", 4)
+    path = tmp_path / "old.safetensors"
+    policy.save(str(path))
+    _set_meta(path, **{DIGEST_KEY: None})
+    loaded = load_policy(path)
+    assert all(torch.equal(a, b) for a, b in zip(policy.state_dict().values(), loaded.state_dict().values()))
+    for name in la.list_pretrained():
+        assert DIGEST_KEY not in read_metadata(pretrained_path(name)), name
+        load_artifact(pretrained_path(name))
+
+
+def test_digest_is_canonical(tmp_path):
+    w = torch.arange(6.0).view(2, 3)
+    tensors = {"w": w, "b": torch.tensor([1, 2])}
+    digest = tensor_digest(tensors)
+    assert digest.startswith("sha256:") and len(digest) == len("sha256:") + 64
+    # Neither the dict order nor the memory layout matters...
+    assert tensor_digest({"b": torch.tensor([1, 2]), "w": w.t().contiguous().t()}) == digest
+    # ...every name, dtype, shape and byte does, even when the bytes are the same.
+    for changed in (
+        {"v": w, "b": tensors["b"]},
+        {"w": w.view(3, 2), "b": tensors["b"]},
+        {"w": w.view(torch.int32), "b": tensors["b"]},
+        {"w": w, "b": torch.tensor([1, 3])},
+        {"w": w},
+    ):
+        assert tensor_digest(changed) != digest
+    # Saving computes it afresh (a stale one in the metadata is replaced) and loading checks it.
+    path = save_artifact(tmp_path / "t.safetensors", tensors, "thing", {DIGEST_KEY: "sha256:stale"})
+    loaded, meta = load_artifact(path, kind="thing")
+    assert meta[DIGEST_KEY] == digest == tensor_digest(loaded)

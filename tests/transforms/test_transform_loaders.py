@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from transform_helpers import AlbumentationsFlags, ChangedFlags, IdsDataset, LabelledImages, one_thread
+from transform_helpers import AlbumentationsFlags, ChangedFlags, IdsDataset, LabelledImages, one_thread, smooth_image
 
 from learned_augment.ops import TFSet
 from learned_augment.policy import LSTMPolicy, MeanFieldPolicy
@@ -17,9 +17,8 @@ from learned_augment.transforms import LearnedPolicyTransform, PolicyAugmentedDa
 LOADER_TIMEOUT_S = 120
 
 
-def run_epoch(dataset, context: str | None, workers: int = 2, loader_seed: int = 0, batch_size: int = 4):
-    """All items of one epoch, in order: (outputs, applied ids, worker ids)."""
-    loader = DataLoader(
+def make_loader(dataset, context: str | None, workers: int = 2, loader_seed: int = 0, batch_size: int = 4):
+    return DataLoader(
         dataset,
         batch_size=batch_size,
         num_workers=workers,
@@ -28,8 +27,23 @@ def run_epoch(dataset, context: str | None, workers: int = 2, loader_seed: int =
         generator=torch.Generator().manual_seed(loader_seed),
         timeout=LOADER_TIMEOUT_S if workers else 0,
     )
+
+
+def run_epoch(dataset, context: str | None, workers: int = 2, loader_seed: int = 0, batch_size: int = 4):
+    """All items of one epoch, in order: (outputs, applied ids, worker ids)."""
+    loader = make_loader(dataset, context, workers, loader_seed, batch_size)
     outs, ids, wids = zip(*[(o, i, w) for o, i, w in loader])
     return torch.cat(outs), torch.cat(ids), torch.cat(wids)
+
+
+def draws_per_epoch(dataset, epochs: int, workers: int = 2, loader_seed: int = 0) -> list[torch.Tensor]:
+    """What every item drew (IdsDataset: the applied ids; ChangedFlags: replaced or kept), epoch by epoch.
+
+    One DataLoader iterated ``epochs`` times with no ``set_epoch`` call, as a plain training loop does.
+    """
+    field = 0 if isinstance(dataset, ChangedFlags) else 1
+    loader = make_loader(dataset, "fork" if workers else None, workers, loader_seed, batch_size=8)
+    return [torch.cat([batch[field] for batch in loader]) for _ in range(epochs)]
 
 
 def per_worker(ids: torch.Tensor, wids: torch.Tensor) -> dict[int, torch.Tensor]:
@@ -74,6 +88,17 @@ def test_spawn_workers_match_fork(lstm: LSTMPolicy) -> None:
     check_streams(spawn_1, fork_1, fork_0)
 
 
+def test_seeded_workers_draw_fresh_epochs_without_set_epoch(lstm: LSTMPolicy) -> None:
+    # Workers are new processes each epoch; without the DataLoader's per-epoch seed they would restart the stream.
+    ds = IdsDataset(LearnedPolicyTransform(lstm, seed=123))
+    first = draws_per_epoch(ds, epochs=2)
+    assert not torch.equal(first[0], first[1]), "epoch 1 repeated epoch 0"
+    again = draws_per_epoch(ds, epochs=2)
+    assert all(torch.equal(a, b) for a, b in zip(first, again)), "the same seeds gave different runs"
+    other = draws_per_epoch(IdsDataset(LearnedPolicyTransform(lstm, seed=124)), epochs=1)
+    assert not torch.equal(other[0], first[0]), "seed=123 and seed=124 drew the same epoch"
+
+
 def test_unseeded_transform_follows_the_loader_generator(lstm: LSTMPolicy) -> None:
     ds = IdsDataset(LearnedPolicyTransform(lstm))
     first = run_epoch(ds, "fork", loader_seed=5)
@@ -110,6 +135,25 @@ def test_seed_none_main_process_streams_are_fresh(lstm: LSTMPolicy) -> None:
     assert draws_a != draws_b
 
 
+def test_seed_none_follows_torch_manual_seed(lstm: LSTMPolicy) -> None:
+    # As torchvision's RandAugment: the global seed repeats a main-process run, set before or after construction.
+    img = smooth_image(0)
+    batch = torch.from_numpy(np.stack([smooth_image(i) for i in range(3)])).permute(0, 3, 1, 2)
+
+    def run(seed: int, seed_first: bool) -> list:
+        if seed_first:
+            torch.manual_seed(seed)
+        t = LearnedPolicyTransform(lstm, p=0.7)
+        if not seed_first:
+            torch.manual_seed(seed)
+        return [t(img) for _ in range(6)] + [t(batch).numpy()]
+
+    reference = run(0, seed_first=True)
+    for again in (run(0, seed_first=True), run(0, seed_first=False)):
+        assert all(np.array_equal(a, b) for a, b in zip(reference, again)), "torch.manual_seed(0) did not repeat"
+    assert not all(np.array_equal(a, b) for a, b in zip(reference, run(1, seed_first=True)))
+
+
 # ------------------------------------------------------------------------------------------------ augmented datasets
 
 
@@ -125,18 +169,27 @@ def test_policy_augmented_dataset_replaces_a_fraction_p() -> None:
     changed = np.array([c for c, _, _ in items])
     assert abs(changed.mean() - 0.3) < 0.07
     assert [(lab, idx) for _, lab, idx in items] == [(i % 10, i) for i in range(400)], "labels must be preserved"
-    # The replace-or-keep draws depend on (seed, epoch, index), not on the number of workers.
-    loader = DataLoader(
-        flags,
-        batch_size=50,
-        num_workers=2,
-        multiprocessing_context="fork",
-        worker_init_fn=one_thread,
-        timeout=LOADER_TIMEOUT_S,
-    )
-    assert np.array_equal(torch.cat([c for c, _, _ in loader]).numpy(), changed)
+    in_workers = draws_per_epoch(flags, epochs=1)[0].double()
+    assert abs(in_workers.mean() - 0.3) < 0.07
     other = ChangedFlags(PolicyAugmentedDataset(base, rotations(), p_augment=0.3, seed=1), base)
     assert not np.array_equal([other[i][0] for i in range(len(base))], changed)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_policy_augmented_dataset_draws_fresh_epochs_without_set_epoch(workers: int) -> None:
+    base = LabelledImages(200)
+
+    def flags(seed: int = 0) -> ChangedFlags:
+        return ChangedFlags(PolicyAugmentedDataset(base, rotations(), p_augment=0.5, seed=seed), base)
+
+    first = draws_per_epoch(flags(), epochs=2, workers=workers)
+    assert not torch.equal(first[0], first[1]), "epoch 1 replaced the same samples as epoch 0"
+    again = draws_per_epoch(flags(), epochs=2, workers=workers)
+    assert all(torch.equal(a, b) for a, b in zip(first, again)), "the same seeds gave different runs"
+    assert not torch.equal(draws_per_epoch(flags(seed=1), epochs=1, workers=workers)[0], first[0])
+    if workers:
+        # All workers of an epoch share the DataLoader's base seed: the draws do not depend on how many there are.
+        assert torch.equal(draws_per_epoch(flags(), epochs=1, workers=1)[0], first[0])
 
 
 def test_policy_augmented_dataset_schedule_and_set_epoch() -> None:
