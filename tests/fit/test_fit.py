@@ -311,3 +311,31 @@ def test_discriminator_with_wrong_output_shape_is_named():
     with pytest.raises(ValueError, match=r"one logit per item, shape \(8,\) or \(8, 1\); got \(8, 2\)"):
         fit_policy([[0.0]] * 8, ["test_fit_shift2"], "mean_field", seq_len=2, steps=2, batch_size=4,
                    discriminator=TwoLogits(), collate=lambda xs: torch.tensor(xs), progress=False)  # fmt: skip
+
+
+def test_diversity_term_is_scale_free():
+    """The same data collated at two scales, with a scale-invariant critic, gives the same fit."""
+
+    class RelativeCritic(_FixedCritic):
+        def forward(self, x):
+            return 4.0 - 8.0 * x.abs().mean(dim=1) / x.abs().max().clamp_min(1e-9) + 0.0 * self.dummy
+
+    @la.register_tf("test_fit_scale_nudge", overwrite=True)
+    def nudge(x):
+        return [v * 1.01 for v in x]
+
+    @la.register_tf("test_fit_scale_wreck", overwrite=True)
+    def wreck(x):
+        return [v * 3.0 for v in x]
+
+    rng = np.random.default_rng(0)
+    data = [list(rng.random(4)) for _ in range(32)]
+
+    def fit(scale):
+        return fit_policy(data, ["test_fit_scale_nudge", "test_fit_scale_wreck"], "mean_field", seq_len=2, steps=8,
+                          batch_size=8, n_seqs=2, discriminator=RelativeCritic(), diversity=1e-3, progress=False,
+                          collate=lambda xs: scale * torch.tensor(xs, dtype=torch.float32), eval_every=0)  # fmt: skip
+
+    small, large = fit(1.0), fit(1000.0)
+    assert np.allclose(small.history["diversity"], large.history["diversity"], rtol=1e-4)
+    assert np.allclose(small.probabilities(), large.probabilities(), atol=1e-5)
