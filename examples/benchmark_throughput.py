@@ -1,6 +1,6 @@
 """Throughput of our TF sequences against torchvision and Albumentations, side by side in one process.
 
-Three sections, each printed as a table and written to one JSON file (``--out``):
+Four sections, each printed as a table and written to one JSON file (``--out``):
 
 1. **Per image, one CPU thread** (``--threads``): :func:`learned_augment.ops.apply_sequence` with random sequences
    of 2 and 10 TFs from the ``"default"`` and ``"cifar10"`` TF sets (a different sequence every call, drawn ahead of
@@ -14,6 +14,10 @@ Three sections, each printed as a table and written to one JSON file (``--out``)
 3. **Batched**: :func:`learned_augment.ops.apply_sequence_batch` with a different L = 10 sequence per sample, batch
    256, at 224x224 on CUDA when a GPU is present (with torchvision applied sample by sample on the GPU for scale),
    and at 32x32 on the CPU for reference.
+4. **As an nn.Module**: :class:`~learned_augment.module.PolicyAugment` (mean-field and LSTM policies over the
+   ``"cifar10"`` TF set, L = 10) in training mode on a uint8 batch of 64 on the CPU at 32x32 and 224x224, one call
+   per batch: sampling a sequence per sample included, as in a training step. kornia is not a dependency, so there
+   is no kornia row to set beside it.
 
 Rates are images per second, the median of ``--repeats`` timed repeats after a warm-up. In section 1 the repeats of
 all rows of a size are interleaved (repeat 1 of every row, then repeat 2, ...) so that a change in the machine's load
@@ -54,6 +58,7 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
 from learned_augment import LearnedPolicyTransform  # noqa: E402
+from learned_augment.module import PolicyAugment  # noqa: E402
 from learned_augment.ops import apply_sequence  # noqa: E402
 from learned_augment.ops.batch import apply_sequence_batch  # noqa: E402
 from learned_augment.ops.tfset import TFSet, get_tfset  # noqa: E402
@@ -72,6 +77,9 @@ TARGET_2OPS = 1.5
 TARGET_10OPS = 1.0
 TARGET_GPU = 100_000.0
 NOT_MEASURED_GPU = "not measured (no GPU)"
+MODULE_BATCH = 64
+MODULE_SEQ_LEN = 10
+MODULE_SIZES = (32, 224)
 
 
 @dataclass(frozen=True)
@@ -86,14 +94,16 @@ class Counts:
     loader_images: int
     loader_batch: int
     batch_iters: int
+    module_iters: Callable[[int], int]
+    """PolicyAugment calls per timed repeat, given the image size."""
     repeats: int
 
 
 def make_counts(quick: bool, repeats: int) -> Counts:
     if quick:
-        return Counts(16, lambda s: 8, 2, 64, 16, 1, repeats)
+        return Counts(16, lambda s: 8, 2, 64, 16, 1, lambda s: 1, repeats)
     # ~2000 calls at 32x32, fewer for larger images, so each timed repeat lasts about a second.
-    return Counts(256, lambda s: max(100, int(2000 * 32 / s)), 20, 3072, 64, 4, repeats)
+    return Counts(256, lambda s: max(100, int(2000 * 32 / s)), 20, 3072, 64, 4, lambda s: max(2, 512 // s), repeats)
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -551,6 +561,61 @@ def _batch_row(
     return row
 
 
+# ---------------------------------------------------------------------------------------------- section 4
+
+
+def module_cases(base: np.ndarray, size: int, seed: int) -> list[Case]:
+    """PolicyAugment rows at one size: ``call(i)`` augments the same (MODULE_BATCH, 3, size, size) uint8 batch."""
+    pool = images_at(base, size)
+    x = torch.from_numpy(pool[np.arange(MODULE_BATCH) % len(pool)]).permute(0, 3, 1, 2).contiguous()
+    policies: list[tuple[str, Policy]] = [
+        ("mean-field", mean_field("cifar10", MODULE_SEQ_LEN, seed)),
+        ("LSTM", LSTMPolicy("cifar10", seq_len=MODULE_SEQ_LEN)),
+    ]
+    cases = []
+    for label, policy in policies:
+        aug = PolicyAugment(policy, seed=seed).train()
+        cases.append(
+            Case(f"ours PolicyAugment {label} 'cifar10'", "learned_augment", "tensor", MODULE_SEQ_LEN, _on(aug, x))
+        )
+    return cases
+
+
+def _on(module: torch.nn.Module, x: torch.Tensor) -> Callable[[int], Any]:
+    def call(i: int) -> Any:
+        return module(x)
+
+    return call
+
+
+def bench_module(base: np.ndarray, counts: Counts, seed: int) -> list[dict[str, Any]]:
+    rows = []
+    for size in MODULE_SIZES:
+        n = counts.module_iters(size)
+        cases = module_cases(base, size, seed)
+        print(
+            f"  {size}x{size}: {len(cases)} rows x {counts.repeats} repeats x {n} batches of {MODULE_BATCH} ...",
+            flush=True,
+        )
+        for case, rates in zip(cases, run_interleaved(cases, n, 1, counts.repeats)):
+            images = [r * MODULE_BATCH for r in rates]
+            rows.append(
+                {
+                    "section": "module",
+                    "name": case.name,
+                    "device": "cpu",
+                    "input": case.input,
+                    "size": size,
+                    "ops": case.ops,
+                    "batch_size": MODULE_BATCH,
+                    "batches": n,
+                    "images_per_s": statistics.median(images),
+                    "repeats": images,
+                }
+            )
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------- report
 
 
@@ -599,6 +664,17 @@ def print_report(report: dict[str, Any]) -> None:
         )
     gpu = report["targets"]["gpu_batch"]
     print(f"GPU target >= {TARGET_GPU:,.0f} images/s at {GPU_SIZE}x{GPU_SIZE}: {gpu['verdict']}")
+    print()
+    print(
+        f"nn.Module PolicyAugment, B={MODULE_BATCH} uint8, a different sequence per sample, CPU, "
+        f"{meta['threads']} thread(s), images/s (median of {meta['repeats']})"
+    )
+    print(f"{'device':>7}  {'row':<52}{'size':>6}{'ops':>4}{'images/s':>11}  spread")
+    for r in report["module"]:
+        print(
+            f"{r['device']:>7}  {r['name']:<52}{r['size']:>6}{r['ops']:>4}{_rate(r['images_per_s'])} "
+            f" {_spread(r['repeats'])}"
+        )
     print()
     print(
         "load average (1, 5, 15 min) at start {} and end {} on {} CPUs".format(
@@ -688,6 +764,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     loader = bench_loader(base, counts, a.seed)
     print("batched ...", flush=True)
     batch = bench_batch(base, counts, a.seed)
+    print("nn.Module ...", flush=True)
+    module = bench_module(base, counts, a.seed)
     meta["loadavg_end"] = list(os.getloadavg())
     meta["seconds"] = round(time.perf_counter() - started, 1)
     report = {
@@ -697,6 +775,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dataloader": loader,
         "batch": batch,
         "targets": {"gpu_batch": gpu_target(batch)},
+        "module": module,
     }
     print_report(report)
     a.out.parent.mkdir(parents=True, exist_ok=True)

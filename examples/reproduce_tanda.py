@@ -62,7 +62,7 @@ from torchvision.transforms import v2
 import learned_augment as la
 from learned_augment.fit import fit_policy
 from learned_augment.io import load_policy
-from learned_augment.ops import get_tfset
+from learned_augment.ops import TFSet, get_tfset
 from learned_augment.policy import Policy, UniformPolicy
 from learned_augment.transforms import LearnedPolicyTransform, PolicyAugmentedDataset
 from learned_augment.viz import frequency_png, image_grid, write_png
@@ -192,11 +192,41 @@ def _normalise(dataset: str) -> v2.Transform:
     return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
 
-def _basic(dataset: str, padded: bool = False) -> list[v2.Transform]:
-    """MNIST: translation by up to 2 px; CIFAR-10: pad 4, crop, flip. ``padded``: the input is already padded."""
+def basic_pad(dataset: str, size: int) -> int:
+    """Padding of the basic random crop: 2 px at 28 for digits (scaled with ``--resize``), 4 px for CIFAR-10."""
+    return max(1, round(2 * size / 28)) if dataset == "mnist" else 4
+
+
+def _basic(dataset: str, size: int, padded: bool = False) -> list[v2.Transform]:
+    """Digits: random translation (pad + crop); CIFAR-10: pad 4, crop, flip. ``padded``: the input is already padded."""
+    pad = None if padded else basic_pad(dataset, size)
     if dataset == "mnist":
-        return [v2.RandomCrop(28, padding=None if padded else 2)]
-    return [v2.RandomCrop(32, padding=None if padded else 4), v2.RandomHorizontalFlip()]
+        return [v2.RandomCrop(size, padding=pad)]
+    return [v2.RandomCrop(size, padding=pad), v2.RandomHorizontalFlip()]
+
+
+def resize_images(x: np.ndarray, size: int) -> np.ndarray:
+    """``(N, H, W, C)`` uint8 images resized to ``size`` x ``size`` with area interpolation."""
+    out = [cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA) for img in x]
+    return np.stack([o if o.ndim == 3 else o[:, :, None] for o in out])
+
+
+def validation_set(
+    split: Split, labeled: np.ndarray, n: int | None, dataset: str, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` class-balanced pool images outside ``labeled``, normalised like the test set (empty when ``n`` is 0)."""
+    if not n:
+        return torch.empty(0), torch.empty(0)
+    rest = np.setdiff1d(np.arange(len(split.pool_y)), labeled)
+    keep = rest[balanced_subset(split.pool_y[rest], min(n, len(rest)), seed + 7_000)]
+    return normalised_tensor(split.pool_x[keep], dataset), torch.from_numpy(split.pool_y[keep])
+
+
+def normalised_tensor(x: np.ndarray, dataset: str) -> torch.Tensor:
+    """``(N, H, W, C)`` uint8 -> ``(N, C, H, W)`` float, normalised with the data set's statistics."""
+    mean, std = STATS[dataset]
+    t = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
+    return (t - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
 
 
 def pad_images(x: np.ndarray, pad: int) -> np.ndarray:
@@ -208,11 +238,12 @@ def train_dataset(
     aug: str, dataset: str, x: np.ndarray, y: np.ndarray, policy: Policy | None, p_augment: float, seed: int, order: str
 ) -> Dataset:
     """The labeled subset as a training set with ``aug``'s recipe; items are (normalised CHW float, label)."""
+    size = x.shape[1]
     norm = _normalise(dataset)
     if aug == "none":
         return ArrayDataset(x, y, v2.Compose([to_chw, norm]))
     if aug == "basic":
-        return ArrayDataset(x, y, v2.Compose([to_chw, *_basic(dataset), norm]))
+        return ArrayDataset(x, y, v2.Compose([to_chw, *_basic(dataset, size), norm]))
     if aug in POLICY_AUGS:
         assert policy is not None
         transform = LearnedPolicyTransform(policy, p=1.0, seed=seed)
@@ -220,17 +251,17 @@ def train_dataset(
             base, post = x, v2.Compose([to_chw, norm])
         elif order == "pad-seq-crop":
             # The paper's CIFAR-10 order: pad, apply the sequence to the padded image, then crop back (and flip).
-            pad = 2 if dataset == "mnist" else 4
-            base, post = pad_images(x, pad), v2.Compose([to_chw, *_basic(dataset, padded=True), norm])
+            base = pad_images(x, basic_pad(dataset, size))
+            post = v2.Compose([to_chw, *_basic(dataset, size, padded=True), norm])
         else:
-            base, post = x, v2.Compose([to_chw, *_basic(dataset), norm])
+            base, post = x, v2.Compose([to_chw, *_basic(dataset, size), norm])
         return PolicyAugmentedDataset(ArrayDataset(base, y), transform, p_augment, seed=seed, post_transform=post)
     tv = {
         "randaugment": v2.RandAugment(),
         "trivialaugment": v2.TrivialAugmentWide(),
         "autoaugment": v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10),
     }[aug]
-    basic = _basic(dataset) if dataset == "cifar10" else []
+    basic = _basic(dataset, size) if dataset == "cifar10" else []
     return ArrayDataset(x, y, v2.Compose([to_chw, *basic, tv, norm]))
 
 
@@ -273,12 +304,14 @@ class Recipe:
     device: torch.device
 
 
-def train_and_test(ds: Dataset, test_x: torch.Tensor, test_y: torch.Tensor, recipe: Recipe, seed: int) -> float:
-    """Train a fresh end model (initialised from ``seed``) on ``ds``; return test accuracy in %."""
+def train_and_test(
+    ds: Dataset, evals: list[tuple[torch.Tensor, torch.Tensor]], recipe: Recipe, seed: int
+) -> list[float]:
+    """Train a fresh end model (initialised from ``seed``) on ``ds``; return its accuracy in % on each eval set."""
     torch.manual_seed(seed)  # same init for every row of this seed
     # channels_last: ResNet convolutions on the CPU ran markedly faster in this layout.
     fmt = torch.channels_last if recipe.model.startswith("resnet") else torch.contiguous_format
-    model = make_end_model(recipe.model, test_x.shape[1]).to(recipe.device, memory_format=fmt)
+    model = make_end_model(recipe.model, evals[0][0].shape[1]).to(recipe.device, memory_format=fmt)
     loader = DataLoader(
         ds,
         batch_size=recipe.batch_size,
@@ -301,7 +334,7 @@ def train_and_test(ds: Dataset, test_x: torch.Tensor, test_y: torch.Tensor, reci
             loss.backward()
             opt.step()
             sched.step()
-    return evaluate(model, test_x, test_y, recipe.device)
+    return [evaluate(model, x, y, recipe.device) for x, y in evals]
 
 
 @torch.no_grad()
@@ -328,6 +361,13 @@ def load_given_policy(path: str, expected_tfs: Any, flag: str) -> Policy:
             f"--tfs {expected_tfs.name or ''}; pass the matching --tfs so the heuristic row uses the same TFs"
         )
     return policy
+
+
+def parse_tfs(text: str) -> TFSet:
+    """``--tfs``: a named set, optionally with extra TF ids appended by ``+`` (``mnist+identity``)."""
+    name, *extra = text.split("+")
+    base = get_tfset(name)
+    return TFSet(base.ids + extra, name=text) if extra else base
 
 
 # --flag -> fit_policy argument; a flag left unset takes the library's default.
@@ -367,7 +407,13 @@ def fit_one(name: str, pool: np.ndarray, args: argparse.Namespace, log_every: in
 
     try:
         return fit_policy(
-            pool, args.tfs, FIT_MODELS[name], seed=args.fit_seed, progress=False, callbacks=[log], **fit_overrides(args)
+            pool,
+            parse_tfs(args.tfs),
+            FIT_MODELS[name],
+            seed=args.fit_seed,
+            progress=False,
+            callbacks=[log],
+            **fit_overrides(args),
         )
     except FloatingPointError as exc:
         raise SystemExit(f"error: fitting {name} failed: {exc}") from None
@@ -489,7 +535,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lr", type=float, help="OneCycle max learning rate, SGD + Nesterov (default 0.05 MNIST, 0.1 CIFAR)"
     )
     ap.add_argument("--weight-decay", type=float, default=5e-4)
+    ap.add_argument(
+        "--val", type=int, default=0, help="also report accuracy on N unlabeled-pool images (to choose settings)"
+    )
     ap.add_argument("--test-limit", type=int, help="evaluate on the first N test images (CPU budgets)")
+    ap.add_argument("--resize", type=int, help="resize every image to N x N (e.g. 8: a low-resolution digits set)")
     ap.add_argument("--pool-limit", type=int, help="keep a random subset of this many pool images (small-data table)")
     group = ap.add_argument_group("policy fitting (fit_policy on the unlabeled pool; unset options: library defaults)")
     group.add_argument("--tfs", help="TF set (default: 'mnist' or 'cifar10', TANDA's sets)")
@@ -551,6 +601,9 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     args = parse_args(argv)
     split = load_split(args.dataset, args.data, args.test_limit)
+    if args.resize is not None:
+        split.pool_x, split.test_x = resize_images(split.pool_x, args.resize), resize_images(split.test_x, args.resize)
+        split.notes.append(f"images resized to {args.resize}x{args.resize} (area interpolation)")
     if args.pool_limit is not None and args.pool_limit < len(split.pool_x):
         keep = np.sort(
             np.random.default_rng([SUBSET_SEED, 2]).choice(len(split.pool_x), args.pool_limit, replace=False)
@@ -558,7 +611,7 @@ def main(argv: list[str] | None = None) -> None:
         split.pool_x, split.pool_y = split.pool_x[keep], split.pool_y[keep]
         split.notes.append(f"pool = a random {args.pool_limit} of those images (labels and fits use only these)")
     try:
-        tfset = get_tfset(args.tfs)
+        tfset = parse_tfs(args.tfs)
     except (KeyError, ValueError, TypeError) as exc:
         raise SystemExit(f"error: --tfs {args.tfs!r}: {exc}") from None
     given = {"tanda-mf": args.policy_mf, "tanda-lstm": args.policy_lstm}
@@ -568,6 +621,9 @@ def main(argv: list[str] | None = None) -> None:
         if path and name in args.aug_list:
             policies[name] = load_given_policy(path, tfset, "--policy-" + name.split("-")[1])
     subsets = {seed: balanced_subset(split.pool_y, args.n_labels, seed) for seed in range(args.seeds)}
+    # Validation: pool images outside each seed's labeled subset (labels the experiment does not train on), to
+    # choose settings without looking at the test set.
+    val_sets = {seed: validation_set(split, idx, args.val, args.dataset, seed) for seed, idx in subsets.items()}
     # Everything is checked: only now touch the process-wide settings and the output folder.
     torch.set_num_threads(args.threads)
     # Per-sample warps of 28x28 / 32x32 images gain nothing from threads, and DataLoader workers forked after
@@ -578,10 +634,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    mean, std = STATS[args.dataset]
-    test_x = (
-        torch.from_numpy(split.test_x).permute(0, 3, 1, 2).float() / 255.0 - torch.tensor(mean).view(-1, 1, 1)
-    ) / (torch.tensor(std).view(-1, 1, 1))
+    test_x = normalised_tensor(split.test_x, args.dataset)
     test_y = torch.from_numpy(split.test_y)
     recipe = Recipe(args.model, args.epochs, args.batch_size, args.lr, args.weight_decay, args.workers, device)
     notes = list(split.notes)
@@ -595,6 +648,7 @@ def main(argv: list[str] | None = None) -> None:
         "labels": args.n_labels,
         "labels_fraction_of_official_train": round(args.n_labels / OFFICIAL_TRAIN[args.dataset], 5),
         "pool_images": len(split.pool_x),
+        "image_size": list(split.pool_x.shape[1:]),
         "test_images": len(split.test_x),
         "seeds": list(range(args.seeds)),
         "model": args.model,
@@ -649,15 +703,19 @@ def main(argv: list[str] | None = None) -> None:
                     "with SGD the generator's step size scales with the reward magnitudes: try a lower --g-lr"
                 )
             frequency_png(policy, out / f"freq-{aug}.png")
-        accs, walls = [], []
+        accs, val_accs, walls = [], [], []
         for seed, idx in subsets.items():
             t = time.perf_counter()
             ds = train_dataset(
                 aug, args.dataset, split.pool_x[idx], split.pool_y[idx], policy, args.p_augment, seed, args.order
             )
-            accs.append(train_and_test(ds, test_x, test_y, recipe, seed))
+            evals = [(test_x, test_y)] + ([val_sets[seed]] if args.val else [])
+            acc = train_and_test(ds, evals, recipe, seed)
+            accs.append(acc[0])
+            val_accs += acc[1:]
             walls.append(time.perf_counter() - t)
-            print(f"  {aug} seed {seed}: {accs[-1]:.2f}% ({walls[-1]:.0f} s)", flush=True)
+            shown_val = f", validation {acc[1]:.2f}%" if args.val else ""
+            print(f"  {aug} seed {seed}: {acc[0]:.2f}%{shown_val} ({walls[-1]:.0f} s)", flush=True)
         m, s = mean_std(accs)
         report["rows"].append(
             {
@@ -667,11 +725,13 @@ def main(argv: list[str] | None = None) -> None:
                 "acc_mean": round(m, 3),
                 "acc_std": round(s, 3),
                 "accs": [round(a, 3) for a in accs],
+                "val_accs": [round(a, 3) for a in val_accs],
                 "train_wall_s_per_seed": round(float(np.mean(walls)), 1),
                 "paper": paper.get(aug),
             }
         )
-        print(f"{LABELS[aug]}: {m:.2f} ± {s:.2f}", flush=True)
+        val_text = f" (validation {np.mean(val_accs):.2f})" if val_accs else ""
+        print(f"{LABELS[aug]}: {m:.2f} ± {s:.2f}{val_text}", flush=True)
         report["total_wall_s"] = round(time.perf_counter() - t0, 1)
         write_report(out, report)  # after every row, so a long run can be watched and a killed one keeps its rows
 

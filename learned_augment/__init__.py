@@ -4,6 +4,7 @@ from ._version import __version__
 from .data import as_images, load_sample
 from .fit import DCGANDiscriminator, fit_policy
 from .io import ArtifactError, load_policy
+from .module import PolicyAugment
 from .ops import (
     TF,
     TFEntry,
@@ -19,7 +20,7 @@ from .ops import (
 from .policy import GRUPolicy, LSTMPolicy, MeanFieldPolicy, Policy, UniformPolicy, make_policy
 from .pretrained import list_pretrained, load_pretrained, model_card
 from .refine import MixedRealityDataset, Refiner, fit_refiner
-from .transforms import LearnedPolicyTransform, PolicyAugmentedDataset, RefineSynthetic
+from .transforms import LearnedPolicyTransform, PolicyAugmentedDataset, PolicyMismatchWarning, RefineSynthetic
 
 __all__ = [
     "TF",
@@ -32,6 +33,8 @@ __all__ = [
     "MixedRealityDataset",
     "Policy",
     "PolicyAugmentedDataset",
+    "PolicyAugment",
+    "PolicyMismatchWarning",
     "RefineSynthetic",
     "Refiner",
     "TFEntry",

@@ -132,6 +132,14 @@ def test_batch_rows(quick: tuple[dict[str, Any], str]) -> None:
         assert report["targets"]["gpu_batch"]["met"] is None
 
 
+def test_module_rows(quick: tuple[dict[str, Any], str]) -> None:
+    report, stdout = quick
+    names = {"ours PolicyAugment mean-field 'cifar10'", "ours PolicyAugment LSTM 'cifar10'"}
+    assert {(r["name"], r["size"]) for r in report["module"]} == {(n, s) for n in names for s in (32, 224)}
+    assert all(positive_rates(r, 3) and r["batch_size"] == 64 and r["device"] == "cpu" for r in report["module"])
+    assert "PolicyAugment" in stdout
+
+
 def test_meta_and_printed_table(quick: tuple[dict[str, Any], str]) -> None:
     report, stdout = quick
     meta = report["meta"]

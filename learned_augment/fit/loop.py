@@ -399,6 +399,8 @@ def fit_policy(
         "library_version": __version__,
         "data_fingerprint": data_fp,
         "n_items": n_items,
+        # What the transform checks images against (channels, size): see PolicyMismatchWarning.
+        **({"image_shape": [int(v) for v in items.shape[1:]]} if is_image else {}),
         "steps": total_steps,
         "wall_time_s": round(elapsed_before + time.perf_counter() - t_start, 2),
         "device": str(dev),

@@ -339,3 +339,10 @@ def test_diversity_term_is_scale_free():
     small, large = fit(1.0), fit(1000.0)
     assert np.allclose(small.history["diversity"], large.history["diversity"], rtol=1e-4)
     assert np.allclose(small.probabilities(), large.probabilities(), atol=1e-5)
+
+
+def test_image_fit_records_the_image_shape(digits, tmp_path):
+    policy = fit_policy(digits, "mnist", "mean_field", **FAST)
+    assert policy.provenance["image_shape"] == [28, 28, 1]
+    policy.save(tmp_path / "p.safetensors")
+    assert la.load_policy(tmp_path / "p.safetensors").provenance["image_shape"] == [28, 28, 1]

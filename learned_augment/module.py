@@ -1,0 +1,212 @@
+"""A learned policy as an ``nn.Module`` that augments a batch on its own device (kornia-style, inside the model)."""
+
+from __future__ import annotations
+
+import numbers
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .ops.batch import _FLOAT_DTYPES, _Plan, apply_sequence_batch
+from .ops.geometry import resolve_interpolation
+from .ops.tfset import TFSet
+from .policy.base import Policy
+from .transforms import PRETRAINED_PREFIX, _resolve_policy
+
+__all__ = ["PolicyAugment"]
+
+
+class PolicyAugment(nn.Module):
+    """Augment a ``(B, C, H, W)`` batch with a learned policy, on the batch's device: one fresh sequence per sample.
+
+    For augmentation after the batch reaches the accelerator, as a layer of the model or a step of the training
+    loop (``nn.Sequential(PolicyAugment(policy), model)``). Each sample gets its own TF sequence drawn from the
+    policy, applied by :func:`~learned_augment.ops.apply_sequence_batch` (vectorised over the batch).
+
+    Like :class:`torch.nn.Dropout`, it acts in training mode only: after ``.eval()`` it returns its input unchanged
+    (and draws nothing), so the same model evaluates on clean images.
+
+    Parameters
+    ----------
+    policy:
+        A fitted :class:`~learned_augment.policy.Policy`, a path to a policy file, or ``"pretrained:<name>"`` (see
+        :meth:`from_pretrained`). Every TF of its set must have a batched implementation (custom TFs have none; apply
+        such policies per sample with :class:`~learned_augment.LearnedPolicyTransform`).
+    p:
+        Probability that a sample is augmented, independently per sample; the others pass through unchanged.
+    seed:
+        ``None`` (default): every call draws from PyTorch's global generator, so ``torch.manual_seed`` makes a run
+        reproducible. A non-negative int: the k-th training-mode call (``k =`` :attr:`step`, from 0) draws from a
+        stream derived from ``(seed, k)`` alone, whatever else in the program draws random numbers; set
+        :attr:`step` to resume a run mid-way. In distributed training give each process its own seed (e.g.
+        ``seed + rank``), or every process draws the same sequences.
+    interpolation:
+        How geometric TFs resample: ``"bilinear"`` (default) or ``"nearest"`` (or torchvision's
+        ``InterpolationMode``, PIL's ``Image.Resampling``, ``cv2.INTER_LINEAR`` / ``cv2.INTER_NEAREST``).
+
+    Attributes
+    ----------
+    step:
+        Number of training-mode calls so far: the ``k`` of the next call's stream when ``seed`` is set.
+
+    Notes
+    -----
+    * Input ``(B, C, H, W)``, C in {1, 3}: uint8 (0..255) or float16 / bfloat16 / float32 / float64 in [0, 1], on
+      any device. Output: the same shape, dtype and device.
+    * Not differentiable: augmented samples carry no gradient to the input (samples left unaugmented pass through
+      unchanged). The module has no parameters or buffers.
+    * The policy is held, not registered as a submodule: its weights stay out of ``parameters()`` (so no optimiser
+      or DDP sees them) and ``state_dict()``, and ``.to(device)`` leaves it where it is; sequences are drawn on the
+      host and only the images live on the device.
+    * Checking that float images lie in [0, 1] synchronises with the device once per call that augments.
+
+    Examples
+    --------
+    >>> aug = PolicyAugment.from_pretrained("cifar10-meanfield", p=0.5, seed=0)
+    >>> model = nn.Sequential(aug, nn.Conv2d(3, 8, 3))
+    >>> model(torch.rand(4, 3, 32, 32)).shape
+    torch.Size([4, 8, 30, 30])
+    """
+
+    p: float
+    seed: int | None
+    interpolation: str
+    source: str | None
+    step: int
+    _policy: Policy
+
+    def __init__(
+        self,
+        policy: Policy | str | os.PathLike[str],
+        p: float = 1.0,
+        seed: int | None = None,
+        interpolation: Any = "bilinear",
+    ) -> None:
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+            raise ValueError(f"seed must be None or a non-negative int, got {seed!r}")
+        resolved, source = _resolve_policy(policy)
+        _check_batchable(resolved.tfset, source)
+        self.p = float(p)
+        self.seed = None if seed is None else int(seed)
+        self.interpolation = resolve_interpolation(interpolation)
+        self.source = source
+        self.step = 0
+        # Not a submodule: see the class notes.
+        object.__setattr__(self, "_policy", resolved)
+
+    @classmethod
+    def from_pretrained(
+        cls, name: str, p: float = 1.0, seed: int | None = None, interpolation: Any = "bilinear"
+    ) -> PolicyAugment:
+        """A module around a shipped policy (see :func:`learned_augment.list_pretrained`)."""
+        return cls(PRETRAINED_PREFIX + name, p=p, seed=seed, interpolation=interpolation)
+
+    @property
+    def policy(self) -> Policy:
+        """The policy the sequences are drawn from."""
+        return self._policy
+
+    @property
+    def tfset(self) -> TFSet:
+        return self._policy.tfset
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Augment a batch (training mode) or return it unchanged (eval mode).
+
+        Parameters
+        ----------
+        images:
+            ``(B, C, H, W)`` with C in {1, 3}: uint8 (0..255) or floating point in [0, 1], on any device.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, C, H, W)``, the input's dtype and device; ``images`` itself when no sample is augmented.
+
+        Raises
+        ------
+        TypeError
+            If ``images`` is not a tensor, or has a dtype other than uint8 or floating point.
+        ValueError
+            If ``images`` is not ``(B, C, H, W)`` with C in {1, 3}, or float values lie outside [0, 1].
+        """
+        _check_batch(images)
+        if not self.training:
+            return images
+        step = self.step
+        self.step += 1
+        return self._augment(images, step)
+
+    @torch.compiler.disable
+    def _augment(self, images: torch.Tensor, step: int) -> torch.Tensor:
+        # Host-side planning (numpy, a step counter that changes every call) would make torch.compile recompile each
+        # step; run eagerly instead.
+        b = images.shape[0]
+        if b == 0 or self.p == 0.0:
+            return images
+        sampler, op_seed = self._streams(step)
+        if self.p < 1.0:
+            chosen = np.flatnonzero((torch.rand(b, generator=sampler) < self.p).numpy())
+            if chosen.size == 0:
+                return images
+        else:
+            chosen = np.arange(b)
+        ids = self._policy.sample(chosen.size, generator=sampler)
+        ops = torch.Generator(device=images.device).manual_seed(op_seed)
+        # Detached: the TFs run without autograd, and samples left alone keep theirs through index_copy.
+        plain = images.detach()
+        if chosen.size == b:
+            return apply_sequence_batch(plain, ids, self.tfset, generator=ops, interpolation=self.interpolation)
+        sel = torch.from_numpy(chosen).to(images.device)
+        out = apply_sequence_batch(
+            plain.index_select(0, sel), ids, self.tfset, generator=ops, interpolation=self.interpolation
+        )
+        return images.index_copy(0, sel, out)
+
+    def _streams(self, step: int) -> tuple[torch.Generator, int]:
+        """The call's host generator (apply-or-skip draws, then sequences) and the seed of its on-device draws."""
+        if self.seed is None:
+            material = [int(torch.empty((), dtype=torch.int64).random_().item())]
+        else:
+            material = [self.seed, step]
+        s_host, s_device = np.random.SeedSequence(material).generate_state(2, dtype=np.uint64)
+        return torch.Generator().manual_seed(int(s_host >> 1)), int(s_device >> 1)
+
+    def extra_repr(self) -> str:
+        source = f", source={self.source!r}" if self.source else ""
+        return f"policy={self._policy!r}{source}, p={self.p:g}, seed={self.seed}, interpolation={self.interpolation!r}"
+
+
+def _check_batchable(tfset: TFSet, source: str | None) -> None:
+    """Refuse, at construction, a policy whose TF set the batched path cannot run (rather than at some later step)."""
+    try:
+        _Plan.build(tfset, np.arange(len(tfset)), 8, 8, True)
+    except NotImplementedError as exc:
+        label = f" {source!r}" if source else ""
+        raise ValueError(
+            f"policy{label} cannot be applied to batches: {exc.args[0].split(';')[0]}; PolicyAugment runs only TFs "
+            "with a batched implementation (use LearnedPolicyTransform per sample instead)"
+        ) from None
+
+
+def _check_batch(images: object) -> None:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"PolicyAugment expects a (B, C, H, W) torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"PolicyAugment expects a (B, C, H, W) batch, got shape {tuple(images.shape)}")
+    c = images.shape[1]
+    if c not in (1, 3):
+        raise ValueError(
+            f"PolicyAugment: the policy's TFs handle 1 (grey) or 3 (RGB) channels, got {c} (shape "
+            f"{tuple(images.shape)}; channels go second, (B, C, H, W))"
+        )
+    if images.dtype != torch.uint8 and images.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"PolicyAugment expects uint8 (0..255) or floating point images in [0, 1], got dtype {images.dtype}"
+        )

@@ -1,0 +1,185 @@
+"""Input dispatch for the positional (torchvision) protocol: PIL images, numpy HWC arrays, CHW / BCHW tensors,
+tv_tensors and v2 samples, flattened into leaves, the image found among them, and each converted once to the
+canonical numpy HWC form and back.
+
+torchvision is imported only where a tensor is present: importing it costs seconds in every fresh worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+try:  # PIL is a torchvision dependency; keep the import soft for type checks only
+    from PIL import Image as PILImage
+except ImportError:  # pragma: no cover
+    PILImage = None  # type: ignore[assignment]
+
+
+def is_pil(x: Any) -> bool:
+    """Whether ``x`` is a PIL image (without importing PIL where it is missing)."""
+    return PILImage is not None and isinstance(x, PILImage.Image)
+
+
+def flatten(inputs: Any) -> tuple[list[Any], Any]:
+    """``tree_flatten``, except that a lone array, tensor or PIL image is its own one-leaf list (spec ``None``)."""
+    if isinstance(inputs, (np.ndarray, torch.Tensor)) or is_pil(inputs):
+        # The common case, and flattening even a one-leaf tree costs as much as augmenting a small image.
+        return [inputs], None
+    from torch.utils._pytree import tree_flatten
+
+    return tree_flatten(inputs)
+
+
+def unflatten(flat: list[Any], spec: Any) -> Any:
+    if spec is None:
+        return flat[0]
+    from torch.utils._pytree import tree_unflatten
+
+    return tree_unflatten(flat, spec)
+
+
+def find_image(flat: list[Any]) -> int | None:
+    """torchvision's rule: an explicit image (tv_tensors.Image, PIL) wins; else the first plain tensor or array."""
+    if len(flat) == 1 and (isinstance(flat[0], np.ndarray) or is_pil(flat[0])):
+        return 0
+    if not any(isinstance(x, torch.Tensor) for x in flat):
+        # No tensor, so no tv_tensor either: importing torchvision would cost seconds in every fresh worker.
+        pil = next((i for i, x in enumerate(flat) if is_pil(x)), None)
+        return pil if pil is not None else next((i for i, x in enumerate(flat) if isinstance(x, np.ndarray)), None)
+    from torchvision import tv_tensors
+
+    for i, x in enumerate(flat):
+        if isinstance(x, tv_tensors.Image) or is_pil(x):
+            return i
+    for i, x in enumerate(flat):
+        if isinstance(x, torch.Tensor) and not isinstance(x, tv_tensors.TVTensor):
+            return i
+        if isinstance(x, np.ndarray):
+            return i
+    return None
+
+
+def wrap_like(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``out`` as the same tv_tensor type as ``like`` (torch ops on tv_tensors return plain tensors)."""
+    from torchvision import tv_tensors
+
+    return tv_tensors.wrap(out, like=like) if isinstance(like, tv_tensors.TVTensor) else out
+
+
+def is_target(x: Any) -> bool:
+    from torchvision import tv_tensors
+
+    return isinstance(x, (tv_tensors.BoundingBoxes, tv_tensors.Mask)) or type(x).__name__ == "KeyPoints"
+
+
+def image_hw(image: Any) -> tuple[int, int]:
+    if is_pil(image):
+        return image.height, image.width
+    if image.ndim < 2:
+        layout = "(C, H, W)" if isinstance(image, torch.Tensor) else "(H, W) or (H, W, C)"
+        raise ValueError(f"images must have shape {layout}, got shape {tuple(image.shape)}")
+    if isinstance(image, torch.Tensor):
+        return int(image.shape[-2]), int(image.shape[-1])
+    return int(image.shape[0]), int(image.shape[1])
+
+
+_PIL_MODES = ("L", "RGB")
+
+
+def map_single_image(image: Any, fn: Any) -> Any:
+    """Run ``fn`` on the numpy HWC form of one image and give the result back in the input's type."""
+    if is_pil(image):
+        if image.mode not in _PIL_MODES:
+            raise ValueError(
+                f"PIL images in mode {image.mode!r} are not supported; convert to 'RGB' or 'L' first "
+                "(e.g. img.convert('RGB'))"
+            )
+        return PILImage.fromarray(fn(np.asarray(image)))
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3:
+            raise ValueError(f"tensor images must be (C, H, W) or (B, C, H, W), got shape {tuple(image.shape)}")
+        if image.shape[0] not in (1, 3):
+            raise ValueError(f"tensor images must have 1 or 3 channels (C, H, W), got shape {tuple(image.shape)}")
+        dtype = image.dtype
+        if dtype == torch.uint8:
+            arr = image.detach().cpu().permute(1, 2, 0).numpy()
+        elif dtype.is_floating_point:
+            arr = image.detach().cpu().float().permute(1, 2, 0).numpy()
+        else:
+            raise TypeError(f"tensor images must be uint8 or floating point in [0, 1], got {dtype}")
+        out = torch.from_numpy(np.ascontiguousarray(fn(np.ascontiguousarray(arr)))).permute(2, 0, 1)
+        return wrap_like(out.to(device=image.device, dtype=dtype), image)
+    if isinstance(image, np.ndarray):
+        if image.dtype in (np.float16, np.float64):
+            return fn(image.astype(np.float32)).astype(image.dtype)
+        return fn(image)
+    raise TypeError(f"unsupported image type {type(image).__name__}")
+
+
+_BOX_FORMATS = ("XYXY", "XYWH", "CXCYWH")
+
+
+def collect_tv_targets(flat: list[Any], image_pos: int) -> tuple[dict[str, Any], list[tuple[int, str, Any]]]:
+    """Gather tv_tensors targets as ops targets (pixel boxes XYXY, HWC masks, (N, 2) keypoints)."""
+    if not any(isinstance(x, torch.Tensor) for i, x in enumerate(flat) if i != image_pos):
+        return {}, []
+    from torchvision import tv_tensors
+    from torchvision.transforms.v2 import functional as TF
+
+    targets: dict[str, Any] = {}
+    slots: list[tuple[int, str, Any]] = []
+    masks: list[np.ndarray] = []
+    for i, x in enumerate(flat):
+        if i == image_pos:
+            continue
+        if isinstance(x, tv_tensors.BoundingBoxes):
+            if "bboxes" in targets:
+                raise ValueError("only one BoundingBoxes per sample is supported")
+            fmt = x.format
+            if fmt.name not in _BOX_FORMATS:
+                raise NotImplementedError(
+                    f"bounding box format {fmt.name} is not supported; use one of {', '.join(_BOX_FORMATS)}"
+                )
+            xyxy = TF.convert_bounding_box_format(x, new_format=tv_tensors.BoundingBoxFormat.XYXY)
+            targets["bboxes"] = xyxy.detach().cpu().double().numpy().reshape(-1, 4)
+            slots.append((i, "bboxes", x))
+        elif isinstance(x, tv_tensors.Mask):
+            arr = x.detach().cpu()
+            lead = arr.shape[:-2]
+            hwc = arr.reshape(-1, *arr.shape[-2:]).permute(1, 2, 0).numpy()
+            masks.append(hwc)
+            slots.append((i, f"masks:{len(masks) - 1}", (x, lead)))
+        elif type(x).__name__ == "KeyPoints" and isinstance(x, tv_tensors.TVTensor):
+            if "keypoints" in targets:
+                raise ValueError("only one KeyPoints per sample is supported")
+            targets["keypoints"] = x.detach().cpu().double().numpy().reshape(-1, 2)
+            slots.append((i, "keypoints", x))
+    if masks:
+        targets["masks"] = masks
+    return targets, slots
+
+
+def restore_tv_targets(
+    flat: list[Any], slots: list[tuple[int, str, Any]], moved: dict[str, Any], h: int, w: int
+) -> None:
+    from torchvision import tv_tensors
+    from torchvision.transforms.v2 import functional as TF
+
+    for i, key, orig in slots:
+        if key == "bboxes":
+            xyxy = torch.from_numpy(moved["bboxes"][:, :4]).to(orig.dtype).reshape(orig.shape[:-1] + (4,))
+            boxes = tv_tensors.BoundingBoxes(
+                xyxy, format=tv_tensors.BoundingBoxFormat.XYXY, canvas_size=orig.canvas_size, device=orig.device
+            )
+            flat[i] = TF.convert_bounding_box_format(boxes, new_format=orig.format)
+        elif key.startswith("masks:"):
+            mask, lead = orig
+            hwc = moved["masks"][int(key.split(":")[1])]
+            chw = torch.from_numpy(np.ascontiguousarray(hwc)).reshape(h, w, -1).permute(2, 0, 1)
+            flat[i] = tv_tensors.wrap(chw.reshape(*lead, h, w).to(mask.device, mask.dtype), like=mask)
+        elif key == "keypoints":
+            pts = torch.from_numpy(moved["keypoints"][:, :2]).to(orig.dtype).reshape(orig.shape)
+            flat[i] = tv_tensors.wrap(pts.to(orig.device), like=orig)

@@ -1,0 +1,188 @@
+"""What both protocols of :class:`~learned_augment.transforms.LearnedPolicyTransform` share: the policy, its random
+streams (one per DataLoader worker and epoch), making the params of one call, applying them to a numpy image, the
+check against the images the policy was fitted on, pickling and ``repr``."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..ops.base import Kind
+from ..ops.geometry import resolve_interpolation
+from ..ops.sequence import apply_sequence
+from ..policy.base import Policy
+from ..policy.sampler import BlockSampler
+from .albumentations_base import DualTransform, public_class_fullname
+from .arguments import check_probability, check_seed
+from .fit_check import PolicyMismatchWarning, caller_stacklevel, mismatch_message
+from .sources import resolve_policy
+
+
+class PolicyTransformBase(DualTransform):
+    """The shared core; see :class:`~learned_augment.transforms.LearnedPolicyTransform` for the arguments."""
+
+    def __init__(self, policy: Any, p: float = 1.0, seed: int | None = None, interpolation: Any = "bilinear") -> None:
+        p = check_probability(p)
+        seed = check_seed(seed)
+        interpolation = resolve_interpolation(interpolation)
+        self._ready = False
+        super().__init__(p=p)
+        self.interpolation = interpolation
+        self.policy_obj, self.source = resolve_policy(policy)
+        self.policy_obj.eval()
+        self._seed = seed
+        self._epoch = 0
+        self._sampler = BlockSampler(self.policy_obj, seed=0)
+        self._rng = np.random.default_rng(0)
+        self._stream_key: tuple[int, int | None, int] | None = None
+        self._last_params: dict[str, Any] | None = None
+        self._names_pending = False
+        # The fit treats data as images unless every TF is a custom one (fit_policy's rule): so does the transform.
+        self._custom_data = all(e.tf.kind == Kind.CUSTOM for e in self.policy_obj.tfset)
+        self._checked_shape: tuple[int, int, int] | None = None
+        self._mismatch_warned = False
+        self._ready = True
+
+    @classmethod
+    def get_class_fullname(cls) -> str:
+        return public_class_fullname(cls)
+
+    @property
+    def policy(self) -> Policy:
+        return self.policy_obj
+
+    @property
+    def tfset(self) -> Any:
+        return self.policy_obj.tfset
+
+    @property
+    def last_params(self) -> dict[str, Any] | None:
+        """What the last call applied (see the class docstring); ``None`` before the first call."""
+        lp = self._last_params
+        if self._names_pending and lp is not None:
+            # Formatting the ids costs as much as augmenting a small image, and few callers read them.
+            lp["tf_ids_str"] = self._names(lp["tf_ids"])
+            self._names_pending = False
+        return lp
+
+    @last_params.setter
+    def last_params(self, value: dict[str, Any] | None) -> None:
+        self._last_params = value
+        self._names_pending = False
+
+    def _record_draw(self, params: dict[str, Any]) -> None:
+        """Record a drawn single-sample ``params`` as :attr:`last_params`, its ``tf_ids_str`` added on first read."""
+        self._last_params = params
+        self._names_pending = True
+
+    def _names(self, ids: np.ndarray) -> list[str]:
+        return [self.tfset[int(i)].id for i in ids]
+
+    # ------------------------------------------------------------------------------------------ randomness
+
+    def set_epoch(self, epoch: int) -> None:
+        """Mix ``epoch`` into the streams (like ``DistributedSampler.set_epoch``).
+
+        Not needed for fresh draws each epoch (see ``seed``); useful to make an epoch's draws depend on its number,
+        e.g. to resume a run. Call it on the transform the ``DataLoader`` copies into its workers, before iterating.
+        Workers started with ``persistent_workers=True`` keep the copy they were given and do not see later calls.
+        """
+        self._epoch = int(epoch)
+        self._stream_key = None
+
+    def _reseed(self, seed_material: list[int] | int | None) -> None:
+        ss = np.random.SeedSequence(seed_material)
+        s_sampler, s_rng = ss.generate_state(2, dtype=np.uint64)
+        self._sampler.reseed(int(s_sampler >> 1))
+        self._rng = np.random.default_rng(int(s_rng))
+
+    def _reseed_for_context(self, force: bool = False) -> None:
+        """Give each DataLoader worker (and each epoch) its own stream; cheap check on every call."""
+        info = torch.utils.data.get_worker_info()
+        key = (os.getpid(), None if info is None else info.seed, self._epoch)
+        if not force and key == self._stream_key:
+            return
+        self._stream_key = key
+        if info is not None:
+            # Workers are new processes every epoch (unless persistent), so nothing of theirs remembers the last
+            # epoch; ``info.seed`` is what changes: the DataLoader draws it per epoch and worker from its generator.
+            if self._seed is not None:
+                self._reseed([self._seed, self._epoch, info.id + 1, info.seed])
+            else:
+                self._reseed([info.seed, self._epoch])
+        elif self._seed is not None:
+            self._reseed([self._seed, self._epoch, 0])
+        else:
+            # From PyTorch's global generator, as torchvision's random transforms: torch.manual_seed repeats a run.
+            self._reseed([int(torch.empty((), dtype=torch.int64).random_().item())])
+
+    def _draw(self) -> dict[str, Any]:
+        self._reseed_for_context()
+        ids = self._sampler.next()
+        return {"tf_ids": ids.copy(), "tf_seed": int(self._rng.integers(2**63 - 1))}
+
+    def _make_params(self) -> dict[str, Any]:
+        """The params of one single-sample call: ``{"applied": False}`` with probability ``1 - p``, else a draw.
+        Recorded as :attr:`last_params`."""
+        self._reseed_for_context()
+        if self.p < 1.0 and self._rng.random() >= self.p:
+            self.last_params = {"applied": False}
+            return {"applied": False}
+        params = {"applied": True, **self._draw()}
+        self._record_draw(dict(params))
+        return params
+
+    # ------------------------------------------------------------------------------------------ application
+
+    def _apply_image(self, image: np.ndarray, params: dict[str, Any], targets: dict[str, Any] | None = None) -> Any:
+        """:meth:`_apply_np` on an image (not a target's blank canvas), checked against the policy's fit after it
+        was accepted: ``(H, W)`` or ``(H, W, C)``."""
+        out = self._apply_np(image, params, targets)
+        self._check_fit(1 if image.ndim == 2 else image.shape[2], image.shape[0], image.shape[1])
+        return out
+
+    def _apply_np(self, image: np.ndarray, params: dict[str, Any], targets: dict[str, Any] | None = None) -> Any:
+        # The seed, not a generator: apply_sequence seeds one only if a TF of the sequence draws.
+        return apply_sequence(
+            image,
+            params["tf_ids"],
+            self.tfset,
+            targets=targets,
+            rng=int(params["tf_seed"]),
+            interpolation=self.interpolation,
+        )
+
+    def _check_fit(self, channels: int, h: int, w: int) -> None:
+        """Warn once per transform when images look unlike those the policy was fitted on (see ``fit_check``)."""
+        shape = (channels, h, w)
+        if shape == self._checked_shape or self._mismatch_warned:
+            return
+        self._checked_shape = shape
+        message = mismatch_message(self.policy_obj, channels, h, w)
+        if message is not None:
+            self._mismatch_warned = True
+            warnings.warn(message, PolicyMismatchWarning, stacklevel=caller_stacklevel())
+
+    # ------------------------------------------------------------------------------------------ pickling, repr
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_stream_key"] = None  # a copy in another process must reseed for its own context
+        # The copy reseeds before its first draw, so the sampler is rebuilt rather than copied: its torch.Generator
+        # does not survive torch's multiprocessing pickler (spawned DataLoader workers die unpickling it).
+        state["_sampler"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._sampler = BlockSampler(self.policy_obj, seed=0)
+
+    def __repr__(self) -> str:
+        src = f", source={self.source!r}" if self.source else ""
+        seed = f", seed={self._seed}" if self._seed is not None else ""
+        interp = f", interpolation={self.interpolation!r}" if self.interpolation != "bilinear" else ""
+        return f"{type(self).__name__}(policy={self.policy_obj!r}, p={self.p}{seed}{interp}{src})"

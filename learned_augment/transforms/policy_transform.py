@@ -1,0 +1,208 @@
+"""``LearnedPolicyTransform``: a learned policy as a drop-in transform.
+
+Called with one positional argument it is a torchvision transform, on the model of torchvision v2's
+``flatten -> make_params -> transform -> unflatten``: the input is flattened into leaves, the image found among them,
+one call's params drawn, applied to the image and to every target with it, and the leaves put back in their places.
+Called with keyword arguments it is an Albumentations ``DualTransform`` (see ``policy_albumentations``).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..ops.sequence import apply_sequence
+from .inputs import (
+    collect_tv_targets,
+    find_image,
+    flatten,
+    image_hw,
+    is_target,
+    map_single_image,
+    restore_tv_targets,
+    unflatten,
+    wrap_like,
+)
+from .policy_albumentations import PolicyAlbumentationsAdapter
+from .sources import PRETRAINED_PREFIX
+
+
+class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
+    """Apply one freshly sampled TF sequence of a learned policy per call.
+
+    Parameters
+    ----------
+    policy:
+        A fitted :class:`~learned_augment.policy.Policy`, a path to a policy file, or ``"pretrained:<name>"``.
+        Only path and pretrained sources can be written by ``A.to_dict``.
+    p:
+        Probability in [0, 1] of augmenting a given call (per sample for batched tensors).
+    seed:
+        ``None`` or an integer >= 0; makes the stream of sequences reproducible. In the main process
+        (``num_workers=0``) the stream starts from ``seed`` and continues from call to call and epoch to epoch. In
+        ``DataLoader`` workers each worker draws from its own stream, derived from ``seed`` and the per-worker seed
+        the ``DataLoader`` draws afresh every epoch from its ``generator``: every epoch gets fresh draws with no call
+        needed, and a run repeats exactly when that generator (or PyTorch, ``torch.manual_seed``) is seeded too.
+        With ``seed=None`` the stream's seed is drawn from PyTorch's global generator at the first call (in workers:
+        the per-worker seed), so ``torch.manual_seed`` makes runs reproducible, as for torchvision's random
+        transforms. Inside ``A.Compose(..., seed=s)`` the Compose's seed replaces this one.
+    interpolation:
+        How geometric TFs resample images: ``"bilinear"`` (default) or ``"nearest"`` (warps about 4x faster at
+        224x224, and what torchvision's AutoAugment family uses by default). torchvision's ``InterpolationMode``,
+        PIL's ``Image.Resampling`` and ``cv2.INTER_LINEAR`` / ``cv2.INTER_NEAREST`` are accepted too; ``A.to_dict``
+        stores the mode's name. Masks always use nearest.
+
+    Bad arguments raise at construction: ``TypeError`` for a wrong type, ``ValueError`` for a value out of range.
+
+    Accepted inputs (output type, shape and dtype equal the input's):
+
+    * PIL images in mode ``"L"`` or ``"RGB"``;
+    * numpy arrays ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)``, uint8, or float16 / float32 / float64 in [0, 1];
+    * torch tensors ``(C, H, W)`` with C in {1, 3}, uint8 or floating (float16, bfloat16, float32, float64) in
+      [0, 1], on any device, and batches ``(B, C, H, W)`` (a different sequence per sample, vectorised on the
+      tensor's device); ``tv_tensors.Image`` stays a ``tv_tensors.Image``;
+    * torchvision v2 samples (tuples, dicts) holding an image plus ``BoundingBoxes``, ``Mask`` and ``KeyPoints``,
+      which move with the image;
+    * Albumentations calls with ``image``, ``mask``, ``masks``, ``bboxes`` and ``keypoints`` (with Albumentations
+      installed: ``pip install 'learned-augment[albumentations]'``);
+    * for a policy whose TFs are all custom ones (:func:`~learned_augment.register_tf`, e.g. over token lists or
+      audio): any data, passed to the TFs as it is given (a copy, so TFs may change it in place), as
+      :func:`~learned_augment.fit_policy` passed it when fitting.
+
+    After each call :attr:`last_params` holds what was applied (``{"applied", "tf_ids", "tf_seed", "tf_ids_str"}``;
+    for a batch ``applied`` is a list and ``tf_ids`` is ``(B, L)``); pass it to :meth:`replay` to apply exactly the
+    same to another input.
+
+    Keypoints (torchvision ``KeyPoints``, Albumentations ``keypoints``) are in pixel-index coordinates (a mirror maps
+    ``x`` to ``W - 1 - x``), boxes in continuous ones (``x`` to ``W - x``), as in both libraries.
+
+    When images differ from those the policy was fitted on (other channels, or a height or width more than twice or
+    less than half the fitted one, as recorded in ``policy.provenance["image_shape"]``; without that record, colour
+    TFs such as ``hue`` on 1-channel images), the first such call warns with a
+    :class:`~learned_augment.PolicyMismatchWarning`, once per transform.
+    """
+
+    @classmethod
+    def from_pretrained(
+        cls, name: str, p: float = 1.0, seed: int | None = None, interpolation: Any = "bilinear"
+    ) -> LearnedPolicyTransform:
+        """A transform around a shipped policy (see :func:`learned_augment.list_pretrained`)."""
+        return cls(PRETRAINED_PREFIX + name, p=p, seed=seed, interpolation=interpolation)
+
+    def __call__(self, *args: Any, force_apply: bool = False, **kwargs: Any) -> Any:
+        if args and not kwargs:
+            return self._positional_call(args[0] if len(args) == 1 else args)
+        return super().__call__(*args, force_apply=force_apply, **kwargs)
+
+    def replay(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Apply recorded ``params`` (from :attr:`last_params`) again, drawing nothing.
+
+        ``inpt`` is anything a positional call accepts: one image, a torchvision sample with targets, a
+        ``(B, C, H, W)`` batch when the params were recorded on a batch of the same size, or custom data.
+        """
+        return self._positional_call(inpt, params=params)
+
+    # ------------------------------------------------------------------------------------------ positional calls
+
+    def _positional_call(self, inputs: Any, params: dict[str, Any] | None = None) -> Any:
+        if self._custom_data:
+            return self._call_on_data(inputs, params)
+        flat, spec = flatten(inputs)
+        image_pos = find_image(flat)
+        if image_pos is None:
+            raise TypeError(
+                "no image found in the input: pass a PIL image, a numpy HWC array or a CHW/BCHW tensor "
+                f"(got {', '.join(sorted({type(x).__name__ for x in flat})) or 'nothing'}); only a policy whose TFs "
+                "are all custom (register_tf) takes other data"
+            )
+        image = flat[image_pos]
+        if isinstance(image, torch.Tensor) and image.ndim == 4:
+            if any(is_target(x) for x in flat):
+                raise ValueError("batched tensors with boxes, masks or keypoints are not supported; pass one sample")
+            flat[image_pos] = self._apply_batch(image, params)
+            return unflatten(flat, spec)
+        params = self._single_params(params)
+        if not params["applied"]:
+            return inputs
+        targets, slots = collect_tv_targets(flat, image_pos)
+        if isinstance(image, torch.Tensor) and image.device.type != "cpu" and not targets:
+            ids = torch.as_tensor(params["tf_ids"]).unsqueeze(0)
+            out = self._batch_kernel(image.as_subclass(torch.Tensor).unsqueeze(0), ids, params["tf_seed"])[0]
+            flat[image_pos] = wrap_like(out, image)
+            return unflatten(flat, spec)
+        h, w = image_hw(image)
+        if targets:
+            moved_targets: Any = None
+
+            def run(a: np.ndarray) -> np.ndarray:
+                nonlocal moved_targets
+                res, moved_targets = self._apply_image(a, params, targets)
+                return res
+
+            flat[image_pos] = map_single_image(image, run)
+            restore_tv_targets(flat, slots, moved_targets, h, w)
+        else:
+            flat[image_pos] = map_single_image(image, lambda a: self._apply_image(a, params))
+        return unflatten(flat, spec)
+
+    def _single_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
+        """A fresh draw (``params is None``), or recorded ``params`` checked to be a single sample's."""
+        if params is None:
+            return self._make_params()
+        if not params.get("applied", True):
+            return {"applied": False}
+        if np.ndim(params["tf_ids"]) != 1:
+            raise ValueError("these params were recorded on a batch; replay them on a (B, C, H, W) tensor")
+        return {"applied": True, **params}
+
+    def _call_on_data(self, data: Any, params: dict[str, Any] | None) -> Any:
+        """Custom TFs on the data as given, as ``fit_policy`` applied them (nothing about the data is assumed)."""
+        params = self._single_params(params)
+        if not params["applied"]:
+            return data
+        # Like Snorkel's TFApplier: a TF that edits its input in place must not edit the caller's (dataset's) item.
+        return apply_sequence(copy.deepcopy(data), params["tf_ids"], self.tfset, rng=int(params["tf_seed"]))
+
+    # ------------------------------------------------------------------------------------------ batches
+
+    def _batch_kernel(self, images: torch.Tensor, ids: torch.Tensor, seed: int) -> torch.Tensor:
+        """Plain ``(B, C, H, W)`` tensor in, plain tensor out (callers re-wrap tv_tensors)."""
+        from ..ops.batch import apply_sequence_batch
+
+        if images.dtype != torch.uint8 and not images.is_floating_point():
+            raise TypeError(f"tensor images must be uint8 or floating point in [0, 1], got {images.dtype}")
+        gen = torch.Generator(device=images.device).manual_seed(seed % (2**63 - 1))
+        out = apply_sequence_batch(images, ids, self.tfset, generator=gen, interpolation=self.interpolation)
+        self._check_fit(int(images.shape[1]), int(images.shape[2]), int(images.shape[3]))
+        return out
+
+    def _apply_batch(self, images: torch.Tensor, params: dict[str, Any] | None = None) -> torch.Tensor:
+        """(B, C, H, W): one sequence per sample, Bernoulli(p) per sample, on the tensor's device."""
+        b = images.shape[0]
+        if params is None:
+            if b == 0:
+                return images
+            self._reseed_for_context()
+            apply = self._rng.random(b) < self.p if self.p < 1.0 else np.ones(b, dtype=bool)
+            ids = self._sampler.take(b)
+            seed = int(self._rng.integers(2**63 - 1))
+            self.last_params = {"applied": apply.tolist(), "tf_ids": ids, "tf_seed": seed}
+        else:
+            ids = np.asarray(params["tf_ids"])
+            if ids.ndim != 2 or ids.shape[0] != b:
+                raise ValueError(
+                    f"params hold sequences of shape {ids.shape}, which cannot be replayed on a batch of {b} images"
+                )
+            apply = np.broadcast_to(np.asarray(params.get("applied", True), dtype=bool), (b,))
+            seed = int(params["tf_seed"])
+        if not apply.any():
+            return images
+        plain = images.as_subclass(torch.Tensor)
+        out = self._batch_kernel(plain, torch.from_numpy(np.ascontiguousarray(ids)), seed)
+        if not apply.all():
+            keep = torch.from_numpy(~apply).to(images.device)
+            out = torch.where(keep.view(-1, 1, 1, 1), plain, out)
+        return wrap_like(out, images)

@@ -1,0 +1,107 @@
+"""``RefineSynthetic``: a fitted MR-GAN refiner as a transform (torchvision positional calls and Albumentations)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .albumentations_base import ImageOnlyTransform, public_class_fullname
+from .arguments import check_probability, check_seed
+from .inputs import find_image, flatten, map_single_image, unflatten, wrap_like
+from .sources import resolve_refiner
+
+
+class RefineSynthetic(ImageOnlyTransform):
+    """Refine images with a fitted MR-GAN refiner (synthetic -> real, or real -> shared domain).
+
+    Geometry is unchanged, so masks, boxes and keypoints pass through untouched. Accepts the same inputs as
+    :class:`LearnedPolicyTransform` (PIL ``"L"``/``"RGB"``, numpy HWC, CHW and BCHW tensors on any device, v2
+    samples, Albumentations calls); the output has the input's type and dtype, and the refiner's output channel
+    count (a grey-to-colour refiner turns an ``"L"`` image into ``"RGB"``). Height and width must be multiples of 4.
+
+    Parameters
+    ----------
+    refiner:
+        A :class:`~learned_augment.refine.Refiner`, a path to a refiner file, or ``"pretrained:<name>"``.
+    direction:
+        ``"synthetic_to_real"`` or ``"real_to_shared"`` (MR-GAN's stage-2 refinement of real images).
+    p:
+        Probability in [0, 1] of refining a given call (per sample for batches).
+    seed:
+        ``None`` or an integer >= 0: seed of the apply-or-skip draws.
+
+    Albumentations calls (``A.Compose``, ``A.to_dict``) need Albumentations: ``pip install
+    'learned-augment[albumentations]'``.
+    """
+
+    def __init__(
+        self, refiner: Any, direction: str = "synthetic_to_real", p: float = 1.0, seed: int | None = None
+    ) -> None:
+        p = check_probability(p)
+        seed = check_seed(seed)
+        super().__init__(p=p)
+        self.refiner_obj, self.source = resolve_refiner(refiner)
+        if direction not in self.refiner_obj.directions:
+            raise ValueError(
+                f"direction {direction!r} is not available; this refiner has {self.refiner_obj.directions}"
+            )
+        self.direction = direction
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+
+    @classmethod
+    def get_class_fullname(cls) -> str:
+        return public_class_fullname(cls)
+
+    def _refine_np(self, img: np.ndarray) -> np.ndarray:
+        squeeze = img.ndim == 2
+        hwc = img[:, :, None] if squeeze else img
+        x = torch.from_numpy(np.array(hwc, copy=True)).permute(2, 0, 1)  # a writable copy: inputs may be read-only
+        out = self.refiner_obj.refine(x, self.direction).permute(1, 2, 0).numpy()
+        return out[:, :, 0] if squeeze and out.shape[2] == 1 else np.ascontiguousarray(out)
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return self._refine_np(img)
+
+    def __call__(self, *args: Any, force_apply: bool = False, **kwargs: Any) -> Any:
+        if not (args and not kwargs):
+            return super().__call__(*args, force_apply=force_apply, **kwargs)
+        inputs = args[0] if len(args) == 1 else args
+        flat, spec = flatten(inputs)
+        pos = find_image(flat)
+        if pos is None:
+            raise TypeError("no image found in the input: pass a PIL image, a numpy HWC array or a CHW/BCHW tensor")
+        image = flat[pos]
+        if isinstance(image, torch.Tensor) and image.ndim == 4:
+            keep = torch.from_numpy(self._rng.random(image.shape[0]) >= self.p).to(image.device)
+            out = self.refiner_obj.refine(image.as_subclass(torch.Tensor), self.direction)
+            if keep.any():
+                if out.shape[1] != image.shape[1]:
+                    raise ValueError("p < 1 on a batch needs a refiner that keeps the channel count")
+                out = torch.where(keep.view(-1, 1, 1, 1), image.as_subclass(torch.Tensor), out)
+            flat[pos] = wrap_like(out, image)
+            return unflatten(flat, spec)
+        if self.p < 1.0 and self._rng.random() >= self.p:
+            return inputs
+        if isinstance(image, torch.Tensor) and image.ndim == 3:
+            flat[pos] = wrap_like(self.refiner_obj.refine(image.as_subclass(torch.Tensor), self.direction), image)
+        else:
+            flat[pos] = map_single_image(image, self._refine_np)
+        return unflatten(flat, spec)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("refiner", "direction", "seed")
+
+    def get_transform_init_args(self) -> dict[str, Any]:
+        if self.source is None:
+            raise ValueError(
+                "this RefineSynthetic wraps an in-memory refiner, which A.to_dict cannot reference: "
+                "save it with refiner.save(path) and build the transform from that path"
+            )
+        return {"refiner": self.source, "direction": self.direction, "seed": self._seed}
+
+    def __repr__(self) -> str:
+        src = f", source={self.source!r}" if self.source else ""
+        return f"{type(self).__name__}(refiner={self.refiner_obj!r}, direction={self.direction!r}, p={self.p}{src})"
