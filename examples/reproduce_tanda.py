@@ -214,11 +214,12 @@ def resize_images(x: np.ndarray, size: int) -> np.ndarray:
 def validation_set(
     split: Split, labeled: np.ndarray, n: int | None, dataset: str, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` class-balanced pool images outside ``labeled``, normalised like the test set (empty when ``n`` is 0)."""
+    """``n`` class-balanced pool images outside ``labeled`` (all of them if there are no more), normalised like the
+    test set (empty when ``n`` is 0)."""
     if not n:
         return torch.empty(0), torch.empty(0)
     rest = np.setdiff1d(np.arange(len(split.pool_y)), labeled)
-    keep = rest[balanced_subset(split.pool_y[rest], min(n, len(rest)), seed + 7_000)]
+    keep = rest if n >= len(rest) else rest[balanced_subset(split.pool_y[rest], n, seed + 7_000)]
     return normalised_tensor(split.pool_x[keep], dataset), torch.from_numpy(split.pool_y[keep])
 
 

@@ -104,6 +104,17 @@ def _logits(disc: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out.reshape(n)
 
 
+def _stack_prefixes(batches: list[torch.Tensor]) -> torch.Tensor:
+    """``(L+1, n, ...)`` from one collated batch per prefix step; they must agree in shape."""
+    shapes = {tuple(b.shape) for b in batches}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"collate returned batches of different shapes for the prefixes of one sequence ({sorted(shapes)}); "
+            "it must give one shape whatever the TFs did, e.g. pad token lists to a fixed length"
+        )
+    return torch.stack(batches)
+
+
 def _is_image_data(tfset: TFSet) -> bool:
     return any(e.tf.kind != Kind.CUSTOM for e in tfset)
 
@@ -157,7 +168,8 @@ def fit_policy(
     discriminator:
         Any ``nn.Module`` mapping a batch to one logit per item. Default: the DCGAN-style CNN sized to the images.
     collate:
-        For non-image data: turns a list of items into the discriminator's input tensor.
+        For non-image data: turns a list of items into the discriminator's input tensor, of one shape whatever the
+        TFs did to the items (pad token lists to a fixed length); integer tensors (token ids) are fine.
     epochs, steps, min_steps:
         Length of the fit: ``steps`` if given, else ``epochs`` passes over the data in batches of ``batch_size``
         but never fewer than ``min_steps`` steps (500 by default: about 16,000 items seen at batch 32), so that a
@@ -312,7 +324,7 @@ def fit_policy(
                 entries = [tfset[int(k)] for k in ids_np[j]]
                 prefixes.append(rollout(items[idx[j % len(idx)]], entries, tf_rng))
             # (L+1, n, ...) stacked per time step
-            stacked = torch.stack([collate_fn([p[t] for p in prefixes]) for t in range(seq_len + 1)])
+            stacked = _stack_prefixes([collate_fn([p[t] for p in prefixes]) for t in range(seq_len + 1)])
             real = collate_fn([items[i] for i in idx])
             if jitter and is_image:
                 jgen = _torch_gen(seed, step, 4)
@@ -339,8 +351,9 @@ def fit_policy(
                 flat = stacked.flatten(0, 1)
                 logits = _logits(disc, flat).view(seq_len + 1, -1).T  # (n, L+1)
                 cost = F.softplus(-logits)  # -log D(x_t)
+                # float(): a collate may return integer ids (for an nn.Embedding), which have no mean.
                 scale = real.float().var(unbiased=False).clamp_min(1e-12)
-                dist = (stacked[1:] - stacked[:1]).pow(2).flatten(2).mean(2).T / scale
+                dist = (stacked[1:] - stacked[:1]).float().pow(2).flatten(2).mean(2).T / scale
                 cost[:, 1:] = cost[:, 1:] + diversity / (dist + 1e-6)
                 deltas = cost[:, 1:] - cost[:, :-1]
                 returns = torch.zeros_like(deltas)

@@ -10,6 +10,7 @@ every other step costs one application.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import cv2
@@ -86,11 +87,15 @@ def image_prefixes(image: np.ndarray, entries: list[TFEntry], rng: np.random.Gen
 
 
 def custom_prefixes(item: Any, entries: list[TFEntry], rng: np.random.Generator) -> list[Any]:
-    """Prefixes for non-image data through user TFs (no fusion)."""
+    """Prefixes for non-image data through user TFs (no fusion).
+
+    Each TF gets its own copy (as Snorkel's TF applier and our transform do): a TF that edits its input in place must
+    change neither the data set's item nor the prefixes already kept.
+    """
     outs = [item]
     for e in entries:
         if e.tf.kind == Kind.CUSTOM:
-            item = call_custom(e.tf, item, e.magnitude, rng)
+            item = call_custom(e.tf, copy.deepcopy(item), e.magnitude, rng)
         else:
             item = apply_sequence(item, [e], rng=rng)
         outs.append(item)

@@ -346,3 +346,45 @@ def test_image_fit_records_the_image_shape(digits, tmp_path):
     assert policy.provenance["image_shape"] == [28, 28, 1]
     policy.save(tmp_path / "p.safetensors")
     assert la.load_policy(tmp_path / "p.safetensors").provenance["image_shape"] == [28, 28, 1]
+
+
+def test_custom_tfs_never_edit_the_data_set_in_place():
+    @la.register_tf("test_fit_bump_in_place", overwrite=True)
+    def bump(x):
+        x[0] += 1.0
+        return x
+
+    data = [[0.0, 0.0, 0.0] for _ in range(8)]
+    fit_policy(data, ["test_fit_bump_in_place"], "mean_field", seq_len=2, steps=3, batch_size=4, n_seqs=1,
+               discriminator=_FixedCritic(), collate=lambda xs: torch.tensor(xs), progress=False)  # fmt: skip
+    assert data == [[0.0, 0.0, 0.0]] * 8
+
+
+def test_collate_may_return_integer_ids():
+    class EmbedCritic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+            self.out = nn.Linear(4, 1)
+
+        def forward(self, ids):
+            return self.out(self.emb(ids).mean(dim=1))
+
+    @la.register_tf("test_fit_add_one", overwrite=True)
+    def add_one(x):
+        return [min(v + 1, 9) for v in x]
+
+    policy = fit_policy([[1, 2, 3]] * 8, ["test_fit_add_one"], "mean_field", seq_len=2, steps=2, batch_size=4,
+                        discriminator=EmbedCritic(), collate=lambda xs: torch.tensor(xs, dtype=torch.long),
+                        progress=False, eval_every=0)  # fmt: skip
+    assert len(policy.history["diversity"]) == 2 and np.isfinite(policy.history["diversity"]).all()
+
+
+def test_collate_of_varying_shape_is_explained():
+    @la.register_tf("test_fit_grow", overwrite=True)
+    def grow(x):
+        return x + [0.0]
+
+    with pytest.raises(ValueError, match="pad token lists to a fixed length"):
+        fit_policy([[1.0]] * 8, ["test_fit_grow"], "mean_field", seq_len=2, steps=1, batch_size=4,
+                   discriminator=_FixedCritic(), collate=lambda xs: torch.tensor(xs), progress=False)  # fmt: skip
