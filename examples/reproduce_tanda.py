@@ -236,7 +236,15 @@ def pad_images(x: np.ndarray, pad: int) -> np.ndarray:
 
 
 def train_dataset(
-    aug: str, dataset: str, x: np.ndarray, y: np.ndarray, policy: Policy | None, p_augment: float, seed: int, order: str
+    aug: str,
+    dataset: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    policy: Policy | None,
+    p_augment: float,
+    seed: int,
+    order: str,
+    interpolation: str | None = None,
 ) -> Dataset:
     """The labeled subset as a training set with ``aug``'s recipe; items are (normalised CHW float, label)."""
     size = x.shape[1]
@@ -247,7 +255,8 @@ def train_dataset(
         return ArrayDataset(x, y, v2.Compose([to_chw, *_basic(dataset, size), norm]))
     if aug in POLICY_AUGS:
         assert policy is not None
-        transform = LearnedPolicyTransform(policy, p=1.0, seed=seed)
+        given = {"interpolation": interpolation} if interpolation else {}  # else the transform's default
+        transform = LearnedPolicyTransform(policy, p=1.0, seed=seed, **given)
         if order == "seq-only":
             base, post = x, v2.Compose([to_chw, norm])
         elif order == "pad-seq-crop":
@@ -540,6 +549,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--val", type=int, default=0, help="also report accuracy on N unlabeled-pool images (to choose settings)"
     )
     ap.add_argument("--test-limit", type=int, help="evaluate on the first N test images (CPU budgets)")
+    ap.add_argument("--interpolation", choices=["bilinear", "nearest"], help="policy rows (default: the transform's)")
     ap.add_argument("--resize", type=int, help="resize every image to N x N (e.g. 8: a low-resolution digits set)")
     ap.add_argument("--pool-limit", type=int, help="keep a random subset of this many pool images (small-data table)")
     group = ap.add_argument_group("policy fitting (fit_policy on the unlabeled pool; unset options: library defaults)")
@@ -659,6 +669,7 @@ def main(argv: list[str] | None = None) -> None:
         "schedule": f"OneCycleLR(max_lr={args.lr}) per step",
         "p_augment": args.p_augment,
         "policy_order": args.order,
+        "interpolation": args.interpolation or "transform default",
         "tfs": f"{args.tfs} (K={len(tfset)})",
         "seq_len": seq_len,
         "fit": {
@@ -708,7 +719,15 @@ def main(argv: list[str] | None = None) -> None:
         for seed, idx in subsets.items():
             t = time.perf_counter()
             ds = train_dataset(
-                aug, args.dataset, split.pool_x[idx], split.pool_y[idx], policy, args.p_augment, seed, args.order
+                aug,
+                args.dataset,
+                split.pool_x[idx],
+                split.pool_y[idx],
+                policy,
+                args.p_augment,
+                seed,
+                args.order,
+                args.interpolation,
             )
             evals = [(test_x, test_y)] + ([val_sets[seed]] if args.val else [])
             acc = train_and_test(ds, evals, recipe, seed)

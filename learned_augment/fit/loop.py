@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -308,6 +309,10 @@ def fit_policy(
         bar = tqdm(total=total_steps, initial=start, desc=f"fit {policy.kind}", unit="step", dynamic_ncols=True)
     rollout = image_prefixes if is_image else custom_prefixes
     bce = F.binary_cross_entropy_with_logits
+    # The rollouts call OpenCV on one small image at a time: its thread pool gains nothing there and fights torch's
+    # for the cores (a 5-step CLI fit: 17.6 s with both pools, 4.6 s with one thread each on 2 cores).
+    opencv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
     try:
         for step in range(start, total_steps):
             epoch, within = divmod(step, steps_per_epoch)
@@ -400,6 +405,7 @@ def fit_policy(
                 elapsed = elapsed_before + time.perf_counter() - t_start
                 _save_checkpoint(checkpoint, config, done, history, elapsed, policy, disc, opt_d, opt_g)
     finally:
+        cv2.setNumThreads(opencv_threads)
         if bar is not None:
             bar.close()
 

@@ -8,6 +8,7 @@ import os
 import warnings
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -108,6 +109,9 @@ class PolicyTransformBase(DualTransform):
             return
         self._stream_key = key
         if info is not None:
+            # The DataLoader gives each worker one torch thread, but OpenCV's pool would still start a thread per
+            # core in every worker and fight the training loop for the cores; our TFs work on one image at a time.
+            cv2.setNumThreads(1)
             # Workers are new processes every epoch (unless persistent), so nothing of theirs remembers the last
             # epoch; ``info.seed`` is what changes: the DataLoader draws it per epoch and worker from its generator.
             if self._seed is not None:

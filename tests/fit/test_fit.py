@@ -388,3 +388,14 @@ def test_collate_of_varying_shape_is_explained():
     with pytest.raises(ValueError, match="pad token lists to a fixed length"):
         fit_policy([[1.0]] * 8, ["test_fit_grow"], "mean_field", seq_len=2, steps=1, batch_size=4,
                    discriminator=_FixedCritic(), collate=lambda xs: torch.tensor(xs), progress=False)  # fmt: skip
+
+
+def test_fit_runs_opencv_single_threaded_and_restores_it(digits):
+    seen = []
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        fit_policy(digits, "mnist", "mean_field", callbacks=[lambda *_: seen.append(cv2.getNumThreads())], **FAST)
+        assert set(seen) == {1} and cv2.getNumThreads() == 2
+    finally:
+        cv2.setNumThreads(before)

@@ -215,3 +215,32 @@ def test_policy_augmented_dataset_items_and_errors() -> None:
     assert "p_augment=1.0" in repr(bare) and "LearnedPolicyTransform" in repr(bare)
     with pytest.raises(ValueError, match="p_augment"):
         PolicyAugmentedDataset(base, rotations(), p_augment=1.5)
+
+
+class _OpenCVThreads(torch.utils.data.Dataset):
+    """Applies the transform, then reports how many threads OpenCV would use in this worker."""
+
+    def __init__(self, transform: LearnedPolicyTransform) -> None:
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> int:
+        import cv2
+
+        self.transform(smooth_image(i, 16, 16, 1))
+        return cv2.getNumThreads()
+
+
+def _many_opencv_threads(_: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(4)  # what a fresh worker may start with on a many-core machine
+
+
+def test_workers_run_opencv_single_threaded() -> None:
+    policy = MeanFieldPolicy(TFSet(["rotate(+20)", "zoom(1.15)"]), seq_len=1)
+    ds = _OpenCVThreads(LearnedPolicyTransform(policy, seed=0))
+    loader = DataLoader(ds, num_workers=1, worker_init_fn=_many_opencv_threads)
+    assert [int(t) for batch in loader for t in batch] == [1, 1]
