@@ -219,7 +219,7 @@ def per_image_cases(pool: np.ndarray, n: int, seed: int) -> list[Case]:
                 cases.append(Case(label, "learned_augment", "numpy", seq_len, call))
     for seq_len in SEQ_LENS:
         # The transform users touch: sampling, dispatch and the wrapper around apply_sequence included.
-        t = LearnedPolicyTransform(mean_field("cifar10", seq_len, seed), seed=seed)
+        t = LearnedPolicyTransform(mean_field("cifar10", seq_len, seed), p=1.0, seed=seed)
         name = "ours LearnedPolicyTransform mean-field 'cifar10'"
         cases.append(Case(name, "learned_augment", "numpy", seq_len, cycling(t, arrays)))
 
@@ -432,9 +432,9 @@ def loader_transforms(seed: int) -> list[tuple[str, int, Callable[[Any], Any] | 
     lstm: Policy = LSTMPolicy("cifar10", seq_len=10)
     return [
         ("no augmentation (loader overhead)", 0, None, False),
-        (mf, 2, LearnedPolicyTransform(mean_field("cifar10", 2, seed), seed=seed), False),
-        (mf, 10, LearnedPolicyTransform(mean_field("cifar10", 10, seed), seed=seed), False),
-        ("ours LearnedPolicyTransform LSTM 'cifar10'", 10, LearnedPolicyTransform(lstm, seed=seed), False),
+        (mf, 2, LearnedPolicyTransform(mean_field("cifar10", 2, seed), p=1.0, seed=seed), False),
+        (mf, 10, LearnedPolicyTransform(mean_field("cifar10", 10, seed), p=1.0, seed=seed), False),
+        ("ours LearnedPolicyTransform LSTM 'cifar10'", 10, LearnedPolicyTransform(lstm, p=1.0, seed=seed), False),
         ("torchvision RandAugment", 2, v2.RandAugment(num_ops=2), True),
         ("torchvision TrivialAugmentWide", 1, v2.TrivialAugmentWide(), True),
     ]
@@ -574,7 +574,7 @@ def module_cases(base: np.ndarray, size: int, seed: int) -> list[Case]:
     ]
     cases = []
     for label, policy in policies:
-        aug = PolicyAugment(policy, seed=seed).train()
+        aug = PolicyAugment(policy, p=1.0, seed=seed).train()
         cases.append(
             Case(f"ours PolicyAugment {label} 'cifar10'", "learned_augment", "tensor", MODULE_SEQ_LEN, _on(aug, x))
         )

@@ -23,9 +23,17 @@ def _row(results: dict[str, Any], aug: str) -> dict[str, Any] | None:
     return next((r for r in results["rows"] if r["aug"] == aug), None)
 
 
+# Where each artifact should and should not be used, from the measured tables (``--limits NAME=TEXT``).
+LIMITS: dict[str, str] = {}
+
+
 def _ship(src: Path, name: str, card: dict[str, Any]) -> None:
     meta = read_metadata(src)
     card = {"name": name, "kind": meta["kind"], "file_bytes": src.stat().st_size, **card}
+    if name in LIMITS:
+        card["limits"] = LIMITS[name]
+    elif (DEST / f"{name}.json").exists():
+        card["limits"] = json.loads((DEST / f"{name}.json").read_text()).get("limits")
     if meta["kind"] == "policy":
         prov = meta.get("provenance", {})
         card.update(
@@ -136,7 +144,20 @@ def main() -> None:
         "the same row of an earlier one (e.g. a rerun of one policy row with the same end-model settings)",
     )
     ap.add_argument("--mrgan", type=Path, help="output folder of reproduce_mrgan.py")
+    ap.add_argument(
+        "--limits",
+        action="append",
+        default=[],
+        metavar="NAME=TEXT",
+        help="where the artifact NAME helps and where not to use it, from the measured tables (kept from the "
+        "current card when not given)",
+    )
     a = ap.parse_args()
+    for item in a.limits:
+        name, sep, text = item.partition("=")
+        if not sep or not text.strip():
+            raise SystemExit(f"error: --limits expects NAME=TEXT, got {item!r}")
+        LIMITS[name] = text.strip()
 
     mnist = {
         "mnist-lstm": ("tanda-lstm", a.mnist_lstm_policy, a.mnist_lstm_results, a.mnist_lstm_fit_command),

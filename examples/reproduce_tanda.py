@@ -11,7 +11,7 @@ the augmentation changes between rows:
 * ``randaugment``, ``trivialaugment`` (TrivialAugmentWide), ``autoaugment`` (its CIFAR-10 policy): torchvision v2.
 
 Policy rows are applied as a user drops ``LearnedPolicyTransform`` into a pipeline: each sample is replaced by an
-augmented copy (one fresh sequence) with probability ``--p-augment`` (default 1, the transform's default), then
+augmented copy (one fresh sequence) with probability ``--p-augment`` (default: the transform's default p), then
 every sample gets the basic pad-and-crop (+ flip on CIFAR-10) (``--order seq-then-crop``). ``--order pad-seq-crop``
 is the paper's CIFAR-10 order (pad, sequence, crop); ``--order seq-only`` skips the basic step. torchvision
 baselines augment every sample after the basic step, as they are usually used.
@@ -530,7 +530,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--policy-mf", help="pre-fitted mean-field policy file (skips its fit)")
     ap.add_argument("--policy-lstm", help="pre-fitted LSTM policy file (skips its fit)")
     ap.add_argument(
-        "--p-augment", type=float, default=1.0, help="fraction of samples augmented in policy rows (transform's p)"
+        "--p-augment",
+        type=float,
+        default=inspect.signature(LearnedPolicyTransform).parameters["p"].default,
+        help="fraction of samples augmented in policy rows (default: the transform's default p)",
     )
     ap.add_argument(
         "--order",

@@ -154,7 +154,7 @@ def soak(
     from learned_augment.transforms import LearnedPolicyTransform
 
     torch.manual_seed(seed)
-    transform = LearnedPolicyTransform(LSTMPolicy(every_tf_set(), seq_len=4, hidden=16), seed=seed)
+    transform = LearnedPolicyTransform(LSTMPolicy(every_tf_set(), seq_len=4, hidden=16), p=1.0, seed=seed)
     dataset = SoakImages(images, transform, sample_every=max(1, images // samples), trim=trim)
     loader = DataLoader(
         dataset,

@@ -10,9 +10,9 @@ What it shows, on a synthetic corpus of short template sentences with a sentimen
 2. ``la.fit_policy`` on the unlabeled sentences with a user ``discriminator`` (embedding + a tiny GRU, ending in
    ``nn.Linear(.., 1)``) and a ``collate`` that pads token ids to a fixed length; the fitted TF frequencies are
    printed as a table, the destructive TF's share against the uniform one (1/5);
-3. the fitted policy applied exactly as for images: ``la.LearnedPolicyTransform(policy, seed=0)(tokens)`` on a token
-   list, and a ``la.PolicyAugmentedDataset`` over ``(tokens, label)`` pairs read by a ``DataLoader`` with a collate
-   of its own.
+3. the fitted policy applied exactly as for images: ``la.LearnedPolicyTransform(policy, p=1.0, seed=0)(tokens)``
+   on a token list (``p=1.0``, so every example shows the policy's TFs), and a ``la.PolicyAugmentedDataset`` over
+   ``(tokens, label)`` pairs read by a ``DataLoader`` with a collate of its own.
 
 The default run (200 steps) takes about 6 s on one CPU core, most of it importing torch. ``--out`` writes what
 was printed as JSON.
@@ -257,16 +257,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     uniform = 1.0 / len(table)
     print(f"destructive share {destructive:.3f} vs uniform {uniform:.3f}")
 
-    transform = la.LearnedPolicyTransform(policy, seed=a.seed)
+    transform = la.LearnedPolicyTransform(policy, p=1.0, seed=a.seed)
     examples = []
-    print("\nLearnedPolicyTransform(policy, seed) on token lists:")
+    print("\nLearnedPolicyTransform(policy, p=1.0, seed) on token lists:")
     for tokens in sentences[:4]:
         augmented = transform(tokens)
         applied = (transform.last_params or {}).get("tf_ids_str", [])
         examples.append({"original": tokens, "augmented": augmented, "tfs": applied})
         print(f"  {' '.join(tokens)!r}\n    -> {' '.join(augmented)!r}  [{', '.join(applied)}]")
 
-    dataset = la.PolicyAugmentedDataset(corpus, la.LearnedPolicyTransform(policy, seed=a.seed), seed=a.seed)
+    dataset = la.PolicyAugmentedDataset(corpus, la.LearnedPolicyTransform(policy, p=1.0, seed=a.seed), seed=a.seed)
     loader = DataLoader(dataset, batch_size=8, shuffle=False, collate_fn=loader_collate)
     ids, labels = next(iter(loader))
     print(f"\nPolicyAugmentedDataset + DataLoader: a batch of ids {tuple(ids.shape)}, labels {labels.tolist()}")

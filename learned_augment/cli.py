@@ -260,7 +260,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
     policy, _, _ = _open(a.policy)
     if _is_refiner(policy):
         raise UserError(f"bench measures policies; {a.policy} is a refiner")
-    t = LearnedPolicyTransform(policy, seed=0, interpolation=a.interpolation)
+    t = LearnedPolicyTransform(policy, p=1.0, seed=0, interpolation=a.interpolation)
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (a.size, a.size, a.channels), dtype=np.uint8)
     for _ in range(20):

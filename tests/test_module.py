@@ -48,7 +48,7 @@ def changed(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("channels", [1, 3])
 def test_shape_dtype_and_device_are_kept(device: str, dtype: torch.dtype, channels: int) -> None:
     x = batch(6, channels, dtype).to(device)
-    out = PolicyAugment(policy(), seed=0)(x)
+    out = PolicyAugment(policy(), p=1.0, seed=0)(x)
     assert out.shape == x.shape and out.dtype == dtype and out.device == x.device
     assert changed(out, x).any()
     if dtype.is_floating_point:
@@ -58,8 +58,8 @@ def test_shape_dtype_and_device_are_kept(device: str, dtype: torch.dtype, channe
 def test_nearest_interpolation_runs_and_differs_from_bilinear() -> None:
     x = batch(8, 3, torch.float32)
     ts = TFSet(["rotate(+20)"])
-    bilinear = PolicyAugment(UniformPolicy(ts, seq_len=1), seed=0)(x)
-    nearest = PolicyAugment(UniformPolicy(ts, seq_len=1), seed=0, interpolation="nearest")(x)
+    bilinear = PolicyAugment(UniformPolicy(ts, seq_len=1), p=1.0, seed=0)(x)
+    nearest = PolicyAugment(UniformPolicy(ts, seq_len=1), p=1.0, seed=0, interpolation="nearest")(x)
     assert not torch.equal(bilinear, nearest)
 
 
@@ -90,7 +90,7 @@ def test_p_selects_samples_and_leaves_the_rest_untouched() -> None:
 
 def test_eval_mode_is_the_identity_and_train_mode_augments_again() -> None:
     x = batch()
-    aug = PolicyAugment(policy(), seed=0)
+    aug = PolicyAugment(policy(), p=1.0, seed=0)
     aug.eval()
     assert aug(x) is x and aug.step == 0
     aug.train()
@@ -106,23 +106,23 @@ def run_steps(aug: nn.Module, x: torch.Tensor, n: int = 3) -> list[torch.Tensor]
 
 def test_seed_reproduces_every_step_and_steps_differ() -> None:
     x = batch(8, 3, torch.float32)
-    first = run_steps(PolicyAugment(policy(), seed=3), x)
+    first = run_steps(PolicyAugment(policy(), p=1.0, seed=3), x)
     torch.manual_seed(123)  # a seeded module ignores the global generator
-    second = run_steps(PolicyAugment(policy(), seed=3), x)
+    second = run_steps(PolicyAugment(policy(), p=1.0, seed=3), x)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
     assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
-    assert not torch.equal(first[0], PolicyAugment(policy(), seed=4)(x))
+    assert not torch.equal(first[0], PolicyAugment(policy(), p=1.0, seed=4)(x))
 
 
 def test_step_k_depends_on_seed_and_k_only() -> None:
     x = batch(8, 3, torch.float32)
-    full = run_steps(PolicyAugment(policy(), seed=3), x)
-    resumed = PolicyAugment(policy(), seed=3)
+    full = run_steps(PolicyAugment(policy(), p=1.0, seed=3), x)
+    resumed = PolicyAugment(policy(), p=1.0, seed=3)
     resumed.step = 2
     assert torch.equal(resumed(x), full[2])
     # A call on another batch size at step 1 does not shift step 2.
-    other = PolicyAugment(policy(), seed=3)
+    other = PolicyAugment(policy(), p=1.0, seed=3)
     other(x)
     other(x[:3])
     assert torch.equal(other(x), full[2])
@@ -131,8 +131,8 @@ def test_step_k_depends_on_seed_and_k_only() -> None:
 def test_random_tfs_draw_from_the_step_stream() -> None:
     x = batch(4, 3, torch.float32)
     ts = TFSet(["noise(0.1)"])
-    a = run_steps(PolicyAugment(UniformPolicy(ts, seq_len=1), seed=0), x, 2)
-    b = run_steps(PolicyAugment(UniformPolicy(ts, seq_len=1), seed=0), x, 2)
+    a = run_steps(PolicyAugment(UniformPolicy(ts, seq_len=1), p=1.0, seed=0), x, 2)
+    b = run_steps(PolicyAugment(UniformPolicy(ts, seq_len=1), p=1.0, seed=0), x, 2)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], a[1])
 
 
@@ -151,14 +151,14 @@ def test_seed_none_follows_torch_manual_seed() -> None:
 def test_each_sample_gets_its_own_sequence() -> None:
     one = batch(1, 3, torch.float32)
     x = one.expand(16, -1, -1, -1).contiguous()
-    out = PolicyAugment(policy(seq_len=2), seed=0)(x)
+    out = PolicyAugment(policy(seq_len=2), p=1.0, seed=0)(x)
     distinct = {out[i].numpy().tobytes() for i in range(len(out))}
     assert len(distinct) > 8
 
 
 def test_a_deep_copy_continues_the_same_stream() -> None:
     x = batch(8, 3, torch.float32)
-    aug = PolicyAugment(policy(), seed=5)
+    aug = PolicyAugment(policy(), p=1.0, seed=5)
     aug(x)
     twin = copy.deepcopy(aug)
     assert torch.equal(aug(x), twin(x))
@@ -184,7 +184,7 @@ def test_in_sequential_a_training_step_and_eval() -> None:
 
 def test_no_parameters_buffers_or_state_and_the_policy_stays_put() -> None:
     pol = MeanFieldPolicy("default", seq_len=3)
-    model = nn.Sequential(PolicyAugment(pol, seed=0), nn.Conv2d(3, 4, 3))
+    model = nn.Sequential(PolicyAugment(pol, p=1.0, seed=0), nn.Conv2d(3, 4, 3))
     assert [n for n, _ in model.named_parameters()] == ["1.weight", "1.bias"]
     assert list(model[0].buffers()) == [] and model[0].state_dict() == {}
     model.to(torch.float64)
@@ -199,7 +199,7 @@ def test_gradients_are_not_required() -> None:
         assert aug(x).shape == x.shape
     with torch.inference_mode():
         assert aug(x).shape == x.shape
-    out = PolicyAugment(policy(), seed=0)(x.clone().requires_grad_())
+    out = PolicyAugment(policy(), p=1.0, seed=0)(x.clone().requires_grad_())
     assert not out.requires_grad  # every sample augmented: nothing to differentiate
 
 
@@ -216,8 +216,8 @@ def test_samples_left_alone_keep_their_gradient() -> None:
 
 def test_torch_compile_runs_the_augmentation_eagerly() -> None:
     x = batch(4, 3, torch.float32)
-    eager = run_steps(PolicyAugment(policy(), seed=1), x, 2)
-    compiled = torch.compile(PolicyAugment(policy(), seed=1), backend="eager")
+    eager = run_steps(PolicyAugment(policy(), p=1.0, seed=1), x, 2)
+    compiled = torch.compile(PolicyAugment(policy(), p=1.0, seed=1), backend="eager")
     for expected in eager:
         assert torch.equal(compiled(x), expected)
 
@@ -230,8 +230,8 @@ def test_policy_file_and_pretrained_name(tmp_path: Path) -> None:
     path = str(tmp_path / "p.safetensors")
     pol.save(path)
     x = batch(8, 3, torch.float32)
-    from_obj = PolicyAugment(pol, seed=0)(x)
-    from_file = PolicyAugment(path, seed=0)
+    from_obj = PolicyAugment(pol, p=1.0, seed=0)(x)
+    from_file = PolicyAugment(path, p=1.0, seed=0)
     assert from_file.source == path and torch.equal(from_file(x), from_obj)
     pre = PolicyAugment.from_pretrained("cifar10-meanfield", p=0.5, seed=0)
     assert pre.source == "pretrained:cifar10-meanfield" and pre(x).shape == x.shape
@@ -262,7 +262,7 @@ def test_repr_names_policy_source_and_settings() -> None:
 )
 def test_bad_images_raise_one_line(images: object, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match) as info:
-        PolicyAugment(policy(), seed=0)(images)
+        PolicyAugment(policy(), p=1.0, seed=0)(images)
     assert "\n" not in str(info.value)
 
 

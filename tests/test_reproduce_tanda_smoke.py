@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import inspect
 import json
 import struct
 import subprocess
@@ -13,6 +14,8 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+
+import learned_augment as la
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -56,7 +59,8 @@ def test_smoke_run_writes_every_row(smoke: tuple[Path, Path, subprocess.Complete
     for row in report["rows"]:
         assert 0.0 <= row["acc_mean"] <= 100.0 and len(row["accs"]) == 1 and row["recipe"]
     settings = report["settings"]
-    assert settings["smoke"] and settings["p_augment"] == 1.0 and settings["epochs"] == 1
+    default_p = inspect.signature(la.LearnedPolicyTransform).parameters["p"].default
+    assert settings["smoke"] and settings["p_augment"] == default_p and settings["epochs"] == 1
     assert settings["labels"] == 100 and settings["test_images"] == 200 and settings["fit"]["overrides"]["steps"] == 3
     assert set(report["fits"]) == {"tanda-mf", "tanda-lstm"}
 

@@ -88,7 +88,7 @@ def test_transform_is_reproducible_with_a_seed(example: ModuleType, short_policy
     originals = [list(t) for t in sentences]
 
     def augment(seed: int) -> list[list[str]]:
-        transform = la.LearnedPolicyTransform(short_policy, seed=seed)
+        transform = la.LearnedPolicyTransform(short_policy, p=1.0, seed=seed)
         return [transform(t) for t in sentences]
 
     first = augment(0)
@@ -96,7 +96,7 @@ def test_transform_is_reproducible_with_a_seed(example: ModuleType, short_policy
     assert augment(1) != first
     assert sentences == originals  # the caller's lists are left alone
     assert all(_is_sentence(t, example.VOCAB) for t in first)
-    transform = la.LearnedPolicyTransform(short_policy, seed=0)
+    transform = la.LearnedPolicyTransform(short_policy, p=1.0, seed=0)
     out = transform(sentences[0])
     assert transform.last_params is not None
     assert transform.replay(sentences[0], transform.last_params) == out
@@ -112,7 +112,7 @@ def test_the_same_seed_repeats_the_whole_run(example: ModuleType, runs) -> None:
 
 def test_dataloader_yields_padded_batches_with_labels(example: ModuleType, short_policy: la.Policy) -> None:
     corpus = example.make_corpus(20, 0)
-    dataset = la.PolicyAugmentedDataset(corpus, la.LearnedPolicyTransform(short_policy, seed=0), p_augment=1.0)
+    dataset = la.PolicyAugmentedDataset(corpus, la.LearnedPolicyTransform(short_policy, p=1.0, seed=0), p_augment=1.0)
     loader = DataLoader(dataset, batch_size=8, shuffle=False, collate_fn=example.loader_collate)
     batches = list(loader)
     assert [len(labels) for _, labels in batches] == [8, 8, 4]

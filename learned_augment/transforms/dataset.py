@@ -19,7 +19,9 @@ class PolicyAugmentedDataset(torch.utils.data.Dataset):
         Any map-style dataset whose items are images or ``(image, label, ...)`` tuples; for a policy over custom
         TFs, any data or ``(data, label, ...)`` tuples (token lists, audio arrays, ...).
     transform:
-        Usually a :class:`LearnedPolicyTransform`; any callable on the items' first element works.
+        Usually a :class:`LearnedPolicyTransform` built with ``p=1.0``, so that ``p_augment`` alone sets the
+        fraction replaced (the transform's default ``p=0.5`` would halve it); any callable on the items' first
+        element works.
     p_augment:
         Fraction of samples replaced, or a callable ``epoch -> fraction`` (a schedule; see :meth:`set_epoch`).
     seed:

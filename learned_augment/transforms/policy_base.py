@@ -8,7 +8,6 @@ import os
 import warnings
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
@@ -26,7 +25,7 @@ from .sources import resolve_policy
 class PolicyTransformBase(DualTransform):
     """The shared core; see :class:`~learned_augment.transforms.LearnedPolicyTransform` for the arguments."""
 
-    def __init__(self, policy: Any, p: float = 1.0, seed: int | None = None, interpolation: Any = "bilinear") -> None:
+    def __init__(self, policy: Any, p: float = 0.5, seed: int | None = None, interpolation: Any = "bilinear") -> None:
         p = check_probability(p)
         seed = check_seed(seed)
         interpolation = resolve_interpolation(interpolation)
@@ -109,9 +108,6 @@ class PolicyTransformBase(DualTransform):
             return
         self._stream_key = key
         if info is not None:
-            # The DataLoader gives each worker one torch thread, but OpenCV's pool would still start a thread per
-            # core in every worker and fight the training loop for the cores; our TFs work on one image at a time.
-            cv2.setNumThreads(1)
             # Workers are new processes every epoch (unless persistent), so nothing of theirs remembers the last
             # epoch; ``info.seed`` is what changes: the DataLoader draws it per epoch and worker from its generator.
             if self._seed is not None:

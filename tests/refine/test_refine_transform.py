@@ -93,7 +93,7 @@ def test_mixed_reality_dataset_composes_with_policy_transform(tf):
         (syn, syn_labels),
         refiner=tf.refiner_obj,
         synthetic_fraction=0.5,
-        transform=la.LearnedPolicyTransform.from_pretrained("mnist-lstm", seed=0),
+        transform=la.LearnedPolicyTransform.from_pretrained("mnist-lstm", p=1.0, seed=0),
     )
     items = [ds[i] for i in range(len(ds))]
     assert all(np.asarray(x).shape[:2] == (28, 28) for x, _ in items)

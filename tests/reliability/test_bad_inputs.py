@@ -46,7 +46,7 @@ def test_every_builtin_tf_is_covered() -> None:
 @pytest.fixture(scope="module")
 def every() -> LearnedPolicyTransform:
     """Four TFs per call drawn uniformly from every built-in TF entry (~90)."""
-    return LearnedPolicyTransform(UniformPolicy(EVERY_SET, seq_len=4), seed=0)
+    return LearnedPolicyTransform(UniformPolicy(EVERY_SET, seq_len=4), p=1.0, seed=0)
 
 
 # ------------------------------------------------------------------------------------------------ output contract
@@ -186,7 +186,7 @@ ALBUMENTATIONS_REFUSED = [r for r in REFUSED if isinstance(r[1], np.ndarray) and
     ("x", "error", "match"), [r[1:] for r in ALBUMENTATIONS_REFUSED], ids=[r[0] for r in ALBUMENTATIONS_REFUSED]
 )
 def test_refused_inputs_fail_clearly_in_albumentations(x: Any, error: type, match: str) -> None:
-    t = LearnedPolicyTransform(UniformPolicy(EVERY_SET, seq_len=4), seed=0)
+    t = LearnedPolicyTransform(UniformPolicy(EVERY_SET, seq_len=4), p=1.0, seed=0)
     # Albumentations takes uint8 and float32 only: float64 and float16 are refused by dtype, not by range.
     if x.dtype in (np.float64, np.float16):
         error, match = TypeError, str(x.dtype)
@@ -276,7 +276,7 @@ def test_layout_does_not_change_the_result(name: str, every: LearnedPolicyTransf
 
 @pytest.mark.parametrize("entry", EVERY_ENTRY, ids=str)
 def test_every_tf_through_the_transform_on_tiny_images(entry: TFEntry) -> None:
-    t = LearnedPolicyTransform(UniformPolicy(TFSet([entry]), seq_len=2), seed=0)
+    t = LearnedPolicyTransform(UniformPolicy(TFSet([entry]), seq_len=2), p=1.0, seed=0)
     for x in (
         np.full((1, 1), 77, np.uint8),
         np.full((1, 1, 3), 0.5, np.float32),
@@ -367,7 +367,7 @@ def test_non_finite_boxes_and_keypoints_are_refused(bad: float) -> None:
 
 
 def test_torchvision_boxes_outside_the_canvas() -> None:
-    t = LearnedPolicyTransform(UniformPolicy(BOX_TFS, seq_len=3), seed=0)
+    t = LearnedPolicyTransform(UniformPolicy(BOX_TFS, seq_len=3), p=1.0, seed=0)
     image = tv_tensors.Image(torch.zeros(3, SIDE, SIDE, dtype=torch.uint8))
     for fmt, boxes in (("XYXY", [[100, 100, 120, 120], [-5, -5, 40, 40]]), ("CXCYWH", [[-20, 16, 8, 8]])):
         b = tv_tensors.BoundingBoxes(torch.tensor(boxes, dtype=torch.float32), format=fmt, canvas_size=(SIDE, SIDE))
@@ -385,7 +385,7 @@ def test_torchvision_boxes_outside_the_canvas() -> None:
 
 @pytest.mark.parametrize("clip", [False, True])
 def test_albumentations_boxes_outside_the_image(clip: bool) -> None:
-    t = LearnedPolicyTransform(UniformPolicy(BOX_TFS, seq_len=3), seed=0)
+    t = LearnedPolicyTransform(UniformPolicy(BOX_TFS, seq_len=3), p=1.0, seed=0)
     image = np.zeros((SIDE, SIDE, 3), np.uint8)
     compose = A.Compose([t], bbox_params=A.BboxParams(format="albumentations", label_fields=[], clip=clip))
     outside = np.array([[0.5, 0.5, 1.5, 1.5]])
@@ -471,7 +471,7 @@ def any_input(draw: st.DrawFn) -> tuple[Any, bool]:
 @given(case=any_input(), seed=st.integers(0, 1000))
 def test_fuzz_learned_policy_transform(case: tuple[Any, bool], seed: int) -> None:
     x, accepted = case
-    t = LearnedPolicyTransform(UniformPolicy(EVERY_SET, seq_len=3), seed=seed)
+    t = LearnedPolicyTransform(UniformPolicy(EVERY_SET, seq_len=3), p=1.0, seed=seed)
     before = _copy(x)
     if accepted:
         run_checked(t, x)

@@ -99,7 +99,7 @@ def test_exact_outputs_from_a_transform_shared_by_threads(busy_switching: None) 
 
     An output computed from another call's image, a half-applied sequence or a torn buffer would match none.
     """
-    t = LearnedPolicyTransform(UniformPolicy(TFSet(EXACT_IDS), seq_len=5), seed=0)
+    t = LearnedPolicyTransform(UniformPolicy(TFSet(EXACT_IDS), seq_len=5), p=1.0, seed=0)
     t._sampler.block_size = 7  # refill the shared block of sequences often, while other threads read it
 
     def call(i: int) -> tuple[bool, str]:
@@ -121,7 +121,7 @@ def test_exact_outputs_from_a_transform_shared_by_threads(busy_switching: None) 
 
 def test_every_tf_from_threads_keeps_the_contract(busy_switching: None) -> None:
     torch.manual_seed(0)
-    t = LearnedPolicyTransform(LSTMPolicy(stress.every_tf_set(), seq_len=4, hidden=16), seed=0)
+    t = LearnedPolicyTransform(LSTMPolicy(stress.every_tf_set(), seq_len=4, hidden=16), p=1.0, seed=0)
 
     def call(i: int) -> None:
         rng = np.random.default_rng(i)

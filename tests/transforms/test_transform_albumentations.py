@@ -48,7 +48,7 @@ def detection_data() -> dict:
 
 
 def test_targets_move_with_the_image(geo_policy_path: str) -> None:
-    t = LearnedPolicyTransform(geo_policy_path, seed=1)
+    t = LearnedPolicyTransform(geo_policy_path, p=1.0, seed=1)
     pipeline = detection_pipeline(t)
     data = detection_data()
     applied = set()
@@ -71,7 +71,7 @@ def test_targets_move_with_the_image(geo_policy_path: str) -> None:
 
 
 def test_keypoints_follow_the_dot(geo_policy_path: str) -> None:
-    t = LearnedPolicyTransform(geo_policy_path, seed=2)
+    t = LearnedPolicyTransform(geo_policy_path, p=1.0, seed=2)
     pipeline = detection_pipeline(t)
     checked = 0
     for _ in range(N_DRAWS):
@@ -92,7 +92,7 @@ def test_flips_match_albumentations_on_every_target(tf_id: str, theirs_cls: type
         "labels": [1, 2],
         "keypoints": [list(DOT), [5.0, 30.0]],
     }
-    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet([tf_id]), seq_len=1))
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet([tf_id]), seq_len=1), p=1.0)
     ours = detection_pipeline(t)(**data)
     theirs = detection_pipeline(theirs_cls(p=1.0))(**data)
     for key in ("image", "mask"):
@@ -107,7 +107,7 @@ def test_targets_equal_the_ops_sequence_even_with_random_tfs(tmp_path) -> None:
     # generator exactly as the (3-channel) image consumed it, or the mask's elastic field differs from the image's.
     ts = TFSet(["noise(0.1)", "elastic(4)", "rotate(+20)", "cutout(0.25)"])
     policy = MeanFieldPolicy(ts, seq_len=4)
-    t = LearnedPolicyTransform(policy, seed=0)
+    t = LearnedPolicyTransform(policy, p=1.0, seed=0)
     pipeline = A.Compose([t])
     data = detection_data()
     seen_noise_then_elastic = False
@@ -157,7 +157,7 @@ def test_to_dict_from_dict_round_trip(geo_policy_path: str) -> None:
 
 
 def test_to_dict_from_dict_with_a_pretrained_policy() -> None:
-    pipeline = A.Compose([LearnedPolicyTransform.from_pretrained("mnist-lstm", seed=4)])
+    pipeline = A.Compose([LearnedPolicyTransform.from_pretrained("mnist-lstm", p=1.0, seed=4)])
     spec = json.loads(json.dumps(A.to_dict(pipeline)))
     assert spec["transform"]["transforms"][0]["policy"] == "pretrained:mnist-lstm"
     restored = A.from_dict(spec)
@@ -174,7 +174,7 @@ def test_to_dict_of_in_memory_policy_fails_clearly(geo_policy: MeanFieldPolicy) 
 @pytest.mark.parametrize("source", ["path", "object"])
 def test_replay_compose(source: str, geo_policy: MeanFieldPolicy, geo_policy_path: str) -> None:
     policy = geo_policy_path if source == "path" else geo_policy
-    replay = A.ReplayCompose([LearnedPolicyTransform(policy)])
+    replay = A.ReplayCompose([LearnedPolicyTransform(policy, p=1.0)])
     img, other = smooth_image(0), smooth_image(5)
     for _ in range(4):
         first = replay(image=img, mask=rect_mask())

@@ -34,6 +34,22 @@ def test_help_shows_our_signature_and_docstring(cls: type, params: list[str]) ->
     assert f"{cls.__name__}({params[0]}" in text
 
 
+@pytest.mark.parametrize(
+    "fn",
+    [
+        la.LearnedPolicyTransform,
+        la.LearnedPolicyTransform.from_pretrained,
+        la.Policy.as_transform,
+        la.PolicyAugment,
+        la.PolicyAugment.from_pretrained,
+    ],
+    ids=lambda fn: fn.__qualname__,
+)
+def test_policies_apply_to_half_the_samples_by_default(fn: Any) -> None:
+    """0.5: measured best with fitted policies (README, 'Does it work?'); p=1 cost accuracy there."""
+    assert inspect.signature(fn).parameters["p"].default == 0.5
+
+
 def test_package_is_typed() -> None:
     assert resources.files("learned_augment").joinpath("py.typed").is_file()
     assert '"py.typed"' in (ROOT / "pyproject.toml").read_text()
@@ -94,5 +110,5 @@ def test_dataset_p_augment_fails_in_one_line(policy: MeanFieldPolicy) -> None:
 def test_numpy_numbers_are_accepted(policy: MeanFieldPolicy) -> None:
     import numpy as np
 
-    t = la.LearnedPolicyTransform(policy, p=np.float32(0.5), seed=np.int64(3))
-    assert t.p == 0.5 and isinstance(t.p, float) and t._seed == 3 and isinstance(t._seed, int)
+    t = la.LearnedPolicyTransform(policy, p=np.float32(0.25), seed=np.int64(3))
+    assert t.p == 0.25 and isinstance(t.p, float) and t._seed == 3 and isinstance(t._seed, int)

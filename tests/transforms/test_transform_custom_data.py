@@ -43,7 +43,7 @@ def text_tfs(tf_name: Callable[[str], str]) -> TFSet:
 
 
 def test_transform_on_token_lists(text_tfs: TFSet) -> None:
-    t = la.LearnedPolicyTransform(MeanFieldPolicy(text_tfs, seq_len=3), seed=0)
+    t = la.LearnedPolicyTransform(MeanFieldPolicy(text_tfs, seq_len=3), p=1.0, seed=0)
     tokens = list(TOKENS)
     outs = [t(tokens) for _ in range(12)]
     assert tokens == TOKENS, "the input list was changed in place"
@@ -54,7 +54,7 @@ def test_transform_on_token_lists(text_tfs: TFSet) -> None:
     assert lp["tf_ids_str"] == [text_tfs[int(i)].id for i in lp["tf_ids"]]
     assert t.replay(tokens, lp) == outs[-1]
     assert apply_sequence(list(tokens), lp["tf_ids"], text_tfs, rng=lp["tf_seed"]) == outs[-1]
-    again = la.LearnedPolicyTransform(MeanFieldPolicy(text_tfs, seq_len=3), seed=0)
+    again = la.LearnedPolicyTransform(MeanFieldPolicy(text_tfs, seq_len=3), p=1.0, seed=0)
     assert [again(tokens) for _ in range(12)] == outs
 
 
@@ -72,7 +72,7 @@ def test_arrays_the_image_path_would_refuse(tf_name: Callable[[str], str]) -> No
     gain, shift = tf_name("gain"), tf_name("shift")
     la.register_tf(gain)(lambda x, magnitude: x * magnitude)
     la.register_tf(shift)(lambda x, rng: np.roll(x, int(rng.integers(1, 4))))
-    t = la.LearnedPolicyTransform(UniformPolicy(TFSet([f"{gain}(0.5)", shift]), seq_len=3), seed=0)
+    t = la.LearnedPolicyTransform(UniformPolicy(TFSet([f"{gain}(0.5)", shift]), seq_len=3), p=1.0, seed=0)
     signal = np.linspace(0.0, 1.0, 50)
     out = t(signal)
     assert out.shape == (50,) and out.dtype == np.float64 and not np.array_equal(out, signal)
@@ -81,7 +81,7 @@ def test_arrays_the_image_path_would_refuse(tf_name: Callable[[str], str]) -> No
 
 def test_policy_augmented_dataset_over_tokens(text_tfs: TFSet) -> None:
     items = [(TOKENS[: 3 + i % 6], i % 2) for i in range(40)]
-    t = la.LearnedPolicyTransform(MeanFieldPolicy(text_tfs, seq_len=2), seed=0)
+    t = la.LearnedPolicyTransform(MeanFieldPolicy(text_tfs, seq_len=2), p=1.0, seed=0)
     ds = la.PolicyAugmentedDataset(items, t, p_augment=0.5, seed=0, post_transform=len)
     got = [ds[i] for i in range(len(ds))]
     assert [label for _, label in got] == [label for _, label in items]
@@ -101,7 +101,7 @@ def test_policy_augmented_dataset_over_tokens(text_tfs: TFSet) -> None:
 def test_image_policies_still_want_an_image(tf_name: Callable[[str], str]) -> None:
     name = tf_name("upper")
     la.register_tf(name)(lambda x: x)
-    mixed = la.LearnedPolicyTransform(UniformPolicy(TFSet([name, "hflip"]), seq_len=2), seed=0)
+    mixed = la.LearnedPolicyTransform(UniformPolicy(TFSet([name, "hflip"]), seq_len=2), p=1.0, seed=0)
     with pytest.raises(TypeError, match="no image found.*all custom"):
         mixed(TOKENS)
     # An image through a mixed set: the custom TF gets the numpy image, as before.

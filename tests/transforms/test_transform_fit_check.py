@@ -48,7 +48,7 @@ GREY_FORMS: dict[str, Callable[[], Any]] = {
 
 @pytest.mark.parametrize("form", list(GREY_FORMS))
 def test_colour_policy_on_grey_images_warns_once(form: str) -> None:
-    t = la.LearnedPolicyTransform(MeanFieldPolicy("cifar10", seq_len=3), seed=0)
+    t = la.LearnedPolicyTransform(MeanFieldPolicy("cifar10", seq_len=3), p=1.0, seed=0)
     caught = mismatch_warnings(t, [GREY_FORMS[form]() for _ in range(4)])
     assert len(caught) == 1
     check_one_line(caught[0], "hue", "color", "1-channel")
@@ -57,7 +57,7 @@ def test_colour_policy_on_grey_images_warns_once(form: str) -> None:
 
 
 def test_colour_policy_in_albumentations_warns_once() -> None:
-    t = la.LearnedPolicyTransform(MeanFieldPolicy("cifar10", seq_len=3), seed=0)
+    t = la.LearnedPolicyTransform(MeanFieldPolicy("cifar10", seq_len=3), p=1.0, seed=0)
     pipeline = A.Compose([t])
     caught = mismatch_warnings(t, [GREY] * 3, call=lambda x: pipeline(image=x, mask=(x > 99).astype(np.uint8)))
     assert len(caught) == 1
@@ -65,7 +65,7 @@ def test_colour_policy_in_albumentations_warns_once() -> None:
 
 def test_shipped_rgb_policy_on_digits_warns() -> None:
     """The case that ran silently: ``cifar10-lstm`` (hue, flips) on 1-channel 28x28 digits."""
-    t = la.LearnedPolicyTransform.from_pretrained("cifar10-lstm", seed=0)
+    t = la.LearnedPolicyTransform.from_pretrained("cifar10-lstm", p=1.0, seed=0)
     digits = la.load_sample()[0][:3]
     assert len(mismatch_warnings(t, list(digits))) == 1
 
@@ -76,7 +76,7 @@ def test_shipped_rgb_policy_on_digits_warns() -> None:
     ids=["colour set on RGB", "mnist set on grey", "geometric set on grey", "colour set on RGB tensor"],
 )
 def test_matching_images_do_not_warn(tfs: str | None, image: Any) -> None:
-    t = la.LearnedPolicyTransform(MeanFieldPolicy(tfs or geometric_tfset(), seq_len=3), seed=0)
+    t = la.LearnedPolicyTransform(MeanFieldPolicy(tfs or geometric_tfset(), seq_len=3), p=1.0, seed=0)
     assert mismatch_warnings(t, [image] * 3) == []
 
 
@@ -100,7 +100,10 @@ def fitted_on(shape: list[int]) -> Policy:
 def test_recorded_fit_shape_is_checked(fitted: list[int], image: np.ndarray, parts: list[str], tmp_path) -> None:
     # Through a file too: the shape travels in the provenance.
     path = fitted_on(fitted).save(str(tmp_path / "p.safetensors"))
-    for t in (la.LearnedPolicyTransform(fitted_on(fitted), seed=0), la.LearnedPolicyTransform(path, seed=0)):
+    for t in (
+        la.LearnedPolicyTransform(fitted_on(fitted), p=1.0, seed=0),
+        la.LearnedPolicyTransform(path, p=1.0, seed=0),
+    ):
         caught = mismatch_warnings(t, [image, image])
         assert len(caught) == 1
         check_one_line(caught[0], *parts)
@@ -108,18 +111,18 @@ def test_recorded_fit_shape_is_checked(fitted: list[int], image: np.ndarray, par
 
 @pytest.mark.parametrize("size", [(32, 32), (48, 48), (20, 24), (64, 64)])
 def test_sizes_near_the_fitted_one_do_not_warn(size: tuple[int, int]) -> None:
-    t = la.LearnedPolicyTransform(fitted_on([32, 32, 3]), seed=0)
+    t = la.LearnedPolicyTransform(fitted_on([32, 32, 3]), p=1.0, seed=0)
     assert mismatch_warnings(t, [smooth_image(0, h=size[0], w=size[1])]) == []
 
 
 def test_a_recorded_shape_overrides_the_colour_rule() -> None:
     policy = MeanFieldPolicy("cifar10", seq_len=2)
     policy.provenance = {"image_shape": [28, 28, 1]}
-    assert mismatch_warnings(la.LearnedPolicyTransform(policy, seed=0), [GREY]) == []
+    assert mismatch_warnings(la.LearnedPolicyTransform(policy, p=1.0, seed=0), [GREY]) == []
 
 
 def test_filterwarnings_silences_it() -> None:
-    t = la.LearnedPolicyTransform(MeanFieldPolicy("cifar10", seq_len=2), seed=0)
+    t = la.LearnedPolicyTransform(MeanFieldPolicy("cifar10", seq_len=2), p=1.0, seed=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warnings.filterwarnings("ignore", category=la.PolicyMismatchWarning)

@@ -68,7 +68,7 @@ def as_hwc01(x: Any) -> np.ndarray:
 
 @pytest.fixture
 def changing() -> LearnedPolicyTransform:
-    return LearnedPolicyTransform(MeanFieldPolicy(TFSet(CHANGING_IDS), seq_len=3), seed=5)
+    return LearnedPolicyTransform(MeanFieldPolicy(TFSet(CHANGING_IDS), seq_len=3), p=1.0, seed=5)
 
 
 @pytest.mark.parametrize("name", list(INPUTS))
@@ -107,7 +107,7 @@ def test_batch_round_trips_type_shape_dtype(dtype: torch.dtype, tv: bool, changi
 
 def test_batch_matches_per_image_path(cifar_policy: LSTMPolicy) -> None:
     pytest.importorskip("learned_augment.ops.batch")
-    t = LearnedPolicyTransform(cifar_policy, seed=0)
+    t = LearnedPolicyTransform(cifar_policy, p=1.0, seed=0)
     images = np.stack([smooth_image(s) for s in range(8)])
     batch = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     for form in (batch, batch.float() / 255.0):
@@ -140,7 +140,7 @@ def test_batch_respects_p_per_sample(cifar_policy: LSTMPolicy) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_batch_stays_on_device_and_matches_cpu(cifar_policy: LSTMPolicy) -> None:
-    t = LearnedPolicyTransform(cifar_policy, seed=0)
+    t = LearnedPolicyTransform(cifar_policy, p=1.0, seed=0)
     x = torch.from_numpy(np.stack([smooth_image(s) for s in range(8)])).permute(0, 3, 1, 2).contiguous()
     out = t(x.cuda())
     assert out.device.type == "cuda" and out.dtype == torch.uint8
@@ -175,7 +175,7 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize(("make", "exc", "match"), [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS])
 def test_bad_inputs_fail_clearly(make: Callable[[], Any], exc: type, match: str, geo_policy: MeanFieldPolicy) -> None:
-    t = LearnedPolicyTransform(geo_policy, seed=0)
+    t = LearnedPolicyTransform(geo_policy, p=1.0, seed=0)
     with pytest.raises(exc, match=match):
         t(make())
 
@@ -218,7 +218,7 @@ def test_equal_seeds_repeat_and_different_seeds_differ(geo_policy: MeanFieldPoli
     img = smooth_image(0)
 
     def run(seed: int) -> list[np.ndarray]:
-        t = LearnedPolicyTransform(geo_policy, seed=seed)
+        t = LearnedPolicyTransform(geo_policy, p=1.0, seed=seed)
         return [t(img) for _ in range(6)]
 
     a, b, c = run(7), run(7), run(8)

@@ -24,7 +24,7 @@ def _pixels(a: np.ndarray) -> set[tuple[int, ...]]:
 
 @pytest.mark.parametrize("mode", ["nearest", InterpolationMode.NEAREST, cv2.INTER_NEAREST])
 def test_nearest_on_numpy_pil_tensor_and_batch(geo_policy: MeanFieldPolicy, mode: object) -> None:
-    t = LearnedPolicyTransform(geo_policy, seed=0, interpolation=mode)
+    t = LearnedPolicyTransform(geo_policy, p=1.0, seed=0, interpolation=mode)
     assert t.interpolation == "nearest"
     img = smooth_image(1)
     seen = _pixels(img)
@@ -38,7 +38,7 @@ def test_nearest_on_numpy_pil_tensor_and_batch(geo_policy: MeanFieldPolicy, mode
 
 
 def test_default_is_bilinear_and_makes_new_values(geo_policy: MeanFieldPolicy) -> None:
-    t = LearnedPolicyTransform(geo_policy, seed=0)
+    t = LearnedPolicyTransform(geo_policy, p=1.0, seed=0)
     assert t.interpolation == "bilinear" and "interpolation" not in repr(t)
     img = smooth_image(1)
     assert any(not _pixels(t(img)) <= _pixels(img) for _ in range(5))
@@ -46,8 +46,8 @@ def test_default_is_bilinear_and_makes_new_values(geo_policy: MeanFieldPolicy) -
 
 def test_same_draws_either_way(geo_policy: MeanFieldPolicy) -> None:
     """The mode changes resampling only: the sampled sequences (and so the targets) are the same."""
-    a = LearnedPolicyTransform(geo_policy, seed=4)
-    b = LearnedPolicyTransform(geo_policy, seed=4, interpolation="nearest")
+    a = LearnedPolicyTransform(geo_policy, p=1.0, seed=4)
+    b = LearnedPolicyTransform(geo_policy, p=1.0, seed=4, interpolation="nearest")
     img = smooth_image(2)
     for _ in range(5):
         a(img), b(img)
@@ -68,6 +68,6 @@ def test_kept_by_to_dict_pickle_repr_and_v2_compose(geo_policy: MeanFieldPolicy,
     assert restored.interpolation == "nearest"
     assert pickle.loads(pickle.dumps(t)).interpolation == "nearest"
     img = smooth_image(3)
-    out = v2.Compose([v2.ToImage(), geo_policy.as_transform(seed=1, interpolation="nearest")])(img)
+    out = v2.Compose([v2.ToImage(), geo_policy.as_transform(p=1.0, seed=1, interpolation="nearest")])(img)
     assert _pixels(out.permute(1, 2, 0).numpy()) <= _pixels(img)
     assert LearnedPolicyTransform.from_pretrained("cifar10-lstm", interpolation="nearest").interpolation == "nearest"

@@ -67,7 +67,7 @@ def check_streams(first, again, next_epoch) -> None:
 
 
 def test_fork_workers_differ_and_seeded_epochs_repeat(lstm: LSTMPolicy) -> None:
-    t = LearnedPolicyTransform(lstm, seed=123)
+    t = LearnedPolicyTransform(lstm, p=1.0, seed=123)
     ds = IdsDataset(t)
     first = run_epoch(ds, "fork")
     again = run_epoch(ds, "fork")
@@ -79,7 +79,7 @@ def test_fork_workers_differ_and_seeded_epochs_repeat(lstm: LSTMPolicy) -> None:
 def test_spawn_workers_match_fork(lstm: LSTMPolicy) -> None:
     # Spawned workers unpickle their copy: the streams depend only on (seed, epoch, worker), not on the start method.
     # One spawned epoch (each spawned worker re-imports torch: seconds) checks all three properties against fork.
-    t = LearnedPolicyTransform(lstm, seed=123)
+    t = LearnedPolicyTransform(lstm, p=1.0, seed=123)
     ds = IdsDataset(t, n=8)
     fork_0 = run_epoch(ds, "fork")
     t.set_epoch(1)
@@ -90,17 +90,17 @@ def test_spawn_workers_match_fork(lstm: LSTMPolicy) -> None:
 
 def test_seeded_workers_draw_fresh_epochs_without_set_epoch(lstm: LSTMPolicy) -> None:
     # Workers are new processes each epoch; without the DataLoader's per-epoch seed they would restart the stream.
-    ds = IdsDataset(LearnedPolicyTransform(lstm, seed=123))
+    ds = IdsDataset(LearnedPolicyTransform(lstm, p=1.0, seed=123))
     first = draws_per_epoch(ds, epochs=2)
     assert not torch.equal(first[0], first[1]), "epoch 1 repeated epoch 0"
     again = draws_per_epoch(ds, epochs=2)
     assert all(torch.equal(a, b) for a, b in zip(first, again)), "the same seeds gave different runs"
-    other = draws_per_epoch(IdsDataset(LearnedPolicyTransform(lstm, seed=124)), epochs=1)
+    other = draws_per_epoch(IdsDataset(LearnedPolicyTransform(lstm, p=1.0, seed=124)), epochs=1)
     assert not torch.equal(other[0], first[0]), "seed=123 and seed=124 drew the same epoch"
 
 
 def test_unseeded_transform_follows_the_loader_generator(lstm: LSTMPolicy) -> None:
-    ds = IdsDataset(LearnedPolicyTransform(lstm))
+    ds = IdsDataset(LearnedPolicyTransform(lstm, p=1.0))
     first = run_epoch(ds, "fork", loader_seed=5)
     again = run_epoch(ds, "fork", loader_seed=5)
     nxt = run_epoch(ds, "fork", loader_seed=6)
@@ -127,7 +127,7 @@ def test_albumentations_p_decisions_differ_between_workers() -> None:
 
 def test_seed_none_main_process_streams_are_fresh(lstm: LSTMPolicy) -> None:
     img = np.zeros((8, 8, 3), np.uint8)
-    a, b = LearnedPolicyTransform(lstm), LearnedPolicyTransform(lstm)
+    a, b = LearnedPolicyTransform(lstm, p=1.0), LearnedPolicyTransform(lstm, p=1.0)
     a(img)
     b(img)
     draws_a = [tuple(a.last_params["tf_ids"]) for _ in range(5) if a(img) is not None]
@@ -158,7 +158,7 @@ def test_seed_none_follows_torch_manual_seed(lstm: LSTMPolicy) -> None:
 
 
 def rotations() -> LearnedPolicyTransform:
-    return LearnedPolicyTransform(MeanFieldPolicy(TFSet(["rotate(+20)", "zoom(1.15)"]), seq_len=2), seed=0)
+    return LearnedPolicyTransform(MeanFieldPolicy(TFSet(["rotate(+20)", "zoom(1.15)"]), seq_len=2), p=1.0, seed=0)
 
 
 def test_policy_augmented_dataset_replaces_a_fraction_p() -> None:
@@ -216,31 +216,3 @@ def test_policy_augmented_dataset_items_and_errors() -> None:
     with pytest.raises(ValueError, match="p_augment"):
         PolicyAugmentedDataset(base, rotations(), p_augment=1.5)
 
-
-class _OpenCVThreads(torch.utils.data.Dataset):
-    """Applies the transform, then reports how many threads OpenCV would use in this worker."""
-
-    def __init__(self, transform: LearnedPolicyTransform) -> None:
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return 2
-
-    def __getitem__(self, i: int) -> int:
-        import cv2
-
-        self.transform(smooth_image(i, 16, 16, 1))
-        return cv2.getNumThreads()
-
-
-def _many_opencv_threads(_: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(4)  # what a fresh worker may start with on a many-core machine
-
-
-def test_workers_run_opencv_single_threaded() -> None:
-    policy = MeanFieldPolicy(TFSet(["rotate(+20)", "zoom(1.15)"]), seq_len=1)
-    ds = _OpenCVThreads(LearnedPolicyTransform(policy, seed=0))
-    loader = DataLoader(ds, num_workers=1, worker_init_fn=_many_opencv_threads)
-    assert [int(t) for batch in loader for t in batch] == [1, 1]

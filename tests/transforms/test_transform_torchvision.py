@@ -31,7 +31,7 @@ N_DRAWS = 16
 
 @pytest.mark.parametrize("mode", ["L", "RGB"])
 def test_v1_compose_with_to_tensor(mode: str, geo_policy: MeanFieldPolicy) -> None:
-    t = LearnedPolicyTransform(geo_policy, seed=0)
+    t = LearnedPolicyTransform(geo_policy, p=1.0, seed=0)
     pipeline = transforms.Compose([t, transforms.ToTensor()])
     img = Image.fromarray(smooth_image(0)).convert(mode)
     out = pipeline(img)
@@ -41,7 +41,7 @@ def test_v1_compose_with_to_tensor(mode: str, geo_policy: MeanFieldPolicy) -> No
 
 
 def test_v1_compose_on_tensors(geo_policy: MeanFieldPolicy) -> None:
-    t = LearnedPolicyTransform(geo_policy, seed=0)
+    t = LearnedPolicyTransform(geo_policy, p=1.0, seed=0)
     pipeline = transforms.Compose([transforms.PILToTensor(), t, transforms.ConvertImageDtype(torch.float32)])
     out = pipeline(Image.fromarray(smooth_image(0)))
     assert out.dtype == torch.float32 and out.shape == (3, H, W)
@@ -59,7 +59,7 @@ def _sample(fmt: str) -> tuple:
 
 @pytest.mark.parametrize("fmt", ["XYXY", "XYWH", "CXCYWH"])
 def test_v2_targets_move_with_the_image(fmt: str, geo_policy: MeanFieldPolicy) -> None:
-    t = LearnedPolicyTransform(geo_policy, seed=1)
+    t = LearnedPolicyTransform(geo_policy, p=1.0, seed=1)
     pipeline = v2.Compose([t, v2.ToDtype(torch.float32, scale=True)])
     img, target = _sample(fmt)
     applied = set()
@@ -83,7 +83,7 @@ def test_v2_targets_move_with_the_image(fmt: str, geo_policy: MeanFieldPolicy) -
 
 
 def test_v2_keypoints_follow_the_dot(geo_policy: MeanFieldPolicy) -> None:
-    t = LearnedPolicyTransform(geo_policy, seed=2)
+    t = LearnedPolicyTransform(geo_policy, p=1.0, seed=2)
     img, target = _sample("XYXY")
     checked = 0
     for _ in range(N_DRAWS):
@@ -107,7 +107,7 @@ def test_v2_keypoints_are_pixel_indices(tf_id: str, expect: tuple[int, int], tor
     img = torch.zeros(1, H, W, dtype=torch.uint8)
     img[0, 9, 5] = 255
     kp = tv_tensors.KeyPoints(torch.tensor([[5.0, 9.0]]), canvas_size=(H, W))
-    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet([tf_id]), seq_len=1))
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet([tf_id]), seq_len=1), p=1.0)
     out_img, out_kp = t(tv_tensors.Image(img), kp)
     assert torch.nonzero(out_img[0] > 128).tolist() == [[expect[1], expect[0]]]
     assert out_kp[0].tolist() == pytest.approx(list(expect), abs=1e-4)
@@ -124,7 +124,7 @@ def test_v2_flips_match_torchvision_on_every_target(tf_id: str) -> None:
     boxes = tv_tensors.BoundingBoxes(torch.tensor([RECT, (4.0, 10.0, 12.0, 20.0)]), format="XYXY", canvas_size=(h, w))
     mask = tv_tensors.Mask(torch.from_numpy(np.pad(rect_mask(), pad)))
     keypoints = tv_tensors.KeyPoints(torch.tensor([DOT, (5.0, 30.0)]), canvas_size=(h, w))
-    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet([tf_id]), seq_len=1))
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet([tf_id]), seq_len=1), p=1.0)
     ours = t(img, boxes, mask, keypoints)
     flip = v2.RandomHorizontalFlip(p=1.0) if tf_id == "hflip" else v2.RandomVerticalFlip(p=1.0)
     theirs = flip(img, boxes, mask, keypoints)
@@ -133,7 +133,7 @@ def test_v2_flips_match_torchvision_on_every_target(tf_id: str) -> None:
 
 
 def test_v2_positional_sample_and_plain_tensor_image(geo_policy: MeanFieldPolicy) -> None:
-    t = LearnedPolicyTransform(geo_policy, seed=4)
+    t = LearnedPolicyTransform(geo_policy, p=1.0, seed=4)
     pipeline = v2.Compose([t])
     img = torch.from_numpy(scene()).permute(2, 0, 1).contiguous()
     boxes = tv_tensors.BoundingBoxes(torch.tensor([RECT]), format="XYXY", canvas_size=(H, W))
@@ -145,7 +145,7 @@ def test_v2_positional_sample_and_plain_tensor_image(geo_policy: MeanFieldPolicy
 
 
 def test_v2_unsupported_targets_fail_clearly(geo_policy: MeanFieldPolicy) -> None:
-    t = LearnedPolicyTransform(geo_policy, seed=0)
+    t = LearnedPolicyTransform(geo_policy, p=1.0, seed=0)
     boxes = tv_tensors.BoundingBoxes(torch.tensor([RECT]), format="XYXY", canvas_size=(H, W))
     batch = torch.zeros(2, 3, H, W, dtype=torch.uint8)
     with pytest.raises(ValueError, match="batched"):
