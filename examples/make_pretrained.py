@@ -30,10 +30,11 @@ LIMITS: dict[str, str] = {}
 def _ship(src: Path, name: str, card: dict[str, Any]) -> None:
     meta = read_metadata(src)
     card = {"name": name, "kind": meta["kind"], "file_bytes": src.stat().st_size, **card}
-    if name in LIMITS:
-        card["limits"] = LIMITS[name]
-    elif (DEST / f"{name}.json").exists():
-        card["limits"] = json.loads((DEST / f"{name}.json").read_text()).get("limits")
+    limits = LIMITS.get(name)
+    if limits is None and (DEST / f"{name}.json").exists():
+        limits = json.loads((DEST / f"{name}.json").read_text()).get("limits")
+    if limits:
+        card["limits"] = limits
     if meta["kind"] == "policy":
         prov = meta.get("provenance", {})
         card.update(
@@ -71,7 +72,7 @@ def _merge_results(reports: list[dict[str, Any]]) -> dict[str, Any]:
     The merged report keeps the first report's settings; each row remembers the command that measured it.
     """
     keys = ("dataset", "labels", "seeds", "model", "epochs", "batch_size", "optimizer", "schedule", "p_augment")
-    keys += ("policy_order", "tfs", "seq_len", "smoke")
+    keys += ("policy_order", "tfs", "seq_len", "smoke", "image_size", "interpolation", "pool_images")
     first = reports[0]
     rows: dict[str, dict[str, Any]] = {}
     for rep_ in reports:
@@ -157,6 +158,8 @@ def main() -> None:
         name, sep, text = item.partition("=")
         if not sep or not text.strip():
             raise SystemExit(f"error: --limits expects NAME=TEXT, got {item!r}")
+        if not (DEST / f"{name}.json").exists() and name not in ("mnist-lstm", "mnist-meanfield"):
+            raise SystemExit(f"error: --limits {name}: no such artifact")
         LIMITS[name] = text.strip()
 
     mnist = {

@@ -61,6 +61,7 @@ from torchvision.transforms import v2
 
 import learned_augment as la
 from learned_augment.fit import fit_policy
+from learned_augment.fit.loop import MIN_STEPS
 from learned_augment.io import load_policy
 from learned_augment.ops import TFSet, get_tfset
 from learned_augment.policy import Policy, UniformPolicy
@@ -275,9 +276,10 @@ def train_dataset(
     return ArrayDataset(x, y, v2.Compose([to_chw, *basic, tv, norm]))
 
 
-def recipe_text(aug: str, dataset: str, p_augment: float, order: str) -> str:
-    """How ``aug`` is applied, for the report."""
-    basic = "pad 2 + random crop" if dataset == "mnist" else "pad 4 + random crop + hflip"
+def recipe_text(aug: str, dataset: str, p_augment: float, order: str, size: int) -> str:
+    """How ``aug`` is applied, for the report (``size``: the images' side, which sets the padding)."""
+    pad = basic_pad(dataset, size)
+    basic = f"pad {pad} + random crop" if dataset == "mnist" else f"pad {pad} + random crop + hflip"
     if aug == "none":
         return "-"
     if aug == "basic":
@@ -601,6 +603,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("--p-augment must be in [0, 1]")
     if args.seeds < 1 or (args.fit_steps is not None and args.fit_steps < 1):
         ap.error("--seeds and --fit-steps must be >= 1")
+    if args.val < 0:
+        ap.error("--val must be >= 0")
     if args.pool_limit is not None and args.pool_limit < 10:
         ap.error("--pool-limit must be >= 10")
     args.epochs = args.epochs or (20 if mnist else 60)
@@ -705,7 +709,7 @@ def main(argv: list[str] | None = None) -> None:
         policy = policies.get(aug)
         if aug in FIT_MODELS:
             if policy is None:
-                policy = fit_one(aug, split.pool_x, args, log_every=max(1, (args.fit_steps or 300) // 10))
+                policy = fit_one(aug, split.pool_x, args, log_every=max(1, (args.fit_steps or MIN_STEPS) // 10))
                 policy.save(str(out / f"policy-{aug}.safetensors"))
                 policies[aug] = policy
                 source = f"fitted, saved to policy-{aug}.safetensors"
@@ -744,7 +748,7 @@ def main(argv: list[str] | None = None) -> None:
             {
                 "aug": aug,
                 "label": LABELS[aug],
-                "recipe": recipe_text(aug, args.dataset, args.p_augment, args.order),
+                "recipe": recipe_text(aug, args.dataset, args.p_augment, args.order, split.pool_x.shape[1]),
                 "acc_mean": round(m, 3),
                 "acc_std": round(s, 3),
                 "accs": [round(a, 3) for a in accs],

@@ -28,7 +28,8 @@ class PolicyAugmentedDataset(torch.utils.data.Dataset):
         Seed of the replace-or-keep draws. The draw for an index depends on ``(seed, epoch, index)``, on how many
         times this process has read that index (so epochs differ in the main process) and, in ``DataLoader``
         workers, on the base seed the ``DataLoader`` draws afresh each epoch from its ``generator`` and shares
-        among its workers (so epochs differ there too, and one worker or eight give the same draws). No
+        among its workers (so epochs differ there too, and one worker or eight give the same draws; with
+        ``persistent_workers=True`` the base seed stays, and the draws depend on the number of workers). No
         :meth:`set_epoch` call is needed for fresh draws; with workers, seed the ``DataLoader``'s generator (or
         ``torch.manual_seed``) to repeat a run.
     post_transform:
