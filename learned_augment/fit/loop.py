@@ -82,8 +82,12 @@ def fit_length(n_items: int, batch_size: int, epochs: float, steps: int | None, 
         raise ValueError(f"epochs must be a positive number, got {epochs!r}")
     if isinstance(min_steps, bool) or int(min_steps) != min_steps or min_steps < 1:
         raise ValueError(f"min_steps must be a positive integer, got {min_steps!r}")
-    per_epoch = max(1, n_items // max(1, min(batch_size, n_items)))
-    return max(int(min_steps), int(round(epochs * per_epoch)))
+    return max(int(min_steps), int(round(epochs * steps_per_epoch(n_items, batch_size))))
+
+
+def steps_per_epoch(n_items: int, batch_size: int) -> int:
+    """Full batches in one pass over ``n_items`` (a batch larger than the data set is the whole data set)."""
+    return max(1, n_items // max(1, min(batch_size, n_items)))
 
 
 def _step_seed(seed: int, step: int, stream: int) -> list[int]:
@@ -258,8 +262,8 @@ def fit_policy(
         # SGD accepts lr=nan, which would only surface at the first checkpoint as a JSON error about the config.
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
+    per_epoch = steps_per_epoch(n_items, batch_size)
     batch_size = min(batch_size, n_items)
-    steps_per_epoch = max(1, n_items // batch_size)
     total_steps = fit_length(n_items, batch_size, epochs, steps, min_steps)
 
     torch.manual_seed(seed)
@@ -316,7 +320,7 @@ def fit_policy(
     cv2.setNumThreads(1)
     try:
         for step in range(start, total_steps):
-            epoch, within = divmod(step, steps_per_epoch)
+            epoch, within = divmod(step, per_epoch)
             perm = np.random.default_rng(_step_seed(seed, epoch, 0)).permutation(n_items)
             idx = perm[within * batch_size : (within + 1) * batch_size]
             tf_rng = np.random.default_rng(_step_seed(seed, step, 1))
