@@ -37,6 +37,7 @@ from ..ops.tfset import TFSet, get_tfset
 from ..policy.base import Policy
 from ..policy.models import make_policy
 from .discriminator import DCGANDiscriminator
+from .distributed import FitGroup
 from .rollout import custom_prefixes, image_prefixes
 
 Callback = Callable[[int, dict[str, float], Policy], Any]
@@ -155,6 +156,7 @@ def fit_policy(
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
     limit: int | None = None,
+    distributed: bool | None = None,
 ) -> Policy:
     """Learn a TF-sequence policy that keeps ``data`` realistic, from unlabeled data.
 
@@ -225,6 +227,13 @@ def fit_policy(
         Called as ``cb(step, metrics, policy)`` after every step.
     limit:
         Use at most this many items of ``data``.
+    distributed:
+        Data-parallel fit over the processes of ``torch.distributed``'s default group (launch with ``torchrun``;
+        gloo on CPUs, NCCL on GPUs, with ``device=f"cuda:{local_rank}"``). ``None`` (default): when a group of more
+        than one process is initialised. ``batch_size`` is the global batch, split evenly across processes; every
+        process returns the same policy; only rank 0 writes ``checkpoint`` and shows progress; ``callbacks`` run
+        on every rank. A resumed fit may use another number of processes. See :mod:`learned_augment.fit.distributed`
+        for how far a fit on ``W`` processes equals a single-process one.
 
     Returns
     -------
@@ -265,6 +274,10 @@ def fit_policy(
     per_epoch = steps_per_epoch(n_items, batch_size)
     batch_size = min(batch_size, n_items)
     total_steps = fit_length(n_items, batch_size, epochs, steps, min_steps)
+    group = FitGroup(distributed)
+    group.check_batch(batch_size)
+    mine = group.local(batch_size)  # this rank's item positions in each batch
+    my_seqs = group.local(batch_size * n_seqs)  # and its sequences (sequence j rolls out item j % batch_size)
 
     torch.manual_seed(seed)
     policy = make_policy(model, tfset, seq_len, hidden=hidden).to(dev)
@@ -272,6 +285,8 @@ def fit_policy(
         h, w, c = items.shape[1:]
         discriminator = DCGANDiscriminator(c, (h, w), width=d_width)
     disc = discriminator.to(dev)
+    group.broadcast(policy)
+    disc_train = group.wrap(disc, dev)  # DistributedDataParallel over several processes, which syncs disc's weights
     opt_d = torch.optim.Adam(disc.parameters(), lr=d_lr, betas=(0.5, 0.999))
     if g_optimizer == "adam":
         opt_g: torch.optim.Optimizer = torch.optim.Adam(policy.parameters(), lr=g_lr)
@@ -308,7 +323,7 @@ def fit_policy(
         start, history, elapsed_before = _load_checkpoint(checkpoint, config, policy, disc, opt_d, opt_g)
 
     bar = None
-    if progress:
+    if progress and group.is_main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_steps, initial=start, desc=f"fit {policy.kind}", unit="step", dynamic_ncols=True)
@@ -322,22 +337,25 @@ def fit_policy(
         for step in range(start, total_steps):
             epoch, within = divmod(step, per_epoch)
             perm = np.random.default_rng(_step_seed(seed, epoch, 0)).permutation(n_items)
-            idx = perm[within * batch_size : (within + 1) * batch_size]
-            tf_rng = np.random.default_rng(_step_seed(seed, step, 1))
+            batch = perm[within * batch_size : (within + 1) * batch_size]
+            idx = batch[mine]
             gen = _torch_gen(seed, step, 2)
 
             policy.train()
-            ids = policy.sample(len(idx) * n_seqs, generator=gen)
+            # Every rank draws the whole step's sequences from the same generator and keeps its own rows.
+            ids = policy.sample(batch_size * n_seqs, generator=gen)[torch.from_numpy(my_seqs)]
             ids_np = ids.numpy()
             prefixes = []
-            for j in range(len(ids_np)):
-                entries = [tfset[int(k)] for k in ids_np[j]]
-                prefixes.append(rollout(items[idx[j % len(idx)]], entries, tf_rng))
-            # (L+1, n, ...) stacked per time step
+            for j, row in zip(my_seqs, ids_np):
+                entries = [tfset[int(k)] for k in row]
+                # Per sequence, so a sequence rolls out the same on whichever rank holds it.
+                tf_rng = np.random.default_rng(_step_seed(seed, step, 1) + [int(j)])
+                prefixes.append(rollout(items[batch[j % batch_size]], entries, tf_rng))
+            # (L+1, n, ...) stacked per time step; the first len(idx) sequences are one per local item
             stacked = _stack_prefixes([collate_fn([p[t] for p in prefixes]) for t in range(seq_len + 1)])
             real = collate_fn([items[i] for i in idx])
             if jitter and is_image:
-                jgen = _torch_gen(seed, step, 4)
+                jgen = _torch_gen(seed, step, 4 if not group.active else 4 + 16 * (group.rank + 1))
                 real = subpixel_jitter(real, jgen)
                 stacked = subpixel_jitter(stacked.flatten(0, 1), jgen).view(stacked.shape)
             stacked, real = stacked.to(dev), real.to(dev)
@@ -347,7 +365,7 @@ def fit_policy(
             # Real and generated items go through D in ONE batch: with separate batches, batch norm normalises each
             # with its own statistics and erases whatever all generated items share (on CIFAR-10, a policy that
             # brightened every image until 40-60% of its pixels were white went unpunished).
-            both = _logits(disc, torch.cat([real, fake]))
+            both = _logits(disc_train, torch.cat([real, fake]))
             d_loss = 0.5 * (
                 bce(both[: len(idx)], torch.ones(len(idx), device=dev))
                 + bce(both[len(idx) :], torch.zeros(len(idx), device=dev))
@@ -355,6 +373,7 @@ def fit_policy(
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
+            group.average_buffers(disc)
 
             disc.eval()
             with torch.no_grad():
@@ -363,7 +382,7 @@ def fit_policy(
                 cost = F.softplus(-logits)  # -log D(x_t)
                 # float() first: a collate may return integer ids (for an nn.Embedding), which have no mean and,
                 # as uint8, would wrap around when subtracted.
-                scale = real.float().var(unbiased=False).clamp_min(1e-12)
+                scale = _variance(real, group).clamp_min(1e-12)
                 dist = (stacked[1:].float() - stacked[:1].float()).pow(2).flatten(2).mean(2).T / scale
                 cost[:, 1:] = cost[:, 1:] + diversity / (dist + 1e-6)
                 deltas = cost[:, 1:] - cost[:, :-1]
@@ -372,23 +391,28 @@ def fit_policy(
                 for t in range(seq_len - 1, -1, -1):
                     acc = deltas[:, t] + gamma * acc
                     returns[:, t] = acc
-                adv = returns - returns.mean(dim=0, keepdim=True)
+                baseline = group.sum(returns.sum(dim=0, keepdim=True)) / (batch_size * n_seqs)
+                adv = returns - baseline
             logp, ent = policy.step_log_probs_and_entropy(ids.to(dev))
             g_loss_pg = (logp * adv).sum(dim=1).mean() - entropy * ent.sum(dim=1).mean()
             opt_g.zero_grad(set_to_none=True)
             g_loss_pg.backward()
+            group.average_gradients(policy)
             opt_g.step()
 
-            g_loss = float(cost[:, -1].mean() - (diversity / (dist[:, -1] + 1e-6)).mean())
-            metrics = {
-                "d_loss": float(d_loss.detach()),
-                "g_loss": g_loss,
-                "reward": float(-(cost[:, -1] - cost[:, 0]).mean()),
-                "diversity": float(dist[:, -1].mean()),
-            }
-            if not all(math.isfinite(metrics[k]) for k in ("d_loss", "g_loss", "reward")) or not math.isfinite(
-                float(g_loss_pg.detach())
-            ):
+            # Means over the local rows, then over ranks (equal shares: the global means).
+            local = torch.stack(
+                [
+                    d_loss.detach(),
+                    cost[:, -1].mean() - (diversity / (dist[:, -1] + 1e-6)).mean(),
+                    -(cost[:, -1] - cost[:, 0]).mean(),
+                    dist[:, -1].mean(),
+                    g_loss_pg.detach(),
+                ]
+            ).double()
+            d_loss_v, g_loss, reward, diversity_v, pg_v = (float(v) for v in group.mean(local))
+            metrics = {"d_loss": d_loss_v, "g_loss": g_loss, "reward": reward, "diversity": diversity_v}
+            if not all(math.isfinite(metrics[k]) for k in ("d_loss", "g_loss", "reward")) or not math.isfinite(pg_v):
                 raise FloatingPointError(
                     f"fit_policy diverged at step {step} (d_loss={metrics['d_loss']}, g_loss={metrics['g_loss']}); "
                     "nothing was saved. Lower d_lr/g_lr or check the data for NaN values."
@@ -397,7 +421,19 @@ def fit_policy(
                 history[k].append(v)
             if eval_every and (step % eval_every == 0 or step == total_steps - 1):
                 metrics["rg_ratio"] = _rg_ratio(
-                    disc, items, idx, tfset, seq_len, collate_fn, rollout, seed, step, g_loss, dev, jitter and is_image
+                    disc,
+                    items,
+                    idx,
+                    tfset,
+                    seq_len,
+                    collate_fn,
+                    rollout,
+                    seed,
+                    step,
+                    g_loss,
+                    dev,
+                    jitter and is_image,
+                    group,
                 )
                 history["rg_ratio"].append(metrics["rg_ratio"])
                 history["rg_step"].append(float(step))
@@ -408,8 +444,14 @@ def fit_policy(
                 bar.set_postfix(d=f"{metrics['d_loss']:.3f}", g=f"{g_loss:.3f}", div=f"{metrics['diversity']:.4f}")
             done = step + 1
             if checkpoint is not None and (done % checkpoint_every == 0 or done == total_steps):
-                elapsed = elapsed_before + time.perf_counter() - t_start
-                _save_checkpoint(checkpoint, config, done, history, elapsed, policy, disc, opt_d, opt_g)
+                # An update can turn the weights NaN after its step's losses were checked: never write that as a
+                # checkpoint (resuming from it would fail at once, and it would have replaced the last good one).
+                # Every rank checks (they hold the same weights), so all raise together.
+                _check_finite({"policy": policy, "discriminator": disc}, f"fit_policy's update at step {step} made")
+                if group.is_main:
+                    elapsed = elapsed_before + time.perf_counter() - t_start
+                    _save_checkpoint(checkpoint, config, done, history, elapsed, policy, disc, opt_d, opt_g)
+                group.barrier()
     finally:
         cv2.setNumThreads(opencv_threads)
         if bar is not None:
@@ -429,6 +471,7 @@ def fit_policy(
         "steps": total_steps,
         "wall_time_s": round(elapsed_before + time.perf_counter() - t_start, 2),
         "device": str(dev),
+        "processes": group.world,
         "torch": torch.__version__,
         "fit_args": {k: v for k, v in config.items() if k not in ("tfs", "data")},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -437,18 +480,30 @@ def fit_policy(
 
 
 @torch.no_grad()
-def _rg_ratio(disc, items, idx, tfset, seq_len, collate_fn, rollout, seed, step, g_loss, dev, jitter) -> float:
+def _rg_ratio(disc, items, idx, tfset, seq_len, collate_fn, rollout, seed, step, g_loss, dev, jitter, group) -> float:
     """TANDA's model selection: D's loss on uniformly random sequences over its loss on generated ones."""
-    rng = np.random.default_rng(_step_seed(seed, step, 3))
+    stream = _step_seed(seed, step, 3) + ([group.rank] if group.active else [])
+    rng = np.random.default_rng(stream)
     finals = []
     for i in idx:
         entries = [tfset[int(k)] for k in rng.integers(0, len(tfset), seq_len)]
         finals.append(rollout(items[i], entries, rng)[-1])
     x = collate_fn(finals)
     if jitter:
-        x = subpixel_jitter(x, _torch_gen(seed, step, 5))
-    r_loss = float(F.softplus(-_logits(disc, x.to(dev))).mean())
+        x = subpixel_jitter(x, _torch_gen(seed, step, 5 if not group.active else 5 + 16 * (group.rank + 1)))
+    r_loss = float(group.mean(F.softplus(-_logits(disc, x.to(dev))).mean().double()))
     return r_loss / max(g_loss, 1e-8)
+
+
+def _variance(real: torch.Tensor, group: FitGroup) -> torch.Tensor:
+    """Variance of every value of the real batch (all ranks' shares together)."""
+    x = real.float()
+    if not group.active:
+        return x.var(unbiased=False)
+    x64 = x.double()
+    moments = group.sum(torch.stack([x64.sum(), x64.pow(2).sum(), torch.tensor(float(x.numel()), device=x.device)]))
+    mean = moments[0] / moments[2]
+    return (moments[1] / moments[2] - mean * mean).float()
 
 
 def _check_finite(modules: dict[str, nn.Module], what: str) -> None:
@@ -462,9 +517,6 @@ def _check_finite(modules: dict[str, nn.Module], what: str) -> None:
 
 
 def _save_checkpoint(path, config, step, history, elapsed, policy, disc, opt_d, opt_g) -> None:
-    # An update can turn the weights NaN after its step's losses were checked: never write that as a checkpoint
-    # (resuming from it would fail at once, and it would have replaced the last good one).
-    _check_finite({"policy": policy, "discriminator": disc}, f"fit_policy's update at step {step - 1} made")
     tensors: dict[str, torch.Tensor] = {}
     for name, module in (("policy", policy), ("disc", disc)):
         for k, v in module.state_dict().items():

@@ -22,6 +22,24 @@ from .fit_check import PolicyMismatchWarning, caller_stacklevel, mismatch_messag
 from .sources import resolve_policy
 
 
+def process_rank(hint: int | None = None) -> int:
+    """This process's rank in a distributed job, so that ranks draw distinct sequences.
+
+    The default process group's rank when one is initialised (also in forked DataLoader workers, which inherit it),
+    else ``hint`` (the rank recorded when the transform was pickled into a spawned worker), else torchrun's
+    ``RANK`` variable, else 0.
+    """
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank())
+    if hint is not None:
+        return hint
+    try:
+        return max(0, int(os.environ.get("RANK", "0")))
+    except ValueError:
+        return 0
+
+
 class PolicyTransformBase(DualTransform):
     """The shared core; see :class:`~learned_augment.transforms.LearnedPolicyTransform` for the arguments."""
 
@@ -36,6 +54,7 @@ class PolicyTransformBase(DualTransform):
         self.policy_obj.eval()
         self._seed = seed
         self._epoch = 0
+        self._rank_hint: int | None = None
         self._sampler = BlockSampler(self.policy_obj, seed=0)
         self._rng = np.random.default_rng(0)
         self._stream_key: tuple[int, int | None, int] | None = None
@@ -101,24 +120,27 @@ class PolicyTransformBase(DualTransform):
         self._rng = np.random.default_rng(int(s_rng))
 
     def _reseed_for_context(self, force: bool = False) -> None:
-        """Give each DataLoader worker (and each epoch) its own stream; cheap check on every call."""
+        """Give each rank, DataLoader worker and epoch its own stream; cheap check on every call."""
         info = torch.utils.data.get_worker_info()
         key = (os.getpid(), None if info is None else info.seed, self._epoch)
         if not force and key == self._stream_key:
             return
         self._stream_key = key
+        # Distributed jobs seed every rank alike (the same seed=, the same torch.manual_seed, hence the same
+        # DataLoader base seeds): without the rank, rank r's k-th sample would get rank 0's k-th sequence.
+        rank = process_rank(self._rank_hint)
         if info is not None:
             # Workers are new processes every epoch (unless persistent), so nothing of theirs remembers the last
             # epoch; ``info.seed`` is what changes: the DataLoader draws it per epoch and worker from its generator.
             if self._seed is not None:
-                self._reseed([self._seed, self._epoch, info.id + 1, info.seed])
+                self._reseed([self._seed, self._epoch, info.id + 1, info.seed, rank])
             else:
-                self._reseed([info.seed, self._epoch])
+                self._reseed([info.seed, self._epoch, rank])
         elif self._seed is not None:
-            self._reseed([self._seed, self._epoch, 0])
+            self._reseed([self._seed, self._epoch, 0, rank])
         else:
             # From PyTorch's global generator, as torchvision's random transforms: torch.manual_seed repeats a run.
-            self._reseed([int(torch.empty((), dtype=torch.int64).random_().item())])
+            self._reseed([int(torch.empty((), dtype=torch.int64).random_().item()), rank])
 
     def _draw(self) -> dict[str, Any]:
         self._reseed_for_context()
@@ -172,6 +194,7 @@ class PolicyTransformBase(DualTransform):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_stream_key"] = None  # a copy in another process must reseed for its own context
+        state["_rank_hint"] = process_rank(self._rank_hint)  # a spawned worker has no process group to ask
         # The copy reseeds before its first draw, so the sampler is rebuilt rather than copied: its torch.Generator
         # does not survive torch's multiprocessing pickler (spawned DataLoader workers die unpickling it).
         state["_sampler"] = None

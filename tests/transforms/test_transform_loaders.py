@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import albumentations as A
 import numpy as np
 import pytest
@@ -216,3 +218,30 @@ def test_policy_augmented_dataset_items_and_errors() -> None:
     with pytest.raises(ValueError, match="p_augment"):
         PolicyAugmentedDataset(base, rotations(), p_augment=1.5)
 
+
+
+@pytest.mark.parametrize("seed", [123, None])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_ranks_of_a_distributed_job_draw_distinct_reproducible_sequences(lstm, monkeypatch, seed, workers) -> None:
+    # Every rank of a distributed job seeds alike (same seed=, same torch.manual_seed, same loader generator);
+    # torchrun's RANK variable (or the process group) must still give each rank its own stream.
+    def epoch_on(rank: int) -> torch.Tensor:
+        monkeypatch.setenv("RANK", str(rank))
+        torch.manual_seed(0)
+        return run_epoch(IdsDataset(LearnedPolicyTransform(lstm, p=1.0, seed=seed)), "fork", workers=workers)[1]
+
+    rank0, rank1 = epoch_on(0), epoch_on(1)
+    assert not torch.equal(rank0, rank1), "two ranks drew the same sequences"
+    assert torch.equal(epoch_on(1), rank1), "a rank's draws are not reproducible"
+
+
+def test_spawned_workers_keep_the_rank_of_the_process_that_pickled_them(lstm, monkeypatch) -> None:
+    # A spawned worker of a job whose launcher sets no RANK variable has no process group to ask: the rank is
+    # recorded when the DataLoader pickles the transform for it.
+    t = LearnedPolicyTransform(lstm, p=1.0, seed=7)
+    monkeypatch.setenv("RANK", "1")
+    fork_rank1 = run_epoch(IdsDataset(t, n=8), "fork")[1]
+    copy = pickle.loads(pickle.dumps(t))
+    monkeypatch.delenv("RANK")
+    assert torch.equal(run_epoch(IdsDataset(copy, n=8), "fork")[1], fork_rank1)
+    assert not torch.equal(run_epoch(IdsDataset(t, n=8), "fork")[1], fork_rank1)
