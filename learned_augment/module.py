@@ -15,6 +15,7 @@ from .ops.geometry import resolve_interpolation
 from .ops.tfset import TFSet
 from .policy.base import Policy
 from .transforms import PRETRAINED_PREFIX, _resolve_policy
+from .transforms.policy_base import process_rank
 
 __all__ = ["PolicyAugment"]
 
@@ -43,8 +44,9 @@ class PolicyAugment(nn.Module):
         ``None`` (default): every call draws from PyTorch's global generator, so ``torch.manual_seed`` makes a run
         reproducible. A non-negative int: the k-th training-mode call (``k =`` :attr:`step`, from 0) draws from a
         stream derived from ``(seed, k)`` alone, whatever else in the program draws random numbers; set
-        :attr:`step` to resume a run mid-way. In distributed training give each process its own seed (e.g.
-        ``seed + rank``), or every process draws the same sequences.
+        :attr:`step` to resume a run mid-way (or to key a batch's draws to its position, e.g. in a Ray Data
+        ``map_batches``). In distributed training the process's rank (the process group's, else torchrun's
+        ``RANK``) is mixed into both kinds of stream, so processes seeded alike draw distinct sequences.
     interpolation:
         How geometric TFs resample: ``"bilinear"`` (default) or ``"nearest"`` (or torchvision's
         ``InterpolationMode``, PIL's ``Image.Resampling``, ``cv2.INTER_LINEAR`` / ``cv2.INTER_NEAREST``).
@@ -175,9 +177,9 @@ class PolicyAugment(nn.Module):
     def _streams(self, step: int) -> tuple[torch.Generator, int]:
         """The call's host generator (apply-or-skip draws, then sequences) and the seed of its on-device draws."""
         if self.seed is None:
-            material = [int(torch.empty((), dtype=torch.int64).random_().item())]
+            material = [int(torch.empty((), dtype=torch.int64).random_().item()), process_rank()]
         else:
-            material = [self.seed, step]
+            material = [self.seed, step, process_rank()]
         s_host, s_device = np.random.SeedSequence(material).generate_state(2, dtype=np.uint64)
         return torch.Generator().manual_seed(int(s_host >> 1)), int(s_device >> 1)
 

@@ -128,6 +128,19 @@ def test_step_k_depends_on_seed_and_k_only() -> None:
     assert torch.equal(other(x), full[2])
 
 
+@pytest.mark.parametrize("seed", [3, None])
+def test_ranks_seeded_alike_draw_distinct_reproducible_batches(monkeypatch, seed) -> None:
+    x = batch(8, 3, torch.float32)
+
+    def on_rank(rank: int) -> torch.Tensor:
+        monkeypatch.setenv("RANK", str(rank))
+        torch.manual_seed(0)
+        return PolicyAugment(policy(), p=1.0, seed=seed)(x)
+
+    assert not torch.equal(on_rank(0), on_rank(1))
+    assert torch.equal(on_rank(1), on_rank(1))
+
+
 def test_random_tfs_draw_from_the_step_stream() -> None:
     x = batch(4, 3, torch.float32)
     ts = TFSet(["noise(0.1)"])
