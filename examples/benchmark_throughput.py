@@ -16,8 +16,10 @@ Four sections, each printed as a table and written to one JSON file (``--out``):
    and at 32x32 on the CPU for reference.
 4. **As an nn.Module**: :class:`~learned_augment.module.PolicyAugment` (mean-field and LSTM policies over the
    ``"cifar10"`` TF set, L = 10) in training mode on a uint8 batch of 64 on the CPU at 32x32 and 224x224, one call
-   per batch: sampling a sequence per sample included, as in a training step. kornia is not a dependency, so there
-   is no kornia row to set beside it.
+   per batch: sampling a sequence per sample included, as in a training step; beside it, when kornia is installed
+   (it is not a dependency: ``pip install kornia``), kornia's batched augmentation on the same batch as float in
+   [0, 1] (its input type): ``RandAugment(n=2)``, ``TrivialAugment`` and an ``AugmentationSequential`` of ten
+   comparable ops (rotation, shear, translation, flip, brightness, contrast, saturation, hue, sharpness, noise).
 
 Rates are images per second, the median of ``--repeats`` timed repeats after a warm-up. In section 1 the repeats of
 all rows of a size are interleaved (repeat 1 of every row, then repeat 2, ...) so that a change in the machine's load
@@ -578,7 +580,36 @@ def module_cases(base: np.ndarray, size: int, seed: int) -> list[Case]:
         cases.append(
             Case(f"ours PolicyAugment {label} 'cifar10'", "learned_augment", "tensor", MODULE_SEQ_LEN, _on(aug, x))
         )
+    xf = x.float() / 255.0
+    for name, ops, module in kornia_modules():
+        cases.append(Case(f"kornia {name}", "kornia", "float tensor", ops, _on(module, xf)))
     return cases
+
+
+def kornia_modules() -> list[tuple[str, int, torch.nn.Module]]:
+    """kornia's batched counterparts (name, ops per sample, module), or none when kornia is not installed."""
+    try:
+        import kornia.augmentation as K
+        from kornia.augmentation.auto import RandAugment, TrivialAugment
+    except ImportError:
+        return []
+    ten = K.AugmentationSequential(
+        K.RandomRotation(30.0, p=1.0),
+        K.RandomAffine(0.0, shear=15.0, p=1.0),
+        K.RandomAffine(0.0, translate=(0.1, 0.1), p=1.0),
+        K.RandomHorizontalFlip(p=1.0),
+        K.RandomBrightness((0.7, 1.3), p=1.0),
+        K.RandomContrast((0.7, 1.3), p=1.0),
+        K.RandomSaturation((0.7, 1.3), p=1.0),
+        K.RandomHue((-0.1, 0.1), p=1.0),
+        K.RandomSharpness(0.5, p=1.0),
+        K.RandomGaussianNoise(std=0.05, p=1.0),
+    )
+    return [
+        ("RandAugment(n=2)", 2, RandAugment(n=2, m=10)),
+        ("TrivialAugment", 1, TrivialAugment()),
+        ("10 ops", 10, ten),
+    ]
 
 
 def _on(module: torch.nn.Module, x: torch.Tensor) -> Callable[[int], Any]:
@@ -666,7 +697,7 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"GPU target >= {TARGET_GPU:,.0f} images/s at {GPU_SIZE}x{GPU_SIZE}: {gpu['verdict']}")
     print()
     print(
-        f"nn.Module PolicyAugment, B={MODULE_BATCH} uint8, a different sequence per sample, CPU, "
+        f"nn.Module PolicyAugment (uint8) and kornia (float), B={MODULE_BATCH}, a different sequence per sample, CPU, "
         f"{meta['threads']} thread(s), images/s (median of {meta['repeats']})"
     )
     print(f"{'device':>7}  {'row':<52}{'size':>6}{'ops':>4}{'images/s':>11}  spread")

@@ -103,6 +103,7 @@ class PolicyAugment(nn.Module):
         self.step = 0
         # Not a submodule: see the class notes.
         object.__setattr__(self, "_policy", resolved)
+        _run_augment_eagerly()
 
     @classmethod
     def from_pretrained(
@@ -148,10 +149,9 @@ class PolicyAugment(nn.Module):
         self.step += 1
         return self._augment(images, step)
 
-    @torch.compiler.disable
     def _augment(self, images: torch.Tensor, step: int) -> torch.Tensor:
-        # Host-side planning (numpy, a step counter that changes every call) would make torch.compile recompile each
-        # step; run eagerly instead.
+        # Run eagerly under torch.compile (see _run_augment_eagerly): host-side planning (numpy, a step counter that
+        # changes every call) would make it recompile each step.
         b = images.shape[0]
         if b == 0 or self.p == 0.0:
             return images
@@ -186,6 +186,17 @@ class PolicyAugment(nn.Module):
     def extra_repr(self) -> str:
         source = f", source={self.source!r}" if self.source else ""
         return f"policy={self._policy!r}{source}, p={self.p:g}, seed={self.seed}, interpolation={self.interpolation!r}"
+
+
+def _run_augment_eagerly() -> None:
+    """Wrap ``PolicyAugment._augment`` in ``torch.compiler.disable``, once, when the first module is built.
+
+    Not at import: the wrapper imports ``torch._dynamo`` (about 2 s, 40% of ``import learned_augment``), which
+    every DataLoader worker, DDP rank and Ray actor would pay without ever building a ``PolicyAugment``.
+    """
+    if not getattr(PolicyAugment, "_augment_is_eager", False):
+        PolicyAugment._augment = torch.compiler.disable(PolicyAugment._augment)  # type: ignore[method-assign]
+        PolicyAugment._augment_is_eager = True  # type: ignore[attr-defined]
 
 
 def _check_batchable(tfset: TFSet, source: str | None) -> None:

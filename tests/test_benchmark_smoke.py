@@ -6,6 +6,7 @@ Behaviour only, never timing: a shared CI machine makes any speed assertion flak
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import io
 import json
 import subprocess
@@ -135,6 +136,8 @@ def test_batch_rows(quick: tuple[dict[str, Any], str]) -> None:
 def test_module_rows(quick: tuple[dict[str, Any], str]) -> None:
     report, stdout = quick
     names = {"ours PolicyAugment mean-field 'cifar10'", "ours PolicyAugment LSTM 'cifar10'"}
+    if importlib.util.find_spec("kornia") is not None:
+        names |= {"kornia RandAugment(n=2)", "kornia TrivialAugment", "kornia 10 ops"}
     assert {(r["name"], r["size"]) for r in report["module"]} == {(n, s) for n in names for s in (32, 224)}
     assert all(positive_rates(r, 3) and r["batch_size"] == 64 and r["device"] == "cpu" for r in report["module"])
     assert "PolicyAugment" in stdout

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .policy_base import PolicyTransformBase
+from .policy_base import PolicyTransformBase, process_rank
 
 
 class PolicyAlbumentationsAdapter(PolicyTransformBase):
@@ -26,7 +26,7 @@ class PolicyAlbumentationsAdapter(PolicyTransformBase):
         super().set_random_state(random_generator, py_random)
         if getattr(self, "_ready", False):
             self._reseed([int(random_generator.integers(2**63 - 1))])
-            self._stream_key = (os.getpid(), None, self._epoch)
+            self._stream_key = (os.getpid(), None, self._epoch, process_rank(self._rank_hint))
 
     def should_apply(self, force_apply: bool = False) -> bool:
         # Our own stream, not Albumentations' py_random: that one is copied unchanged into every DataLoader worker,

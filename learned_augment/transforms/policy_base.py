@@ -57,7 +57,7 @@ class PolicyTransformBase(DualTransform):
         self._rank_hint: int | None = None
         self._sampler = BlockSampler(self.policy_obj, seed=0)
         self._rng = np.random.default_rng(0)
-        self._stream_key: tuple[int, int | None, int] | None = None
+        self._stream_key: tuple[int, int | None, int, int] | None = None
         self._last_params: dict[str, Any] | None = None
         self._names_pending = False
         # The fit treats data as images unless every TF is a custom one (fit_policy's rule): so does the transform.
@@ -122,13 +122,15 @@ class PolicyTransformBase(DualTransform):
     def _reseed_for_context(self, force: bool = False) -> None:
         """Give each rank, DataLoader worker and epoch its own stream; cheap check on every call."""
         info = torch.utils.data.get_worker_info()
-        key = (os.getpid(), None if info is None else info.seed, self._epoch)
+        # Distributed jobs seed every rank alike (the same seed=, the same torch.manual_seed, hence the same
+        # DataLoader base seeds): without the rank, rank r's k-th sample would get rank 0's k-th sequence. The rank
+        # is part of the key because it can change under a transform that already drew: a draw before
+        # init_process_group (a look at dataset[0] before trainer.fit) would otherwise keep rank 0's stream.
+        rank = process_rank(self._rank_hint)
+        key = (os.getpid(), None if info is None else info.seed, self._epoch, rank)
         if not force and key == self._stream_key:
             return
         self._stream_key = key
-        # Distributed jobs seed every rank alike (the same seed=, the same torch.manual_seed, hence the same
-        # DataLoader base seeds): without the rank, rank r's k-th sample would get rank 0's k-th sequence.
-        rank = process_rank(self._rank_hint)
         if info is not None:
             # Workers are new processes every epoch (unless persistent), so nothing of theirs remembers the last
             # epoch; ``info.seed`` is what changes: the DataLoader draws it per epoch and worker from its generator.

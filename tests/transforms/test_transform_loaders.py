@@ -245,3 +245,17 @@ def test_spawned_workers_keep_the_rank_of_the_process_that_pickled_them(lstm, mo
     monkeypatch.delenv("RANK")
     assert torch.equal(run_epoch(IdsDataset(copy, n=8), "fork")[1], fork_rank1)
     assert not torch.equal(run_epoch(IdsDataset(t, n=8), "fork")[1], fork_rank1)
+
+
+def test_a_draw_before_the_process_group_exists_does_not_pin_rank_0s_stream(lstm, monkeypatch) -> None:
+    # Looking at dataset[0] before trainer.fit draws on rank 0's stream; once the rank is known the transform must
+    # switch to that rank's stream, not keep going on rank 0's.
+    image = smooth_image(0)
+    monkeypatch.delenv("RANK", raising=False)
+    early = LearnedPolicyTransform(lstm, p=1.0, seed=5)
+    early(image)
+    monkeypatch.setenv("RANK", "1")
+    early(image)
+    fresh = LearnedPolicyTransform(lstm, p=1.0, seed=5)
+    fresh(image)
+    assert np.array_equal(early.last_params["tf_ids"], fresh.last_params["tf_ids"])
