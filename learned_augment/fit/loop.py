@@ -352,7 +352,13 @@ def fit_policy(
                 tf_rng = np.random.default_rng(_step_seed(seed, step, 1) + [int(j)])
                 prefixes.append(rollout(items[batch[j % batch_size]], entries, tf_rng))
             # (L+1, n, ...) stacked per time step; the first len(idx) sequences are one per local item
-            stacked = _stack_prefixes([collate_fn([p[t] for p in prefixes]) for t in range(seq_len + 1)])
+            if is_image:
+                # All prefixes as one uint8 array, converted to float in one pass (per-prefix collates made 11
+                # strided copies and 22 arithmetic passes); (L+1) * n images in time-major order.
+                flat_u8 = np.stack([p[t] for t in range(seq_len + 1) for p in prefixes])
+                stacked = _images_to_tensor(flat_u8).unflatten(0, (seq_len + 1, len(prefixes)))
+            else:
+                stacked = _stack_prefixes([collate_fn([p[t] for p in prefixes]) for t in range(seq_len + 1)])
             real = collate_fn([items[i] for i in idx])
             if jitter and is_image:
                 jgen = _torch_gen(seed, step, 4 if not group.active else 4 + 16 * (group.rank + 1))
@@ -377,8 +383,14 @@ def fit_policy(
 
             disc.eval()
             with torch.no_grad():
-                flat = stacked.flatten(0, 1)
-                logits = _logits(disc, flat).view(seq_len + 1, -1).T  # (n, L+1)
+                if jitter and is_image:  # each copy of x_0 got its own sub-pixel shift
+                    logits = _logits(disc, stacked.flatten(0, 1)).view(seq_len + 1, -1).T  # (n, L+1)
+                else:
+                    # x_0 of sequence j is item j % len(idx): D (per item in eval mode) scores each item once,
+                    # not n_seqs times.
+                    first = _logits(disc, stacked[0, : len(idx)]).repeat(n_seqs)
+                    rest = _logits(disc, stacked[1:].flatten(0, 1)).view(seq_len, -1)
+                    logits = torch.cat([first[None], rest]).T  # (n, L+1)
                 cost = F.softplus(-logits)  # -log D(x_t)
                 # float() first: a collate may return integer ids (for an nn.Embedding), which have no mean and,
                 # as uint8, would wrap around when subtracted.

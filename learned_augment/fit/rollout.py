@@ -5,7 +5,8 @@ the geometric TFs of their stretch, each prefix resamples ONCE from the image at
 geometric TFs so far composed into one map), and inside a run of point TFs the look-up tables are composed. So the
 discriminator judges the same images the transform will produce at training time, not a blurrier chain of
 resamplings. A geometric step re-applies the stretch's pixelwise TFs (one table and the hue/saturation steps);
-every other step costs one application.
+every other step costs one application. The coordinate map of the stretch's geometry grows by one OpenCV call per
+geometric step (kept between prefixes) instead of being rebuilt from the stretch's start for every prefix.
 """
 
 from __future__ import annotations
@@ -58,30 +59,75 @@ class _PixelwiseTail:
         return apply_sequence(cur, [e])
 
 
+class _GeometryChain:
+    """The geometric TFs of the current stretch, composed as :func:`~learned_augment.ops.geometry.compose_geometry`
+    composes them, but incrementally.
+
+    ``compose_geometry`` resamples a coordinate map once per step after a leading matrix; rebuilding it for every
+    prefix made a stretch of k geometric TFs cost k^2 / 2 resamplings (half of an MNIST rollout). Here the map of
+    the steps after the lead is kept, and the map before the last step too while that step is a matrix, which the
+    next affine TF folds into (the same OpenCV calls on the same inputs, so the same bytes).
+    """
+
+    def __init__(self, h: int, w: int) -> None:
+        self.h, self.w = h, w
+        self.steps: list[np.ndarray | Warp] = []
+        self.coords: np.ndarray | None = None  # the map of every step after a leading matrix
+        self.before_last: np.ndarray | None = None  # the map before ``steps[-1]`` when that is a later matrix
+
+    def add(self, e: TFEntry, rng: np.random.Generator) -> None:
+        n = len(self.steps)
+        add_geometric_step(self.steps, e, self.h, self.w, rng)
+        last = self.steps[-1]
+        if isinstance(last, Warp):
+            m = last.map_xy if last.map_xy is not None else np.dstack((last.map_x, last.map_y))
+            if self.coords is None:
+                self.coords = m
+            else:
+                self.coords = cv2.remap(self.coords, m, None, cv2.INTER_LINEAR, borderMode=geo.BORDER)  # type: ignore[call-overload]
+            self.before_last = None
+        elif len(self.steps) > 1:  # a matrix after a warp (the leading matrix is applied in ``apply``)
+            if len(self.steps) > n:
+                self.before_last = self.coords
+            assert self.before_last is not None  # a warp came before this matrix and set the map
+            self.coords = cv2.warpAffine(
+                self.before_last, last[:2], (self.w, self.h), flags=cv2.INTER_LINEAR, borderMode=geo.BORDER
+            )
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """``image`` resampled once through every step so far."""
+        first = self.steps[0]
+        if len(self.steps) == 1:
+            return geo.warp_image(image, first) if isinstance(first, Warp) else geo.warp_affine_image(image, first)
+        coords = self.coords
+        assert coords is not None  # steps after the first exist, and the first warp among them set the map
+        if not isinstance(first, Warp):
+            clamped = np.clip(coords, 0.0, np.array([self.w - 1.0, self.h - 1.0], dtype=np.float32))
+            coords = cv2.transform(clamped, np.linalg.inv(first)[:2])
+        return restore_shape(
+            cv2.remap(image, coords, None, interpolation=cv2.INTER_LINEAR, borderMode=geo.BORDER),  # type: ignore[call-overload]
+            image,
+        )
+
+
 def image_prefixes(image: np.ndarray, entries: list[TFEntry], rng: np.random.Generator) -> list[np.ndarray]:
     """``[x_0, x_1, ..., x_L]`` for a uint8 image, each equal to the fused application of the first t TFs."""
     h, w = image.shape[:2]
     outs = [image]
     cur = image
     base = image  # the image at the start of the current stretch
-    steps: list[np.ndarray | Warp] = []  # its geometric TFs so far: folded matrices and drawn warps
+    geometry = _GeometryChain(h, w)  # its geometric TFs so far
     tail = _PixelwiseTail()
     for e in entries:
         kind = e.tf.kind
         if kind in (Kind.AFFINE, Kind.WARP):
-            add_geometric_step(steps, e, h, w, rng)
-            if len(steps) > 1:
-                moved = geo.warp_image(base, geo.compose_geometry(steps, h, w))
-            elif isinstance(steps[0], Warp):
-                moved = geo.warp_image(base, steps[0])
-            else:
-                moved = geo.warp_affine_image(base, steps[0])
-            cur = tail.replay(moved)
+            geometry.add(e, rng)
+            cur = tail.replay(geometry.apply(base))
         elif e.tf.commutes_with_geometry:
             cur = tail.push(cur, e)
         else:
             cur = apply_sequence(cur, [e], rng=rng)
-            base, steps, tail = cur, [], _PixelwiseTail()
+            base, geometry, tail = cur, _GeometryChain(h, w), _PixelwiseTail()
         outs.append(cur)
     return outs
 
