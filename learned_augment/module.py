@@ -34,8 +34,9 @@ class PolicyAugment(nn.Module):
     ----------
     policy:
         A fitted :class:`~learned_augment.policy.Policy`, a path to a policy file, or ``"pretrained:<name>"`` (see
-        :meth:`from_pretrained`). Every TF of its set must have a batched implementation (custom TFs have none; apply
-        such policies per sample with :class:`~learned_augment.LearnedPolicyTransform`).
+        :meth:`from_pretrained`). Every TF of its set must have a batched form (the built-ins do; give a custom TF one
+        with ``register_tf(..., batched=fn)``, or apply such policies per sample with
+        :class:`~learned_augment.LearnedPolicyTransform`).
     p:
         Probability that a sample is augmented, independently per sample; the others pass through unchanged.
         Default 0.5: measured best with fitted policies (README, 'Does it work?'); every sample augmented (``p=1``)
@@ -207,7 +208,8 @@ def _check_batchable(tfset: TFSet, source: str | None) -> None:
         label = f" {source!r}" if source else ""
         raise ValueError(
             f"policy{label} cannot be applied to batches: {exc.args[0].split(';')[0]}; PolicyAugment runs only TFs "
-            "with a batched implementation (use LearnedPolicyTransform per sample instead)"
+            "with a batched form (give one with register_tf(..., batched=fn), or use LearnedPolicyTransform per "
+            "sample instead)"
         ) from None
 
 

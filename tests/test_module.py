@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from learned_augment.module import PolicyAugment
-from learned_augment.ops import TFSet, register_tf
+from learned_augment.ops import TFSet, apply_sequence, register_tf
 from learned_augment.policy import MeanFieldPolicy, UniformPolicy
 
 H, W = 16, 20  # not square, so a swapped height and width shows
@@ -313,3 +313,24 @@ def test_policy_with_a_custom_tf_is_refused_at_construction(tf_name) -> None:
     with pytest.raises(ValueError, match=f"TF '{name}' is a custom TF.*LearnedPolicyTransform") as info:
         PolicyAugment(UniformPolicy(TFSet(["rotate(+5)", name]), seq_len=2))
     assert "\n" not in str(info.value)
+
+
+def test_policy_with_a_batched_custom_tf_runs_and_matches_the_function(tf_name) -> None:
+    name = tf_name("fade")
+
+    def fade_batch(images: torch.Tensor, magnitude: np.ndarray) -> torch.Tensor:
+        m = torch.as_tensor(magnitude, dtype=images.dtype, device=images.device).view(-1, 1, 1, 1)
+        return (0.5 + (images - 0.5) * m).clamp(0.0, 1.0)
+
+    @register_tf(name, batched=fade_batch)
+    def fade(image: np.ndarray, magnitude: float) -> np.ndarray:
+        y = np.clip(0.5 + (image.astype(np.float32) / np.float32(255.0) - 0.5) * np.float32(magnitude), 0.0, 1.0)
+        return np.rint(y * 255.0).astype(np.uint8)
+
+    x = batch(6, 3, torch.uint8)
+    out = PolicyAugment(UniformPolicy(TFSet([f"{name}(0.5)"]), seq_len=2), p=1.0, seed=0)(x)
+    expected = torch.stack(
+        [torch.from_numpy(apply_sequence(img.permute(1, 2, 0).numpy(), [f"{name}(0.5)"] * 2)) for img in x]
+    ).permute(0, 3, 1, 2)
+    # Stricter than the batch tests' single-TF tolerance: no resampling here, only float32 rounding ties.
+    assert int((out.int() - expected.int()).abs().max()) <= 1

@@ -10,6 +10,20 @@ A TF's ``kind`` tells the sequence machinery how it may be fused and how it move
 * ``image``: ``fn(image, magnitude, rng) -> image`` for any other image operation (blur, equalize, ...). Targets are
   untouched. An image TF marked ``pixelwise`` (hue, saturation) maps each pixel's value on its own, like a point TF.
 * ``custom``: a user function on any data (images, token lists, audio arrays). Nothing about the data is assumed.
+
+A TF may also carry a ``batched`` form, which runs it in :func:`~learned_augment.ops.apply_sequence_batch` (and so in
+:class:`~learned_augment.PolicyAugment`) on a whole ``(n, C, H, W)`` batch on the images' device, one magnitude per
+image. Its signature follows the kind:
+
+* ``point``, ``image``, ``custom``: ``batched(images, magnitude, generator) -> images``, where ``images`` is
+  ``(n, C, H, W)`` float32 in [0, 1] (C in {1, 3}), ``magnitude`` an ``(n,)`` float64 numpy array on the host (NaN
+  for TFs without one) and ``generator`` the ``torch.Generator`` to draw from (on its own device, which may differ
+  from the images'). It returns the ``(n, C, H, W)`` float result on the images' device; ``images`` may be modified
+  in place and returned. A point TF's batched form serves float images (uint8 ones use its look-up table); without
+  one, float images go through the table, interpolated.
+* ``warp``: ``batched(magnitude, h, w, generator, device) -> (n, H, W, 2)`` source pixel coordinates (x, y) of each
+  destination pixel, as ``Warp.map_x`` / ``map_y`` hold them.
+* ``affine``: none; the batched path composes the matrices of ``fn`` and resamples them itself.
 """
 
 from __future__ import annotations
@@ -75,6 +89,9 @@ class TF:
         For ``image`` TFs: each output pixel depends only on the same input pixel, through one function for the
         whole image (hue, saturation). Point TFs are always pixelwise. Pixelwise TFs commute with geometric ones, so
         fused sequences apply them after the warps (see :func:`~learned_augment.ops.apply_sequence`).
+    batched:
+        The batched torch form of ``fn`` (see the module docstring for its signature by kind), or ``None``: the TF
+        then runs per image only. Not for affine TFs.
     """
 
     name: str
@@ -85,6 +102,7 @@ class TF:
     uses_rng: bool = False
     description: str = ""
     pixelwise: bool = False
+    batched: Callable[..., Any] | None = field(default=None, repr=False)
     _custom_args: tuple[bool, bool] = field(default=(False, False), repr=False)
 
     def __repr__(self) -> str:
@@ -108,6 +126,12 @@ def register(tf: TF, *, overwrite: bool = False) -> TF:
     if not isinstance(tf.name, str) or NAME_PATTERN.fullmatch(tf.name) is None:
         raise ValueError(
             f"invalid TF name {tf.name!r}: start with a letter or underscore, then use letters, digits, '_', '.', '-'"
+        )
+    if tf.batched is not None and not callable(tf.batched):
+        raise TypeError(f"the batched form of TF {tf.name!r} must be callable, got {type(tf.batched).__name__}")
+    if tf.batched is not None and tf.kind == Kind.AFFINE:
+        raise ValueError(
+            f"affine TF {tf.name!r} takes no batched form: the batched path composes its matrices and resamples itself"
         )
     if tf.name in _REGISTRY and not overwrite and _REGISTRY[tf.name] is not tf:
         raise ValueError(f"a TF named {tf.name!r} is already registered; pass overwrite=True to replace it")
@@ -133,7 +157,11 @@ def registered_tfs() -> list[str]:
 
 
 def register_tf(
-    name: str | None = None, *, signed: bool = False, overwrite: bool = False
+    name: str | None = None,
+    *,
+    signed: bool = False,
+    overwrite: bool = False,
+    batched: Callable[..., Any] | None = None,
 ) -> Callable[[Callable[..., Any]], TF]:
     """Decorator that turns a user function into a registered ``custom`` TF.
 
@@ -144,25 +172,94 @@ def register_tf(
         def word_dropout(tokens, magnitude, rng):
             keep = rng.random(len(tokens)) >= magnitude
             return [t for t, k in zip(tokens, keep) if k]
+
+    Parameters
+    ----------
+    name:
+        Registry key; defaults to the function's name.
+    signed:
+        Print magnitudes in ids with an explicit sign (``tint(+0.1)``).
+    overwrite:
+        Replace a TF already registered under ``name``.
+    batched:
+        For image TFs, the same operation on a batch, in torch (in the spirit of torchvision's
+        ``register_kernel``): ``batched(images, magnitude=..., generator=...)``. ``images`` is ``(n, C, H, W)``
+        float32 in [0, 1] (C in {1, 3}) on the batch's device; ``magnitude`` an ``(n,)`` float64 numpy array, one
+        magnitude per image, on the host (move it with ``torch.as_tensor(magnitude, device=images.device)``);
+        ``generator`` a ``torch.Generator``, on its own device (draw there, then move the draws). It declares
+        ``magnitude`` exactly when the function does, and ``generator`` exactly when the function declares ``rng``.
+        It returns the ``(n, C, H, W)`` float result on the same device and may modify ``images`` in place. With
+        it, the TF runs in :func:`~learned_augment.ops.apply_sequence_batch` and
+        :class:`~learned_augment.PolicyAugment`; without it, sequences using the TF are applied per image only
+        (:func:`~learned_augment.ops.apply_sequence`). It should agree with the function on images (float, and
+        uint8 scaled to [0, 1]; uint8 batches are rounded to the 1/255 grid after it, as the function's uint8
+        result is)::
+
+            def fade_batch(images, magnitude):
+                m = torch.as_tensor(magnitude, dtype=images.dtype, device=images.device).view(-1, 1, 1, 1)
+                return (0.5 + (images - 0.5) * m).clamp(0.0, 1.0)
+
+            @la.register_tf("fade", batched=fade_batch)
+            def fade(image, magnitude):
+                x = image.astype(np.float32) / 255 if image.dtype == np.uint8 else image
+                y = np.clip(0.5 + (x - 0.5) * magnitude, 0.0, 1.0)
+                return np.rint(y * 255).astype(np.uint8) if image.dtype == np.uint8 else y.astype(np.float32)
+
+    Raises
+    ------
+    ValueError
+        If the name is invalid or taken (without ``overwrite``), or ``batched`` declares other arguments than the
+        function (``magnitude``; ``generator`` for ``rng``).
+    TypeError
+        If ``batched`` is not callable.
     """
 
     def wrap(fn: Callable[..., Any]) -> TF:
         params = inspect.signature(fn).parameters
         takes_mag = "magnitude" in params
         takes_rng = "rng" in params
+        tf_name = name or fn.__name__
         tf = TF(
-            name=name or fn.__name__,
+            name=tf_name,
             kind=Kind.CUSTOM,
             fn=fn,
             takes_magnitude=takes_mag,
             signed=signed,
             uses_rng=takes_rng,
             description=(fn.__doc__ or "").strip().split("\n")[0],
+            batched=None if batched is None else _batched_call(tf_name, batched, takes_mag, takes_rng),
             _custom_args=(takes_mag, takes_rng),
         )
         return register(tf, overwrite=overwrite)
 
     return wrap
+
+
+def _batched_call(
+    name: str, batched: Callable[..., Any], takes_mag: bool, takes_rng: bool
+) -> Callable[[Any, np.ndarray, Any], Any]:
+    """``batched`` called as every TF's batched form is, ``(images, magnitude, generator)``, passing on only the
+    keyword arguments it declared, which must match the per-image function's (checked here, not at the first batch)."""
+    if not callable(batched):
+        raise TypeError(f"the batched form of TF {name!r} must be callable, got {type(batched).__name__}")
+    params = inspect.signature(batched).parameters
+    for arg, per_image, wanted in (("magnitude", "magnitude", takes_mag), ("generator", "rng", takes_rng)):
+        if (arg in params) != wanted:
+            does = "takes" if wanted else "does not take"
+            raise ValueError(
+                f"the batched form of TF {name!r} must {'' if wanted else 'not '}declare {arg!r}: its function "
+                f"{does} {per_image!r}"
+            )
+
+    def call(images: Any, magnitude: np.ndarray, generator: Any) -> Any:
+        kwargs: dict[str, Any] = {}
+        if takes_mag:
+            kwargs["magnitude"] = magnitude
+        if takes_rng:
+            kwargs["generator"] = generator
+        return batched(images, **kwargs)
+
+    return call
 
 
 def call_custom(tf: TF, data: Any, magnitude: float | None, rng: np.random.Generator) -> Any:

@@ -8,30 +8,31 @@ the samples are grouped by what their entry needs, and each group is one batched
 * point entries of uint8 images compose per-sample 256-entry look-up tables (exactly the CPU path's tables),
   applied once when the run ends; float images get the point functions themselves, step by step, as the CPU path's
   float branch evaluates them (a table would blur posterize's steps and solarize's threshold between grid points);
-* warps (swirl, elastic), image operations and float point functions run on the subset of samples that have them
-  at this step, with per-sample magnitudes.
+* warps (swirl, elastic), image operations, custom TFs and float point functions run on the subset of samples that
+  have them at this step, with per-sample magnitudes, through the TF's batched form (``TF.batched``; the built-ins'
+  are in ``batch_kernels.py``). A TF without one cannot run here.
 
 Fusion decisions and look-up tables are made on the host from the TF ids alone (no device round trips); only the
-finished matrices and tables travel to the device. Semantics follow the numpy kernels in ``geometry.py`` and
-``intensity.py``; where those go through uint8 (every TF of a uint8 image returns uint8), uint8 inputs are rounded
-to the 1/255 grid after each operation here too, so both paths agree to within resampling round-off.
+finished matrices and tables travel to the device. The built-ins' batched forms follow the numpy kernels in
+``geometry.py`` and ``intensity.py``; where those go through uint8 (every TF of a uint8 image returns uint8), uint8
+inputs are rounded to the 1/255 grid after each operation here too, so both paths agree to within resampling
+round-off.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import geometry as geo
-from . import intensity as inten
 from .base import TF, Kind
+from .batch_kernels import pixel_grid
 from .image import MAX_PIXELS
 from .intensity import point_lut
 from .tfset import TFSet, get_tfset
@@ -46,33 +47,24 @@ _INV255 = 1.0 / 255.0
 _AFFINE, _POINT, _OTHER, _WARP = 0, 1, 2, 3
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Context:
-    """What batched operations may need besides the images and magnitudes."""
+    """What the run needs besides the images and the plan."""
 
     generator: torch.Generator
     u8: bool
     """The input was uint8: round to the 1/255 grid after every operation, as the CPU path returns uint8."""
     mode: str = "bilinear"
     """grid_sample mode of geometric TFs: "bilinear" or "nearest"."""
-    cache: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    def rand(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        """Uniform [0, 1) draws from the generator, on the generator's device and then moved to ``device``."""
-        g = self.generator
-        return torch.rand(shape, generator=g, device=g.device).to(device)
-
-    def randn(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        g = self.generator
-        return torch.randn(shape, generator=g, device=g.device).to(device)
-
-    def randint(self, high: int, n: int, device: torch.device) -> torch.Tensor:
-        g = self.generator
-        return torch.randint(0, high, (n,), generator=g, device=g.device).to(device)
 
 
-_BatchOp = Callable[[torch.Tensor, np.ndarray, _Context], torch.Tensor]
-"""``op(x (n, C, H, W) float32 in [0, 1], magnitudes (n,) float64, ctx) -> (n, C, H, W)``."""
+_BatchOp = Callable[[torch.Tensor, np.ndarray, torch.Generator], torch.Tensor]
+"""A point, image or custom TF's batched form (see :mod:`~learned_augment.ops.base`):
+``op(x (n, C, H, W) float32 in [0, 1], magnitudes (n,) float64, generator) -> (n, C, H, W)``."""
+
+_WarpMap = Callable[[np.ndarray, int, int, torch.Generator, torch.device], torch.Tensor]
+"""A warp TF's batched form: ``maps(magnitudes (n,), H, W, generator, device) -> (n, H, W, 2)`` source pixel
+coordinates (x, y) per destination."""
 
 
 # ------------------------------------------------------------------------------------------------ resampling
@@ -113,240 +105,7 @@ def _remap(x: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor, mode: str 
     return F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
-def _pixel_grid(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(ys, xs)``, each (H, W) float32 pixel indices."""
-    ys = torch.arange(h, device=device, dtype=torch.float32)
-    xs = torch.arange(w, device=device, dtype=torch.float32)
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    return gy, gx
-
-
-# ------------------------------------------------------------------------------------------------ filters
-
-
-def _correlate(x: torch.Tensor, taps: list[float], dim: int, padding: str) -> torch.Tensor:
-    """Correlate ``x`` with the odd-length 1-D kernel ``taps`` along ``dim`` (-1 or -2), as weighted shifted copies.
-
-    ``padding`` is ``"replicate"`` (``cv2.BORDER_REPLICATE``) or ``"constant"`` (zeros, ``cv2.BORDER_CONSTANT``).
-    Shifted copies rather than ``conv2d``: single-channel convolutions are ~15x slower on the CPU (oneDNN), and the
-    kernels here are short.
-    """
-    r = len(taps) // 2
-    n = x.shape[dim]
-    pad = (r, r, 0, 0) if dim == -1 else (0, 0, r, r)
-    p = F.pad(x, pad, mode=padding)
-    out = p.narrow(dim, 0, n) * taps[0]
-    for i in range(1, len(taps)):
-        out.add_(p.narrow(dim, i, n), alpha=taps[i])
-    return out
-
-
-def _separable(x: torch.Tensor, taps: list[float], padding: str) -> torch.Tensor:
-    """Filter (n, C, H, W) with the separable kernel ``taps`` along both axes (rows first, as OpenCV does)."""
-    return _correlate(_correlate(x, taps, -1, padding), taps, -2, padding)
-
-
-def _gaussian_taps(sigma: float) -> list[float]:
-    """The 1-D kernel ``cv2.GaussianBlur`` uses for float images, with the kernel size rule of ``intensity.blur``."""
-    k = max(3, int(2 * math.ceil(3 * sigma) + 1))
-    return [float(v) for v in cv2.getGaussianKernel(k, sigma, cv2.CV_32F).ravel()]
-
-
-# ------------------------------------------------------------------------------------------------ point functions
-
-
-def _posterize(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
-    step = _col(np.array([2.0 ** (8 - int(b)) for b in mags]), x.device)
-    return torch.floor(torch.round(x * 255.0) / step) * step / 255.0
-
-
-_POINT_BATCHED: dict[Callable[..., Any], _BatchOp] = {
-    inten.brightness: lambda x, m, ctx: (x * _col(m, x.device)).clamp_(0.0, 1.0),
-    inten.contrast: lambda x, m, ctx: ((x - 0.5) * _col(m, x.device) + 0.5).clamp_(0.0, 1.0),
-    inten.gamma: lambda x, m, ctx: x.clamp(0.0, 1.0).pow(_col(m, x.device)),
-    inten.posterize: _posterize,
-    inten.solarize: lambda x, m, ctx: torch.where(x >= _col(m, x.device), 1.0 - x, x),
-    inten.invert: lambda x, m, ctx: 1.0 - x,
-}
-"""Point functions for float images, in torch (uint8 images use the functions' look-up tables instead)."""
-
-
-# ------------------------------------------------------------------------------------------------ image ops
-
-
-def _luma(x: torch.Tensor) -> torch.Tensor:
-    """ITU-R 601 luma (n, 1, H, W), summed in the same order as ``intensity._gray`` so float32 results agree."""
-    return x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114
-
-
-def _col(values: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Per-sample magnitudes as an (n, 1, 1, 1) float32 tensor that broadcasts over images."""
-    return torch.from_numpy(values.astype(np.float32)).to(device).view(-1, 1, 1, 1)
-
-
-def _color(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
-    if x.shape[1] == 1:
-        return x
-    g = _luma(x)
-    return (g + _col(mags, x.device) * (x - g)).clamp_(0.0, 1.0)
-
-
-# OpenCV's HSV -> RGB sector table: for each sector, which of (v, p, q, t) become (b, g, r).
-_SECTOR_BGR = np.array([[1, 3, 0], [1, 0, 2], [3, 0, 1], [0, 2, 1], [0, 1, 3], [2, 1, 0]])
-
-
-def _rgb_to_hsv(x: torch.Tensor, shift: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """OpenCV's float ``COLOR_RGB2HSV`` (hue in degrees) then the hue shift of ``intensity.hue``.
-
-    Returns hue in sextants [0, 6), saturation and value, each (n, H, W).
-    """
-    eps = float(np.finfo(np.float32).eps)
-    r, g, b = x[:, 0], x[:, 1], x[:, 2]
-    v = torch.maximum(torch.maximum(r, g), b)
-    diff = v - torch.minimum(torch.minimum(r, g), b)
-    s = diff / (v.abs() + eps)
-    k = 60.0 / (diff + eps)
-    h = torch.where(v == r, (g - b) * k, torch.where(v == g, (b - r) * k + 120.0, (r - g) * k + 240.0))
-    h = torch.where(h < 0, h + 360.0, h)
-    h = torch.remainder(h + _col(shift * 360.0, x.device).view(-1, 1, 1), 360.0)
-    return h * (6.0 / 360.0), s, v
-
-
-def _hsv_to_rgb(h6: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """OpenCV's ``HSV2RGB`` on (n, H, W) hue in sextants, saturation and value in [0, 1]; returns (n, 3, H, W)."""
-    h6 = torch.fmod(h6, 6.0)
-    sector = torch.floor(h6)
-    f = h6 - sector
-    bad = (sector < 0) | (sector >= 6)
-    sector = torch.where(bad, torch.zeros_like(sector), sector).long()
-    f = torch.where(bad, torch.zeros_like(f), f)
-    tab = torch.stack((v, v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f))), dim=1)
-    rgb_from = torch.from_numpy(_SECTOR_BGR[:, ::-1].copy()).to(h6.device)
-    index = rgb_from[sector].permute(0, 3, 1, 2)
-    return tab.gather(1, index)
-
-
-def _hue(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
-    if x.shape[1] == 1:
-        return x
-    return _hsv_to_rgb(*_rgb_to_hsv(x, mags)).clamp_(0.0, 1.0)
-
-
-def _equalize(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
-    """``cv2.equalizeHist`` per channel, on the image rounded to uint8 as ``intensity.equalize`` does."""
-    n, c, h, w = x.shape
-    rows = n * c
-    q = torch.round(x.clamp(0.0, 1.0) * 255.0).long().reshape(rows, h * w)
-    offsets = torch.arange(rows, device=x.device).view(-1, 1) * 256
-    hist = torch.bincount((q + offsets).reshape(-1), minlength=rows * 256).view(rows, 256)
-    cdf = hist.cumsum(1)
-    # OpenCV maps the darkest present value to 0 and scales the rest of the cumulative histogram to 255.
-    first = (hist > 0).to(torch.uint8).argmax(1, keepdim=True)
-    lowest = hist.gather(1, first)
-    scale = 255.0 / (h * w - lowest).to(torch.float32)
-    lut = torch.round((cdf - lowest).to(torch.float32) * scale)
-    identity = torch.arange(256, device=x.device, dtype=torch.float32).expand(rows, 256)
-    lut = torch.where(lowest == h * w, identity, lut)
-    return (lut.gather(1, q) / 255.0).reshape(x.shape)
-
-
-def _autocontrast(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
-    lo = x.amin(dim=(2, 3), keepdim=True)
-    hi = x.amax(dim=(2, 3), keepdim=True)
-    spread = hi > lo
-    scale = 1.0 / torch.where(spread, hi - lo, torch.ones_like(hi))
-    return torch.where(spread, (x - lo) * scale, x).clamp_(0.0, 1.0)
-
-
-def _sharpness(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
-    # intensity._SMOOTH is [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13: a 3x3 box sum plus 4 times the centre.
-    box = _separable(x, [1.0, 1.0, 1.0], "replicate")
-    smooth = box.add_(x, alpha=4.0).mul_(1.0 / 13.0)
-    return (smooth + _col(mags, x.device) * (x - smooth)).clamp_(0.0, 1.0)
-
-
-def _blur(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
-    out = x.clone()
-    # Kernel size depends on sigma, so samples are filtered in groups of equal sigma (usually one group).
-    for sigma in np.unique(mags):
-        if sigma <= 0:
-            continue
-        sel = torch.from_numpy(np.flatnonzero(mags == sigma)).to(x.device)
-        out[sel] = _separable(x[sel], _gaussian_taps(float(sigma)), "replicate")
-    return out
-
-
-def _noise(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
-    return (x + _col(mags, x.device) * ctx.randn(tuple(x.shape), x.device)).clamp_(0.0, 1.0)
-
-
-def _cutout(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
-    n, _, h, w = x.shape
-    # Python's round, as intensity.cutout sizes its square; a non-positive size cuts nothing.
-    sides = [max(1, int(round(float(m) * min(h, w)))) if m > 0 else 0 for m in mags]
-    side = torch.tensor(sides, device=x.device).view(-1, 1)
-    cy = ctx.randint(h, n, x.device).view(-1, 1)
-    cx = ctx.randint(w, n, x.device).view(-1, 1)
-    top, left = cy - side // 2, cx - side // 2
-    rows = torch.arange(h, device=x.device).view(1, -1)
-    cols = torch.arange(w, device=x.device).view(1, -1)
-    in_rows = (rows >= top) & (rows < top + side)
-    in_cols = (cols >= left) & (cols < left + side)
-    square = in_rows[:, :, None] & in_cols[:, None, :]
-    return x.masked_fill(square[:, None], 0.0)
-
-
-def _cross_extreme(x: torch.Tensor, reduce: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Grey erosion / dilation with a 3x3 cross and replicated border: extreme of the pixel and its 4 neighbours."""
-    h, w = x.shape[-2:]
-    p = F.pad(x, (1, 1, 1, 1), mode="replicate")
-    out = p[..., 1 : h + 1, 1 : w + 1]
-    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        out = reduce(out, p[..., dy : dy + h, dx : dx + w])
-    return out
-
-
-def _erosion(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
-    return _cross_extreme(x, torch.minimum)
-
-
-def _dilation(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
-    return _cross_extreme(x, torch.maximum)
-
-
 # ------------------------------------------------------------------------------------------------ warps
-
-
-_WarpMap = Callable[[np.ndarray, _Context, int, int, torch.device], torch.Tensor]
-"""``maps(magnitudes (n,), ctx, H, W, device) -> (n, H, W, 2)`` source pixel coordinates (x, y) per destination."""
-
-
-def _swirl_map(mags: np.ndarray, ctx: _Context, h: int, w: int, device: torch.device) -> torch.Tensor:
-    """``geometry.swirl_warp``'s maps for per-sample strengths (radians); the polar coordinates are shared."""
-    if "swirl" not in ctx.cache:
-        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-        gy, gx = _pixel_grid(h, w, device)
-        dx, dy = gx - cx, gy - cy
-        rho = torch.sqrt(dx * dx + dy * dy)
-        decay = 100.0 / 5.0 * math.log(2.0)
-        ctx.cache["swirl"] = torch.stack((rho, torch.atan2(dy, dx), torch.exp(-rho / decay)))
-    rho, phi, falloff = ctx.cache["swirl"]
-    theta = phi + _col(mags, device).view(-1, 1, 1) * falloff
-    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    return torch.stack((cx + rho * torch.cos(theta), cy + rho * torch.sin(theta)), dim=-1)
-
-
-def _smooth_fields(noise: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
-    """Gaussian-smooth (n, 2, H, W) displacement noise with zero padding, as ``geometry.elastic_warp`` does."""
-    return _separable(noise, _gaussian_taps(sigma), "constant")
-
-
-def _elastic_map(mags: np.ndarray, ctx: _Context, h: int, w: int, device: torch.device) -> torch.Tensor:
-    """``geometry.elastic_warp``: uniform [-1, 1] fields, smoothed (sigma 1), times alpha pixels, per sample."""
-    noise = ctx.rand((len(mags), 2, h, w), device) * 2.0 - 1.0
-    d = _smooth_fields(noise) * _col(mags, device)
-    gy, gx = _pixel_grid(h, w, device)
-    return torch.stack((gx + d[:, 0], gy + d[:, 1]), dim=-1)
 
 
 def _sample_coords(coords: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
@@ -372,24 +131,6 @@ def _pull_back(at: torch.Tensor, forward: np.ndarray) -> torch.Tensor:
     )
 
 
-_WARP_MAPS: dict[Callable[..., Any], _WarpMap] = {geo.swirl_warp: _swirl_map, geo.elastic_warp: _elastic_map}
-
-
-# Keyed by the numpy kernel, not the name: a TF re-registered under a built-in name gets no stale batched twin.
-_BATCHED: dict[Callable[..., Any], _BatchOp] = {
-    inten.color: _color,
-    inten.hue: _hue,
-    inten.equalize: _equalize,
-    inten.autocontrast: _autocontrast,
-    inten.sharpness: _sharpness,
-    inten.blur: _blur,
-    inten.noise: _noise,
-    inten.cutout: _cutout,
-    inten.erosion: _erosion,
-    inten.dilation: _dilation,
-}
-
-
 # ------------------------------------------------------------------------------------------------ the plan
 
 
@@ -397,12 +138,10 @@ _BATCHED: dict[Callable[..., Any], _BatchOp] = {
 class _Plan:
     """Per-entry data for the entries a batch uses, built on the host once per call.
 
-    ``kinds[k]`` is ``_AFFINE``, ``_WARP`` (a built-in warp), ``_POINT`` (a point entry, for uint8 images) or
-    ``_OTHER``; ``matrices[k]`` the
-    forward 3x3 matrix of an affine entry (identity otherwise); ``luts[k]`` the uint8 table of a point entry
-    (identity otherwise); ``warps[k]`` the map builder of a warp entry; ``ops[k]`` the batched operation of any
-    other entry; ``mags[k]`` the magnitude (NaN for
-    none).
+    ``kinds[k]`` is ``_AFFINE``, ``_WARP``, ``_POINT`` (a point entry, for uint8 images) or ``_OTHER``;
+    ``matrices[k]`` the forward 3x3 matrix of an affine entry (identity otherwise); ``luts[k]`` the uint8 table of a
+    point entry (identity otherwise); ``warps[k]`` the batched form of a warp entry; ``ops[k]`` that of any other
+    entry; ``names[k]`` the TF's name, for errors; ``mags[k]`` the magnitude (NaN for none).
     """
 
     kinds: np.ndarray
@@ -410,6 +149,7 @@ class _Plan:
     luts: np.ndarray
     ops: dict[int, _BatchOp]
     warps: dict[int, _WarpMap]
+    names: dict[int, str]
     mags: np.ndarray
 
     @classmethod
@@ -421,52 +161,54 @@ class _Plan:
         mags = np.full(k, np.nan)
         ops: dict[int, _BatchOp] = {}
         warps: dict[int, _WarpMap] = {}
+        names: dict[int, str] = {}
         for i in used.tolist():
             entry = tfset[i]
             tf = entry.tf
+            names[i] = tf.name
             if entry.magnitude is not None:
                 mags[i] = entry.magnitude
             if tf.kind == Kind.AFFINE:
                 kinds[i] = _AFFINE
                 matrices[i] = tf.fn(entry.magnitude, h, w)
-            elif tf.kind == Kind.WARP and tf.fn in _WARP_MAPS:
+            elif tf.kind == Kind.WARP:
                 kinds[i] = _WARP
-                warps[i] = _WARP_MAPS[tf.fn]
+                warps[i] = _batched_form(tf)
             elif tf.kind == Kind.POINT:
                 # Built for float images too: building the table validates the magnitude as the CPU path does.
                 luts[i] = point_lut(entry.name, entry.magnitude)
                 if u8:
                     kinds[i] = _POINT
                 else:
-                    ops[i] = _POINT_BATCHED.get(tf.fn) or _table_op(luts[i])
+                    ops[i] = tf.batched or _table_op(luts[i])
             else:
-                ops[i] = _batched_op(tf)
-        return cls(kinds, matrices, luts, ops, warps, mags)
+                ops[i] = _batched_form(tf)
+        return cls(kinds, matrices, luts, ops, warps, names, mags)
 
 
 def _table_op(lut: np.ndarray) -> _BatchOp:
     """A user point TF on float images: its uint8 table, interpolated (the function itself is numpy code)."""
     values = torch.from_numpy(lut.astype(np.float32) * np.float32(_INV255))
 
-    def op(x: torch.Tensor, mags: np.ndarray, ctx: _Context) -> torch.Tensor:
+    def op(x: torch.Tensor, mags: np.ndarray, generator: torch.Generator) -> torch.Tensor:
         return _apply_lut(x, values.to(x.device).expand(x.shape[0], 256))
 
     return op
 
 
-def _batched_op(tf: TF) -> _BatchOp:
+def _batched_form(tf: TF) -> Callable[..., torch.Tensor]:
+    """The TF's batched form; a TF without one cannot run here."""
+    if tf.batched is not None:
+        return tf.batched
     if tf.kind == Kind.CUSTOM:
         raise NotImplementedError(
-            f"TF {tf.name!r} is a custom TF; custom TFs are not supported by apply_sequence_batch. "
-            "Apply such sequences per image with apply_sequence."
+            f"TF {tf.name!r} is a custom TF without a batched form; register it with register_tf(..., batched=fn) to "
+            "run it in apply_sequence_batch, or apply such sequences per image with apply_sequence."
         )
-    op = _BATCHED.get(tf.fn)
-    if op is None:
-        raise NotImplementedError(
-            f"TF {tf.name!r} ({tf.kind.value}) has no batched implementation; only built-in warp and image TFs, "
-            "and any affine or point TF, run in apply_sequence_batch. Apply such sequences with apply_sequence."
-        )
-    return op
+    raise NotImplementedError(
+        f"TF {tf.name!r} ({tf.kind.value}) has no batched form; give its TF one (batched=fn) to run it in "
+        "apply_sequence_batch, or apply such sequences per image with apply_sequence."
+    )
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -508,7 +250,7 @@ class _Run:
             maps = [self.plan.warps[int(e)] for e in entries[idx]]
             for fn in _in_first_seen_order(maps, entries[idx]):
                 sel = idx[[m is fn for m in maps]]
-                self._add_warp(sel, fn, self.plan.mags[entries[sel]])
+                self._add_warp(sel, fn, entries[sel])
         idx = np.flatnonzero(kinds == _POINT)
         if idx.size:
             # Applying table t after the run so far is t[run], as in sequence._apply_points.
@@ -521,16 +263,18 @@ class _Run:
             # One call per operation (all magnitudes at once), in a fixed order so random draws are reproducible.
             for op in _in_first_seen_order(ops, entries[others]):
                 sel = others[[o is op for o in ops]]
-                self._run_op(sel, op, self.plan.mags[entries[sel]])
+                self._run_op(sel, op, entries[sel])
 
     def finish(self) -> torch.Tensor:
         self.flush_geometry(self.geo_pending)
         self.flush_points(self.point_pending)
         return self.x
 
-    def _add_warp(self, idx: np.ndarray, maps: _WarpMap, mags: np.ndarray) -> None:
+    def _add_warp(self, idx: np.ndarray, maps: _WarpMap, entries: np.ndarray) -> None:
+        """Fold warp ``maps`` (the batched form of ``entries``, one per sample ``idx``) into the pending geometry."""
         h, w = self.x.shape[-2:]
-        q = maps(mags, self.ctx, h, w, self.x.device)
+        q = maps(self.plan.mags[entries], h, w, self.ctx.generator, self.x.device)
+        q = _checked(q, (idx.size, h, w, 2), self.x.device, "coordinates", self.plan.names[int(entries[0])])
         q[..., 0].clamp_(0.0, w - 1.0)
         q[..., 1].clamp_(0.0, h - 1.0)
         q = self._through_pending(idx, q)
@@ -574,7 +318,7 @@ class _Run:
         mapped = idx[self.has_map[idx]]
         if mapped.size:
             h, w = self.x.shape[-2:]
-            gy, gx = _pixel_grid(h, w, self.x.device)
+            gy, gx = pixel_grid(h, w, self.x.device)
             grid = torch.stack((gx, gy), dim=-1).expand(mapped.size, h, w, 2)
             src = self._through_pending(mapped, grid)
             self._update(mapped, lambda x: _remap(x, src[..., 0], src[..., 1], self.ctx.mode))
@@ -591,8 +335,11 @@ class _Run:
         self.lut[idx] = np.arange(256, dtype=np.uint8)
         self.point_pending[idx] = False
 
-    def _run_op(self, idx: np.ndarray, op: _BatchOp, mags: np.ndarray) -> None:
-        self._update(idx, lambda x: op(x, mags, self.ctx))
+    def _run_op(self, idx: np.ndarray, op: _BatchOp, entries: np.ndarray) -> None:
+        """Apply ``op`` (the batched form of ``entries``, one per sample ``idx``) to those samples."""
+        mags = self.plan.mags[entries]
+        name = self.plan.names[int(entries[0])]
+        self._update(idx, lambda x: _checked(op(x, mags, self.ctx.generator), x.shape, x.device, "images", name))
 
     def _update(self, idx: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Replace samples ``idx`` of the batch by ``fn`` of them (rounded to the uint8 grid for uint8 inputs)."""
@@ -608,6 +355,19 @@ class _Run:
         # In place: ``y`` is always a fresh result (or the batch being replaced), and on the CPU every temporary of
         # a large batch costs page faults.
         return y.clamp_(0.0, 1.0).mul_(255.0).round_().mul_(_INV255) if self.ctx.u8 else y
+
+
+def _checked(y: object, shape: tuple[int, ...], device: torch.device, what: str, name: str) -> torch.Tensor:
+    """A batched form's result as float32, after checking it is what the run expects (user forms can be wrong)."""
+    if not isinstance(y, torch.Tensor) or not y.is_floating_point():
+        got = f"dtype {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise TypeError(f"the batched form of TF {name!r} must return a float tensor, got {got}")
+    if tuple(y.shape) != tuple(shape) or y.device != device:
+        raise ValueError(
+            f"the batched form of TF {name!r} returned {what} of shape {tuple(y.shape)} on {y.device}; expected "
+            f"{tuple(shape)} on {device}"
+        )
+    return y.to(torch.float32)
 
 
 def _in_first_seen_order(keys: list[Any], entries: np.ndarray) -> list[Any]:
@@ -738,18 +498,21 @@ def apply_sequence_batch(
     Raises
     ------
     TypeError
-        If ``images`` is not a tensor, has an unsupported dtype, or ``ids`` are not integers.
+        If ``images`` is not a tensor, has an unsupported dtype, or ``ids`` are not integers; or a TF's batched form
+        returns something other than a float tensor.
     ValueError
         If shapes do not fit, the batch or images are empty, float values lie outside [0, 1], or an id is out of
-        range.
+        range; or a TF's batched form returns a result of another shape or on another device.
     NotImplementedError
-        If a sequence uses a custom TF or a warp / image TF without a batched implementation.
+        If a sequence uses a TF without a batched form (a custom TF registered without ``batched=``, a wrapped
+        Albumentations transform, ...).
 
     Notes
     -----
     Checking the value range of float images synchronises with the device once per call. User-registered affine
-    and point TFs are supported (a point TF on float images goes through its 256-entry table, linearly
-    interpolated).
+    and point TFs are supported (a point TF without a batched form goes through its 256-entry table on float
+    images, linearly interpolated), and so are custom, image and warp TFs given a batched form (see
+    :func:`~learned_augment.ops.register_tf`).
     """
     ts = get_tfset(tfset)
     mode = geo.resolve_interpolation(interpolation)

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
 
+from . import batch_kernels as bk
 from .base import TF, Kind, Warp, register
 from .image import restore_shape
 
@@ -336,8 +339,20 @@ def _reg(
     signed: bool = False,
     rng: bool = False,
     description: str = "",
+    batched: Callable[..., Any] | None = None,
 ) -> None:
-    register(TF(name, kind, fn, takes_magnitude=takes_magnitude, signed=signed, uses_rng=rng, description=description))
+    register(
+        TF(
+            name,
+            kind,
+            fn,
+            takes_magnitude=takes_magnitude,
+            signed=signed,
+            uses_rng=rng,
+            description=description,
+            batched=batched,
+        )
+    )
 
 
 _reg("rotate", Kind.AFFINE, rotate_matrix, signed=True, description="rotate by degrees, counter-clockwise")
@@ -348,5 +363,19 @@ _reg("translate_y", Kind.AFFINE, translate_y_matrix, signed=True, description="s
 _reg("zoom", Kind.AFFINE, zoom_matrix, description="scale about the centre (>1 zooms in)")
 _reg("hflip", Kind.AFFINE, hflip_matrix, takes_magnitude=False, description="mirror left-right")
 _reg("vflip", Kind.AFFINE, vflip_matrix, takes_magnitude=False, description="mirror top-bottom")
-_reg("swirl", Kind.WARP, swirl_warp, signed=True, description="skimage-style swirl (strength in radians)")
-_reg("elastic", Kind.WARP, elastic_warp, rng=True, description="elastic deformation (alpha in pixels, sigma 1)")
+_reg(
+    "swirl",
+    Kind.WARP,
+    swirl_warp,
+    signed=True,
+    description="skimage-style swirl (strength in radians)",
+    batched=bk.swirl,
+)
+_reg(
+    "elastic",
+    Kind.WARP,
+    elastic_warp,
+    rng=True,
+    description="elastic deformation (alpha in pixels, sigma 1)",
+    batched=bk.elastic,
+)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 import torch
 
+from . import batch_kernels as bk
 from .base import TF, Kind, register
 from .image import as_float, like, n_channels, restore_shape, to_uint8
 
@@ -238,6 +240,7 @@ def _reg(
     name: str,
     kind: Kind,
     fn,
+    batched: Callable[..., torch.Tensor] | None,
     *,
     takes_magnitude: bool = True,
     signed: bool = False,
@@ -255,24 +258,33 @@ def _reg(
             uses_rng=rng,
             description=description,
             pixelwise=pixelwise,
+            batched=batched,
         )
     )
 
 
-_reg("brightness", Kind.POINT, brightness, description="multiply intensities by f")
-_reg("contrast", Kind.POINT, contrast, description="scale distance from mid-grey by f")
-_reg("gamma", Kind.POINT, gamma, description="x ** g")
-_reg("posterize", Kind.POINT, posterize, description="keep the top bits of each value")
-_reg("solarize", Kind.POINT, solarize, description="invert values above a threshold in [0, 1]")
-_reg("identity", Kind.POINT, identity, takes_magnitude=False, description="leave the image unchanged")
-_reg("invert", Kind.POINT, invert, takes_magnitude=False, description="1 - x")
-_reg("color", Kind.IMAGE, color, pixelwise=True, description="saturation: blend with grayscale by f")
-_reg("hue", Kind.IMAGE, hue, signed=True, pixelwise=True, description="rotate hue by a fraction of a full turn")
-_reg("equalize", Kind.IMAGE, equalize, takes_magnitude=False, description="histogram equalisation")
-_reg("autocontrast", Kind.IMAGE, autocontrast, takes_magnitude=False, description="stretch to full range")
-_reg("sharpness", Kind.IMAGE, sharpness, description="blend with a smoothed copy by f")
-_reg("blur", Kind.IMAGE, blur, description="Gaussian blur, sigma in pixels")
-_reg("noise", Kind.IMAGE, noise, rng=True, description="additive Gaussian noise, std on [0, 1] scale")
-_reg("cutout", Kind.IMAGE, cutout, rng=True, description="zero a random square, side as a fraction of size")
-_reg("erosion", Kind.IMAGE, erosion, takes_magnitude=False, description="grey erosion, 3x3 cross")
-_reg("dilation", Kind.IMAGE, dilation, takes_magnitude=False, description="grey dilation, 3x3 cross")
+# Identity needs no batched form: float images go through its (identity) look-up table.
+_reg("brightness", Kind.POINT, brightness, bk.brightness, description="multiply intensities by f")
+_reg("contrast", Kind.POINT, contrast, bk.contrast, description="scale distance from mid-grey by f")
+_reg("gamma", Kind.POINT, gamma, bk.gamma, description="x ** g")
+_reg("posterize", Kind.POINT, posterize, bk.posterize, description="keep the top bits of each value")
+_reg("solarize", Kind.POINT, solarize, bk.solarize, description="invert values above a threshold in [0, 1]")
+_reg("identity", Kind.POINT, identity, None, takes_magnitude=False, description="leave the image unchanged")
+_reg("invert", Kind.POINT, invert, bk.invert, takes_magnitude=False, description="1 - x")
+_reg("color", Kind.IMAGE, color, bk.color, pixelwise=True, description="saturation: blend with grayscale by f")
+_reg("hue", Kind.IMAGE, hue, bk.hue, signed=True, pixelwise=True, description="rotate hue by a fraction of a full turn")
+_reg("equalize", Kind.IMAGE, equalize, bk.equalize, takes_magnitude=False, description="histogram equalisation")
+_reg(
+    "autocontrast",
+    Kind.IMAGE,
+    autocontrast,
+    bk.autocontrast,
+    takes_magnitude=False,
+    description="stretch to full range",
+)
+_reg("sharpness", Kind.IMAGE, sharpness, bk.sharpness, description="blend with a smoothed copy by f")
+_reg("blur", Kind.IMAGE, blur, bk.blur, description="Gaussian blur, sigma in pixels")
+_reg("noise", Kind.IMAGE, noise, bk.noise, rng=True, description="additive Gaussian noise, std on [0, 1] scale")
+_reg("cutout", Kind.IMAGE, cutout, bk.cutout, rng=True, description="zero a random square, side as a fraction of size")
+_reg("erosion", Kind.IMAGE, erosion, bk.erosion, takes_magnitude=False, description="grey erosion, 3x3 cross")
+_reg("dilation", Kind.IMAGE, dilation, bk.dilation, takes_magnitude=False, description="grey dilation, 3x3 cross")

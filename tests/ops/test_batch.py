@@ -21,10 +21,13 @@ from learned_augment.ops import (
     TFSet,
     apply_sequence,
     apply_sequence_batch,
+    batch_kernels,
     geometry,
+    get_tf,
     get_tfset,
     register,
     register_tf,
+    registered_tfs,
 )
 from learned_augment.ops import batch as batch_mod
 
@@ -207,7 +210,7 @@ def test_cutout_zeroes_one_square_per_sample() -> None:
 
 def test_elastic_smoothing_matches_opencv() -> None:
     noise = np.random.default_rng(0).uniform(-1, 1, size=(2, 2, H, W)).astype(np.float32)
-    smooth = batch_mod._smooth_fields(torch.from_numpy(noise)).numpy()
+    smooth = batch_kernels.smooth_fields(torch.from_numpy(noise)).numpy()
     for i, j in np.ndindex(2, 2):
         ref = cv2.GaussianBlur(noise[i, j], (7, 7), 1.0, borderType=cv2.BORDER_CONSTANT)
         np.testing.assert_allclose(smooth[i, j], ref, atol=1e-6)
@@ -440,3 +443,113 @@ def test_user_affine_and_point_tfs_are_supported(tf_name, scenes: np.ndarray) ->
     ids = np.array([[0, 1, 2], [1, 0, 0], [2, 2, 1], [1, 1, 0]])
     d = compare(scenes, ids, ts)
     assert d.mean() <= SINGLE_MEAN_TOL and d.max() <= SINGLE_MAX_TOL
+
+
+# ------------------------------------------------------------------------------------------------ batched forms
+
+
+def _fade(image: np.ndarray, magnitude: float) -> np.ndarray:
+    """Blend towards mid-grey by ``magnitude`` (a user TF: numpy, uint8 or float32)."""
+    x = image.astype(np.float32) / np.float32(255.0) if image.dtype == np.uint8 else image
+    y = np.clip(np.float32(0.5) + (x - np.float32(0.5)) * np.float32(magnitude), 0.0, 1.0)
+    return np.rint(y * 255.0).astype(np.uint8) if image.dtype == np.uint8 else y.astype(np.float32)
+
+
+def _fade_batch(images: torch.Tensor, magnitude: np.ndarray) -> torch.Tensor:
+    m = torch.as_tensor(magnitude, dtype=images.dtype, device=images.device).view(-1, 1, 1, 1)
+    return (0.5 + (images - 0.5) * m).clamp(0.0, 1.0)
+
+
+def _negative(image: np.ndarray) -> np.ndarray:
+    return 255 - image if image.dtype == np.uint8 else 1.0 - image
+
+
+def test_user_tfs_with_batched_forms_match_their_functions(tf_name, scenes: np.ndarray, digits: np.ndarray) -> None:
+    fade, negative = tf_name("fade"), tf_name("negative")
+    register_tf(fade, batched=_fade_batch)(_fade)
+    register_tf(negative, batched=lambda images: 1.0 - images)(_negative)
+    ts = TFSet([f"{fade}(0.5)", f"{fade}(1.5)", negative, "rotate(+15)", "hflip", "brightness(1.25)", "blur(1)"])
+    rng = np.random.default_rng(0)
+    for form, images in input_forms(scenes, digits).items():
+        single = compare(images, rng.integers(0, 3, size=(len(images), 1)), ts)
+        assert single.mean() <= SINGLE_MEAN_TOL and single.max() <= SINGLE_MAX_TOL, form
+        d = compare(images, rng.integers(0, len(ts), size=(len(images), 10)), ts)
+        assert d.mean() <= SEQ_MEAN_TOL, f"{form}: mean diff {d.mean():.3f}"
+        assert (d > SEQ_OUTLIER_LEVELS).mean() <= SEQ_OUTLIER_FRACTION, form
+
+
+def test_user_tf_with_a_batched_form_draws_from_the_generator(tf_name, scenes: np.ndarray) -> None:
+    name = tf_name("dropout")
+    seen: list[torch.Generator] = []
+
+    def drop_batch(images: torch.Tensor, magnitude: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        seen.append(generator)
+        u = torch.rand(images.shape, generator=generator, device=generator.device).to(images.device)
+        return images.masked_fill(u < torch.as_tensor(magnitude, device=images.device).view(-1, 1, 1, 1), 0.0)
+
+    @register_tf(name, batched=drop_batch)
+    def drop(image: np.ndarray, magnitude: float, rng: np.random.Generator) -> np.ndarray:
+        return np.where(rng.random(image.shape) < magnitude, 0, image).astype(image.dtype)
+
+    ts, ids, images = TFSet([f"{name}(0.3)"]), np.zeros((len(scenes), 1), dtype=int), to_batch(scenes)
+    gen = torch.Generator().manual_seed(3)
+    first = apply_sequence_batch(images, ids, ts, generator=gen)
+    assert seen == [gen]
+    assert torch.equal(first, apply_sequence_batch(images, ids, ts, generator=torch.Generator().manual_seed(3)))
+    assert not torch.equal(first, apply_sequence_batch(images, ids, ts, generator=torch.Generator().manual_seed(4)))
+    dropped = (first == 0) & (images != 0)
+    assert 0.2 < float(dropped.float().mean()) < 0.4
+
+
+def test_user_image_and_warp_tfs_with_batched_forms(tf_name, scenes: np.ndarray) -> None:
+    """The lower-level ``TF(..., batched=)`` takes the fixed signature of its kind (see ``ops.base``)."""
+    dim, shift = tf_name("dim"), tf_name("shift_warp")
+
+    def dim_image(image: np.ndarray, magnitude: float, rng: np.random.Generator | None) -> np.ndarray:
+        x = image.astype(np.float32) / np.float32(255.0) if image.dtype == np.uint8 else image
+        y = x * np.float32(magnitude)
+        return np.rint(y * 255.0).astype(np.uint8) if image.dtype == np.uint8 else y
+
+    def dim_batch(images: torch.Tensor, magnitude: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        return images * torch.as_tensor(magnitude, dtype=torch.float32, device=images.device).view(-1, 1, 1, 1)
+
+    def shift_warp(pixels: float, h: int, w: int, rng: np.random.Generator | None) -> geometry.Warp:
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        return geometry.Warp(xs - np.float32(pixels), ys, lambda pts: pts + np.array([pixels, 0.0]))
+
+    def shift_coords(mags: np.ndarray, h: int, w: int, generator: torch.Generator, device: torch.device) -> Any:
+        gy, gx = batch_kernels.pixel_grid(h, w, device)
+        m = torch.as_tensor(mags, dtype=torch.float32, device=device).view(-1, 1, 1)
+        return torch.stack((gx - m, gy.expand(len(mags), h, w)), dim=-1)
+
+    register(TF(dim, Kind.IMAGE, dim_image, batched=dim_batch))
+    register(TF(shift, Kind.WARP, shift_warp, signed=True, batched=shift_coords))
+    ts = TFSet([f"{shift}(+3)", f"{shift}(-2.5)", "rotate(+15)", "swirl(+0.5)", f"{dim}(0.75)"])
+    ids = np.array([[0, 2, 4, 1], [2, 0, 3, 1], [1, 1, 4, 0], [3, 0, 2, 2]])
+    d = compare(scenes, ids, ts)
+    assert d.mean() <= SEQ_MEAN_TOL and (d > SEQ_OUTLIER_LEVELS).mean() <= SEQ_OUTLIER_FRACTION
+    single = compare(scenes, np.array([[0], [1], [4], [1]]), ts)
+    assert single.mean() <= SINGLE_MEAN_TOL and single.max() <= SINGLE_MAX_TOL
+
+
+@pytest.mark.parametrize(
+    ("returns", "error", "match"),
+    [
+        (lambda x: x[:, :, :-1], ValueError, r"returned images of shape \(4, 3, 27, 32\) on cpu; expected \(4, 3, 28"),
+        (lambda x: x.numpy(), TypeError, "must return a float tensor, got ndarray"),
+        (lambda x: (x * 255).to(torch.uint8), TypeError, "must return a float tensor, got dtype torch.uint8"),
+    ],
+)
+def test_bad_batched_results_are_refused(tf_name, returns: Any, error: type, match: str, scenes: np.ndarray) -> None:
+    name = tf_name("bad")
+    register_tf(name, batched=lambda images: returns(images))(lambda image: image)
+    with pytest.raises(error, match=f"the batched form of TF '{name}' {match}"):
+        apply_sequence_batch(to_batch(scenes), np.zeros((4, 1), dtype=int), TFSet([name]))
+
+
+def test_built_in_tfs_carry_their_batched_forms() -> None:
+    builtin = [get_tf(n) for n in registered_tfs() if get_tf(n).fn.__module__.startswith("learned_augment.ops.")]
+    assert {tf.kind for tf in builtin} == {Kind.AFFINE, Kind.POINT, Kind.WARP, Kind.IMAGE}
+    for tf in builtin:
+        # Affine TFs have their matrices composed by the batched path; identity's table is the identity.
+        assert (tf.batched is None) == (tf.kind == Kind.AFFINE or tf.name == "identity"), tf.name

@@ -10,6 +10,7 @@ from typing import Any
 import albumentations as A
 import numpy as np
 import pytest
+import torch
 
 from learned_augment.ops import (
     TF,
@@ -223,6 +224,59 @@ def test_user_affine_tf_fuses_and_moves_targets(tf_name: Any) -> None:
     np.testing.assert_array_equal(y[:, :-3], x[:, :-3][:, ::-1])
     np.testing.assert_allclose(t["keypoints"], [[24 - 1 - 4.0, 2.0]])  # index space: flip maps x to W - 1 - x
     np.testing.assert_array_equal(y, apply_sequence(x, [f"{name}(3)", "hflip"], fuse=False))
+
+
+# ------------------------------------------------------------------------------------------------------ batched forms
+
+
+def test_batched_form_is_carried_and_called_with_the_declared_arguments(tf_name: Any) -> None:
+    calls: dict[str, dict[str, Any]] = {}
+    full, plain = tf_name("full"), tf_name("plain")
+
+    def full_batch(images: torch.Tensor, magnitude: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        calls["full"] = {"magnitude": magnitude, "generator": generator}
+        return images
+
+    def plain_batch(images: torch.Tensor) -> torch.Tensor:
+        calls["plain"] = {}
+        return images
+
+    register_tf(full, batched=full_batch)(lambda image, magnitude, rng: image)
+    register_tf(plain, batched=plain_batch)(lambda image: image)
+    x, mags, g = torch.zeros(2, 3, 4, 4), np.array([0.5, 1.5]), torch.Generator()
+    # Every TF's batched form is called as (images, magnitude, generator); user forms get what they declared.
+    assert get_tf(full).batched(x, mags, g) is x and get_tf(plain).batched(x, mags, g) is x
+    assert calls["full"]["magnitude"] is mags and calls["full"]["generator"] is g
+    assert calls["plain"] == {}
+    assert register_tf(tf_name("none"))(lambda image: image).batched is None
+
+
+@pytest.mark.parametrize(
+    ("fn", "batched", "match"),
+    [
+        (lambda image, magnitude: image, lambda images: images, "must declare 'magnitude': its function takes"),
+        (lambda image: image, lambda images, magnitude: images, "must not declare 'magnitude': its function does not"),
+        (lambda image, rng: image, lambda images: images, "must declare 'generator': its function takes 'rng'"),
+        (lambda image: image, lambda images, generator: images, "must not declare 'generator': its function does not"),
+    ],
+)
+def test_batched_form_must_declare_what_the_function_does(tf_name: Any, fn: Any, batched: Any, match: str) -> None:
+    name = tf_name("mismatch")
+    with pytest.raises(ValueError, match=f"the batched form of TF '{name}' {match}"):
+        register_tf(name, batched=batched)(fn)
+    assert name not in registered_tfs()
+
+
+def test_batched_form_must_be_callable_and_not_affine(tf_name: Any) -> None:
+    name = tf_name("uncallable")
+    with pytest.raises(TypeError, match=f"the batched form of TF '{name}' must be callable, got int"):
+        register_tf(name, batched=3)(lambda image: image)
+    with pytest.raises(TypeError, match="must be callable"):
+        register(TF(name, Kind.IMAGE, lambda image, magnitude, rng: image, batched=3))
+    shift = tf_name("shift")
+    with pytest.raises(ValueError, match=f"affine TF '{shift}' takes no batched form"):
+        register(TF(shift, Kind.AFFINE, lambda m, h, w: np.eye(3), batched=lambda *args: args[0]))
+    assert name not in registered_tfs() and shift not in registered_tfs()
 
 
 # ------------------------------------------------------------------------------------------------------ Albumentations
