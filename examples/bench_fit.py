@@ -96,7 +96,7 @@ def mnist_images(folder: Path | None, n: int) -> tuple[np.ndarray, str]:
     return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)[:n], f"MNIST test images from {folder}"
 
 
-def time_fit(images: np.ndarray, tfs: str, steps: int, warmup: int, seed: int) -> tuple[float, float]:
+def time_fit(images: np.ndarray, tfs: str, steps: int, warmup: int, seed: int, precision: str) -> tuple[float, float]:
     """Steps per second of one default fit of ``steps`` steps, not counting the first ``warmup``: per wall-clock
     second and per second of this process's CPU time (on a shared machine the latter moves less with the load)."""
     ends: list[tuple[float, float]] = []
@@ -105,6 +105,7 @@ def time_fit(images: np.ndarray, tfs: str, steps: int, warmup: int, seed: int) -
         tfs=tfs,
         steps=steps,
         seed=seed,
+        reward_precision=precision,
         progress=False,
         callbacks=[lambda *_: ends.append((time.perf_counter(), time.process_time()))],
     )
@@ -157,6 +158,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--cifar", type=Path, default=None, help="CIFAR-10 JPEG npz; without it, synthetic images")
     p.add_argument("--mnist", type=Path, default=None, help="MNIST IDX folder; without it, the shipped sample")
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of: " + ", ".join(CASES))
+    p.add_argument(
+        "--precisions",
+        default="float32,bfloat16",
+        help="comma-separated reward_precision values to time side by side (float32, bfloat16, auto)",
+    )
     p.add_argument("--images", type=int, default=2000, help="images per data set")
     p.add_argument("--steps", type=int, default=30, help="steps per timed fit, warm-up included")
     p.add_argument("--warmup", type=int, default=5, help="steps not timed at the start of each fit")
@@ -174,24 +180,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         p.error("need 1 <= --warmup < --steps")
     torch.set_num_threads(a.threads)
 
+    precisions = [v.strip() for v in a.precisions.split(",") if v.strip()]
+    for v in precisions:
+        try:
+            la.fit.loop.reward_dtype(v, torch.device("cpu"))
+        except ValueError as exc:
+            p.error(str(exc))
     data = {"cifar10": cifar_images(a.cifar, a.images), "mnist": mnist_images(a.mnist, a.images)}
+    rows = [(c, v) for c in cases for v in precisions]
     load_start = os.getloadavg()
-    rates: dict[str, list[float]] = {c: [] for c in cases}
-    cpu_rates: dict[str, list[float]] = {c: [] for c in cases}
+    rates: dict[tuple[str, str], list[float]] = {r: [] for r in rows}
+    cpu_rates: dict[tuple[str, str], list[float]] = {r: [] for r in rows}
     for _ in range(a.repeats):
-        for case in cases:
-            wall, cpu = time_fit(data[case][0], case, a.steps, a.warmup, a.seed)
-            rates[case].append(wall)
-            cpu_rates[case].append(cpu)
+        for case, precision in rows:
+            wall, cpu = time_fit(data[case][0], case, a.steps, a.warmup, a.seed, precision)
+            rates[case, precision].append(wall)
+            cpu_rates[case, precision].append(cpu)
     load_end = os.getloadavg()
 
     print(f"fit_policy steps/s, default settings, {a.threads} torch thread(s), median of {a.repeats} repeats")
-    print(f"{'case':<9} {'images':<14} {'median':>7} {'per CPU s':>9}  repeats")
-    for case in cases:
+    print(f"{'case':<9} {'reward pass':<12} {'images':<14} {'median':>7} {'per CPU s':>9}  repeats")
+    for case, precision in rows:
         shape = "x".join(str(v) for v in data[case][0].shape[1:])
-        reps = " ".join(f"{r:.2f}" for r in rates[case])
-        cpu = statistics.median(cpu_rates[case])
-        print(f"{case:<9} {shape:<14} {statistics.median(rates[case]):7.2f} {cpu:9.2f}  {reps}")
+        reps = " ".join(f"{r:.2f}" for r in rates[case, precision])
+        cpu = statistics.median(cpu_rates[case, precision])
+        med = statistics.median(rates[case, precision])
+        print(f"{case:<9} {precision:<12} {shape:<14} {med:7.2f} {cpu:9.2f}  {reps}")
     print(f"load average at start {load_start[0]:.2f}, at end {load_end[0]:.2f}")
 
     profiles = {}
@@ -207,18 +221,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "learned_augment": la.__version__,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k != "out"},
         "load_average": {"start": load_start, "end": load_end},
-        "cases": {
-            c: {
+        "rows": [
+            {
+                "case": c,
+                "reward_precision": v,
                 "data": data[c][1],
                 "image_shape": list(data[c][0].shape[1:]),
-                "steps_per_s": rates[c],
-                "median_steps_per_s": statistics.median(rates[c]),
-                "steps_per_cpu_s": cpu_rates[c],
-                "median_steps_per_cpu_s": statistics.median(cpu_rates[c]),
-                **({"profile": profiles[c]} if c in profiles else {}),
+                "steps_per_s": rates[c, v],
+                "median_steps_per_s": statistics.median(rates[c, v]),
+                "steps_per_cpu_s": cpu_rates[c, v],
+                "median_steps_per_cpu_s": statistics.median(cpu_rates[c, v]),
             }
-            for c in cases
-        },
+            for c, v in rows
+        ],
+        "profiles": profiles,
     }
     if a.out is not None:
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -100,6 +101,35 @@ def _torch_gen(seed: int, step: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(s >> 1))
 
 
+def reward_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype of the reward pass for ``precision`` (``"float32"``, ``"bfloat16"``, ``"auto"``) on ``device``.
+
+    ``"auto"`` takes bfloat16 only where it is native: on a CPU without AMX tiles bfloat16 convolutions are emulated
+    and slower than float32. Measured on a 2-core AMX CPU (``examples/bench_fit.py``, interleaved repeats): 2.2x the
+    steps per second on 32x32 CIFAR-10 images and 2.0x on MNIST; logits differ by about 1e-4, far below the noise of
+    the policy gradient.
+    """
+    if precision == "float32":
+        return torch.float32
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if precision != "auto":
+        raise ValueError(f"reward_precision must be 'float32', 'bfloat16' or 'auto', got {precision!r}")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cpu":
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return torch.bfloat16 if amx is not None and amx() else torch.float32
+    return torch.float32
+
+
+def _reward_autocast(device: torch.device, dtype: torch.dtype) -> Any:
+    """Autocast for the reward pass, or nothing for float32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def _logits(disc: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """One logit per item, shape ``(B,)``, from a discriminator that returns ``(B,)`` or ``(B, 1)``."""
     out = disc(x)
@@ -148,6 +178,7 @@ def fit_policy(
     d_width: int = 32,
     jitter: bool = False,
     eval_every: int = 25,
+    reward_precision: str = "auto",
     device: str | torch.device = "cpu",
     seed: int = 0,
     checkpoint: str | Path | None = None,
@@ -213,6 +244,11 @@ def fit_policy(
         slowed learning that destructive TFs are destructive (share after 60 steps 0.12 vs 0.02 without).
     eval_every:
         Steps between measurements of the R/G model-selection ratio.
+    reward_precision:
+        Arithmetic of the discriminator's pass that scores every prefix for the rewards (about two thirds of a
+        step; its training pass stays float32): ``"float32"``, ``"bfloat16"`` or ``"auto"`` (default: bfloat16
+        where the device runs it natively, CUDA GPUs with bfloat16 and CPUs with AMX tiles, else float32).
+        See :func:`reward_dtype` for what was measured.
     device:
         ``"cpu"`` or ``"cuda"``: where the policy and the discriminator run.
     seed:
@@ -271,6 +307,7 @@ def fit_policy(
         # SGD accepts lr=nan, which would only surface at the first checkpoint as a JSON error about the config.
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
+    dtype = reward_dtype(reward_precision, dev)
     per_epoch = steps_per_epoch(n_items, batch_size)
     batch_size = min(batch_size, n_items)
     total_steps = fit_length(n_items, batch_size, epochs, steps, min_steps)
@@ -310,6 +347,7 @@ def fit_policy(
         "hidden": hidden,
         "d_width": d_width,
         "jitter": jitter,
+        "reward_precision": reward_precision,
         "seed": seed,
         "total_steps": total_steps,
         "data": data_fp,
@@ -382,7 +420,7 @@ def fit_policy(
             group.average_buffers(disc)
 
             disc.eval()
-            with torch.no_grad():
+            with torch.no_grad(), _reward_autocast(dev, dtype):
                 if jitter and is_image:  # each copy of x_0 got its own sub-pixel shift
                     logits = _logits(disc, stacked.flatten(0, 1)).view(seq_len + 1, -1).T  # (n, L+1)
                 else:
@@ -391,6 +429,7 @@ def fit_policy(
                     first = _logits(disc, stacked[0, : len(idx)]).repeat(n_seqs)
                     rest = _logits(disc, stacked[1:].flatten(0, 1)).view(seq_len, -1)
                     logits = torch.cat([first[None], rest]).T  # (n, L+1)
+                logits = logits.float()
                 cost = F.softplus(-logits)  # -log D(x_t)
                 # float() first: a collate may return integer ids (for an nn.Embedding), which have no mean and,
                 # as uint8, would wrap around when subtracted.
