@@ -3,7 +3,7 @@
     torchrun --standalone --nproc_per_node=2 examples/fit_distributed.py --out runs/fit_distributed
     python examples/fit_distributed.py --out runs/fit_single        # the same fit in one process
 
-Every process runs this script; ``fit_policy`` finds the process group and splits each global batch of
+Every process runs this script; ``fit_policy(..., distributed=True)`` splits each global batch of
 ``--batch-size`` images across the processes (gloo on CPUs; NCCL with one GPU per process when CUDA is there and
 ``--device cuda``). Rank 0 writes the checkpoint (``--checkpoint``: a fit killed on any rank resumes from it when
 launched again, with the same or another number of processes), the fitted policy (``policy.safetensors``) and a
@@ -88,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         seed=a.seed,
         checkpoint=a.checkpoint,
         progress=rank == 0,
+        distributed=dist.is_initialized(),
     )
     wall = time.perf_counter() - t0
     report = {

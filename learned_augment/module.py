@@ -184,6 +184,10 @@ class PolicyAugment(nn.Module):
         s_host, s_device = np.random.SeedSequence(material).generate_state(2, dtype=np.uint64)
         return torch.Generator().manual_seed(int(s_host >> 1)), int(s_device >> 1)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        _run_augment_eagerly()  # unpickled in a fresh process (a spawned worker, torch.load of a whole model)
+
     def extra_repr(self) -> str:
         source = f", source={self.source!r}" if self.source else ""
         return f"policy={self._policy!r}{source}, p={self.p:g}, seed={self.seed}, interpolation={self.interpolation!r}"

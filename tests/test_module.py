@@ -334,3 +334,19 @@ def test_policy_with_a_batched_custom_tf_runs_and_matches_the_function(tf_name) 
     ).permute(0, 3, 1, 2)
     # Stricter than the batch tests' single-TF tolerance: no resampling here, only float32 rounding ties.
     assert int((out.int() - expected.int()).abs().max()) <= 1
+
+
+def test_an_unpickled_module_still_runs_eagerly_under_torch_compile() -> None:
+    # A fresh process (a spawned worker) gets the class without the compiler guard until a module is built or
+    # unpickled there.
+    import pickle
+    import subprocess
+    import sys
+
+    blob = pickle.dumps(PolicyAugment(policy(), p=1.0, seed=1))
+    code = (
+        "import pickle, sys; from learned_augment.module import PolicyAugment; "
+        "m = pickle.loads(sys.stdin.buffer.read()); print(PolicyAugment._augment_is_eager)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, timeout=120)
+    assert out.stdout.decode().strip() == "True", out.stderr.decode()[-1000:]

@@ -9,10 +9,18 @@ are averaged by ``DistributedDataParallel``, the policy's by one all-reduce; the
 across the batch (the real batch's variance, the per-step baseline) and the logged metrics are all-reduced, so
 every rank computes the same update, and a fit equals a single-process fit of the same global batch and seed up
 to floating-point summation order and batch norm, whose statistics stay per rank (``SyncBatchNorm`` needs GPUs:
-on CUDA the default discriminator's batch norms are synchronised).
+on CUDA the default discriminator's batch norms are synchronised). Two things draw per rank and so do not match a
+single-process fit: ``jitter``'s sub-pixel shifts and the R/G ratio's random sequences.
+
+Every rank must call ``fit_policy`` with the same data and arguments: the fit checks this at its start (a rank
+that skipped the call, as in ``if rank == 0: fit_policy(...)``, cannot be detected and would leave the others
+waiting; that is why a data-parallel fit must be asked for with ``distributed=True``).
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,20 +34,19 @@ class FitGroup:
     Parameters
     ----------
     distributed:
-        ``None``: join the default process group when one is initialised with more than one process. ``True``:
-        require one. ``False``: fit in this process alone, whatever the process group.
+        ``True``: fit over the default process group (it must be initialised). ``False``: fit in this process
+        alone, whatever the process group.
     """
 
-    def __init__(self, distributed: bool | None = None) -> None:
+    def __init__(self, distributed: bool = False) -> None:
         ready = dist.is_available() and dist.is_initialized()
         if distributed and not ready:
             raise RuntimeError(
                 "fit_policy(distributed=True) needs torch.distributed.init_process_group() first "
                 "(torchrun sets up the environment for it)"
             )
-        use = ready and (distributed or (distributed is None and dist.get_world_size() > 1))
-        self.rank = dist.get_rank() if use else 0
-        self.world = dist.get_world_size() if use else 1
+        self.rank = dist.get_rank() if distributed else 0
+        self.world = dist.get_world_size() if distributed else 1
 
     @property
     def active(self) -> bool:
@@ -51,12 +58,36 @@ class FitGroup:
         """Rank 0: the one that writes checkpoints and shows progress."""
         return self.rank == 0
 
-    def check_batch(self, batch_size: int) -> None:
+    def check_batch(self, batch_size: int, n_items: int) -> None:
         """Refuse a global batch that does not split evenly (the gradient averages would weight ranks unequally)."""
         if batch_size % self.world:
+            clamped = f" (clamped to the {n_items} items)" if batch_size == n_items else ""
             raise ValueError(
-                f"batch_size {batch_size} (the global batch) must be a multiple of the {self.world} processes"
+                f"batch_size {batch_size}{clamped} (the global batch) must be a multiple of the {self.world} processes"
             )
+
+    def check_same(self, config: dict[str, Any]) -> None:
+        """Refuse a fit whose data or arguments differ between ranks (it would hang or silently diverge)."""
+        if not self.active:
+            return
+        mine = json.dumps(config, sort_keys=True, default=str)
+        seen: list[Any] = [None] * self.world
+        dist.all_gather_object(seen, mine)
+        if len(set(seen)) > 1:
+            others = json.loads(next(v for v in seen if v != mine))
+            diff = sorted(k for k in set(config) | set(others) if config.get(k) != others.get(k))
+            raise ValueError(
+                f"fit_policy got different {', '.join(diff)} on different processes; a distributed fit needs the "
+                "same data and arguments on every rank"
+            )
+
+    def all_ok(self, ok: bool, device: torch.device) -> bool:
+        """Whether ``ok`` holds on every rank (so that all raise together instead of some waiting forever)."""
+        if not self.active:
+            return ok
+        flag = torch.tensor([1.0 if ok else 0.0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item() > 0)
 
     def local(self, n: int) -> np.ndarray:
         """This rank's positions among ``n`` (items of a batch or its sequences)."""
@@ -104,12 +135,17 @@ class FitGroup:
         for t in list(module.parameters()) + list(module.buffers()):
             dist.broadcast(t.data, src=0)
 
-    def wrap(self, disc: nn.Module, device: torch.device) -> nn.Module:
-        """``disc`` for the training pass: itself alone, ``DistributedDataParallel`` over several processes."""
+    def wrap(self, disc: nn.Module, device: torch.device, sync_batch_norm: bool) -> nn.Module:
+        """``disc`` for the training pass: itself alone, ``DistributedDataParallel`` over several processes.
+
+        ``sync_batch_norm`` (CUDA only) replaces the batch norms of ``disc`` in place: only for a discriminator the
+        fit built itself, never for a user's module, which would come back unusable outside a process group.
+        """
         if not self.active:
             return disc
         if device.type == "cuda":
-            disc = nn.SyncBatchNorm.convert_sync_batchnorm(disc)
+            if sync_batch_norm:
+                disc = nn.SyncBatchNorm.convert_sync_batchnorm(disc)
             ids = [device.index if device.index is not None else torch.cuda.current_device()]
             return nn.parallel.DistributedDataParallel(disc, device_ids=ids)
         return nn.parallel.DistributedDataParallel(disc)

@@ -101,13 +101,16 @@ def _torch_gen(seed: int, step: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(s >> 1))
 
 
-def reward_dtype(precision: str, device: torch.device) -> torch.dtype:
+def reward_dtype(precision: str, device: torch.device, builtin_discriminator: bool = True) -> torch.dtype:
     """The dtype of the reward pass for ``precision`` (``"float32"``, ``"bfloat16"``, ``"auto"``) on ``device``.
 
-    ``"auto"`` takes bfloat16 only where it is native: on a CPU without AMX tiles bfloat16 convolutions are emulated
-    and slower than float32. Measured on a 2-core AMX CPU (``examples/bench_fit.py``, interleaved repeats): 2.2x the
-    steps per second on 32x32 CIFAR-10 images and 2.0x on MNIST; logits differ by about 1e-4, far below the noise of
-    the policy gradient.
+    ``"auto"`` takes bfloat16 only where it is native (CUDA GPUs of compute capability 8.0 or more, CPUs with AMX
+    tiles; elsewhere bfloat16 convolutions are emulated and slower than float32) and only for the built-in
+    discriminator: a user's module may hold operations without bfloat16 kernels, so it gets bfloat16 only when
+    asked. Measured on a 2-core AMX CPU (``examples/bench_fit.py``, interleaved repeats): 1.6x the steps per second
+    on 32x32 CIFAR-10 images and 2.0x on MNIST. The built-in discriminator's logits then differ from float32 by
+    about 7e-3 on average (2e-2 at most, for logits of size ~5), against a spread of about 3 in the per-step costs;
+    the TF frequencies of fits of one seed in both precisions differ far less than those of two seeds (README).
     """
     if precision == "float32":
         return torch.float32
@@ -115,8 +118,10 @@ def reward_dtype(precision: str, device: torch.device) -> torch.dtype:
         return torch.bfloat16
     if precision != "auto":
         raise ValueError(f"reward_precision must be 'float32', 'bfloat16' or 'auto', got {precision!r}")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if not builtin_discriminator:
+        return torch.float32
+    if device.type == "cuda":  # is_bf16_supported() also counts emulated bfloat16 (V100, T4)
+        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float32
     if device.type == "cpu":
         amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
         return torch.bfloat16 if amx is not None and amx() else torch.float32
@@ -187,7 +192,7 @@ def fit_policy(
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
     limit: int | None = None,
-    distributed: bool | None = None,
+    distributed: bool = False,
 ) -> Policy:
     """Learn a TF-sequence policy that keeps ``data`` realistic, from unlabeled data.
 
@@ -247,7 +252,8 @@ def fit_policy(
     reward_precision:
         Arithmetic of the discriminator's pass that scores every prefix for the rewards (about two thirds of a
         step; its training pass stays float32): ``"float32"``, ``"bfloat16"`` or ``"auto"`` (default: bfloat16
-        where the device runs it natively, CUDA GPUs with bfloat16 and CPUs with AMX tiles, else float32).
+        where the device runs it natively, CUDA GPUs with bfloat16 and CPUs with AMX tiles, for the built-in
+        discriminator; else float32).
         See :func:`reward_dtype` for what was measured.
     device:
         ``"cpu"`` or ``"cuda"``: where the policy and the discriminator run.
@@ -264,12 +270,13 @@ def fit_policy(
     limit:
         Use at most this many items of ``data``.
     distributed:
-        Data-parallel fit over the processes of ``torch.distributed``'s default group (launch with ``torchrun``;
-        gloo on CPUs, NCCL on GPUs, with ``device=f"cuda:{local_rank}"``). ``None`` (default): when a group of more
-        than one process is initialised. ``batch_size`` is the global batch, split evenly across processes; every
-        process returns the same policy; only rank 0 writes ``checkpoint`` and shows progress; ``callbacks`` run
-        on every rank. A resumed fit may use another number of processes. See :mod:`learned_augment.fit.distributed`
-        for how far a fit on ``W`` processes equals a single-process one.
+        ``True``: a data-parallel fit over the processes of ``torch.distributed``'s default group (launch with
+        ``torchrun``; gloo on CPUs, NCCL on GPUs with ``device=f"cuda:{local_rank}"``), called on every rank with
+        the same data and arguments (checked). ``batch_size`` is the global batch, split evenly across processes;
+        every process returns the same policy; only rank 0 writes ``checkpoint`` and shows progress;
+        ``callbacks`` run on every rank. A resumed fit may use another number of processes. Off by default: a
+        fit inside a distributed training script that runs on rank 0 only must not wait for the others. See
+        :mod:`learned_augment.fit.distributed` for how far a fit on ``W`` processes equals a single-process one.
 
     Returns
     -------
@@ -307,23 +314,22 @@ def fit_policy(
         # SGD accepts lr=nan, which would only surface at the first checkpoint as a JSON error about the config.
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
-    dtype = reward_dtype(reward_precision, dev)
+    dtype = reward_dtype(reward_precision, dev, builtin_discriminator=discriminator is None)
     per_epoch = steps_per_epoch(n_items, batch_size)
     batch_size = min(batch_size, n_items)
     total_steps = fit_length(n_items, batch_size, epochs, steps, min_steps)
     group = FitGroup(distributed)
-    group.check_batch(batch_size)
+    group.check_batch(batch_size, n_items)
     mine = group.local(batch_size)  # this rank's item positions in each batch
     my_seqs = group.local(batch_size * n_seqs)  # and its sequences (sequence j rolls out item j % batch_size)
 
     torch.manual_seed(seed)
     policy = make_policy(model, tfset, seq_len, hidden=hidden).to(dev)
+    built_disc = discriminator is None
     if discriminator is None:
         h, w, c = items.shape[1:]
         discriminator = DCGANDiscriminator(c, (h, w), width=d_width)
     disc = discriminator.to(dev)
-    group.broadcast(policy)
-    disc_train = group.wrap(disc, dev)  # DistributedDataParallel over several processes, which syncs disc's weights
     opt_d = torch.optim.Adam(disc.parameters(), lr=d_lr, betas=(0.5, 0.999))
     if g_optimizer == "adam":
         opt_g: torch.optim.Optimizer = torch.optim.Adam(policy.parameters(), lr=g_lr)
@@ -352,6 +358,11 @@ def fit_policy(
         "total_steps": total_steps,
         "data": data_fp,
     }
+    # Before any collective that would hang on ranks that disagree.
+    group.check_same(config)
+    group.broadcast(policy)
+    # DistributedDataParallel over several processes (it copies rank 0's discriminator weights to the others).
+    disc_train = group.wrap(disc, dev, sync_batch_norm=built_disc)
     history: dict[str, list[float]] = {
         k: [] for k in ("d_loss", "g_loss", "reward", "diversity", "rg_ratio", "rg_step")
     }
@@ -499,10 +510,18 @@ def fit_policy(
                 # checkpoint (resuming from it would fail at once, and it would have replaced the last good one).
                 # Every rank checks (they hold the same weights), so all raise together.
                 _check_finite({"policy": policy, "discriminator": disc}, f"fit_policy's update at step {step} made")
+                failure: Exception | None = None
                 if group.is_main:
                     elapsed = elapsed_before + time.perf_counter() - t_start
-                    _save_checkpoint(checkpoint, config, done, history, elapsed, policy, disc, opt_d, opt_g)
-                group.barrier()
+                    try:
+                        _save_checkpoint(checkpoint, config, done, history, elapsed, policy, disc, opt_d, opt_g)
+                    except Exception as exc:  # re-raised below, after telling the other ranks not to wait
+                        failure = exc
+                # A flag all ranks agree on, not a bare barrier: if rank 0 cannot write, all stop together.
+                if not group.all_ok(failure is None, dev):
+                    if failure is not None:
+                        raise failure
+                    raise RuntimeError(f"fit_policy: rank 0 could not write the checkpoint {checkpoint} (see its log)")
     finally:
         cv2.setNumThreads(opencv_threads)
         if bar is not None:
@@ -523,6 +542,7 @@ def fit_policy(
         "wall_time_s": round(elapsed_before + time.perf_counter() - t_start, 2),
         "device": str(dev),
         "processes": group.world,
+        "reward_dtype": str(dtype).removeprefix("torch."),
         "torch": torch.__version__,
         "fit_args": {k: v for k, v in config.items() if k not in ("tfs", "data")},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -552,7 +572,9 @@ def _variance(real: torch.Tensor, group: FitGroup) -> torch.Tensor:
     if not group.active:
         return x.var(unbiased=False)
     x64 = x.double()
-    moments = group.sum(torch.stack([x64.sum(), x64.pow(2).sum(), torch.tensor(float(x.numel()), device=x.device)]))
+    moments = group.sum(
+        torch.stack([x64.sum(), x64.pow(2).sum(), torch.tensor(float(x.numel()), dtype=torch.float64, device=x.device)])
+    )
     mean = moments[0] / moments[2]
     return (moments[1] / moments[2] - mean * mean).float()
 

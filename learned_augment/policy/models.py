@@ -138,9 +138,11 @@ class RecurrentPolicy(Policy):
         cell = self.cell
         params = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
         h0 = x.new_zeros(1, n, self.hidden)
+        # train=True whatever the mode: there is no dropout to switch, and cuDNN refuses backward through an RNN
+        # run in eval mode (log_prob(...).backward() on an eval-mode policy on a GPU).
         if self.cell_type == "lstm":
-            return torch.lstm(x, (h0, h0), params, True, 1, 0.0, self.training, False, True)[0]
-        return torch.gru(x, h0, params, True, 1, 0.0, self.training, False, True)[0]
+            return torch.lstm(x, (h0, h0), params, True, 1, 0.0, True, False, True)[0]
+        return torch.gru(x, h0, params, True, 1, 0.0, True, False, True)[0]
 
     def step_log_probs_and_entropy(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ids = ids.to(self.head.weight.device)

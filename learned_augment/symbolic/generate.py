@@ -20,7 +20,6 @@ from .axioms import RULES
 from .rewrites import rewrites
 from .trees import (
     BINARY,
-    EQUALS,
     UNARY,
     VARIABLE,
     Node,
@@ -178,7 +177,3 @@ def substitute(tree: Node, value: Node) -> Node:
     if tree.op == VARIABLE:
         return value
     return Node(tree.op, tuple(substitute(a, value) for a in tree.args)) if tree.args else tree
-
-
-def is_equation(tree: Node) -> bool:
-    return tree.op == EQUALS

@@ -4,7 +4,7 @@ Each TF applies its axiom once, at a node drawn uniformly from those where it ma
 equation) and in one of the directions that match there. Where it matches nowhere, or every rewrite would make the
 equation larger than :data:`NODE_LIMIT` nodes or deeper than :data:`DEPTH_LIMIT`, the equation is returned
 unchanged: "not applicable", as Snorkel's TFs say it. The limits keep the fit's fixed-size node tables
-(:func:`~learned_augment.symbolic.encoding.FixedCollate`) and the end model's level loop bounded.
+(:func:`~learned_augment.symbolic.encoding.fit_collate`) and the end model's level loop bounded.
 """
 
 from __future__ import annotations

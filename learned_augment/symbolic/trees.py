@@ -129,7 +129,8 @@ def decimal_tree(value: float, digits: int = 2) -> Node:
     """``value`` rounded to ``digits`` significant digits, as a tree of digits times powers of ten.
 
     ``0.43`` becomes ``4 * pow(10, -1) + 3 * pow(10, -2)``; a negative value is ``-1 *`` that. Exponents outside
-    the integer leaves (|value| >= 1e11 or < 1e-4) raise ``ValueError``.
+    the integer leaves raise ``ValueError``: the last digit's exponent must be at least -4 (with ``digits=2``,
+    |value| >= 1e-3) and the first at most 10 (|value| < 1e11).
     """
     if not np.isfinite(value):
         raise ValueError(f"no decimal tree for {value}")
@@ -141,9 +142,9 @@ def decimal_tree(value: float, digits: int = 2) -> Node:
     if mantissa >= 10:
         mantissa, exp = mantissa / 10, exp + 1
     ds = [int(c) for c in f"{mantissa:.{digits - 1}f}".replace(".", "")]
-    terms = [call("*", leaf(d), call("pow", leaf(10), leaf(exp - k))) for k, d in enumerate(ds) if d != 0 or k == 0]
     if any(exp - k not in INTEGERS for k in range(len(ds))):
         raise ValueError(f"{value} is out of the decimal trees' exponent range")
+    terms = [call("*", leaf(d), call("pow", leaf(10), leaf(exp - k))) for k, d in enumerate(ds) if d != 0 or k == 0]
     tree = terms[0]
     for t in terms[1:]:
         tree = call("+", tree, t)

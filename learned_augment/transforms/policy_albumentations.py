@@ -25,7 +25,7 @@ class PolicyAlbumentationsAdapter(PolicyTransformBase):
     def set_random_state(self, random_generator: np.random.Generator, py_random: Any) -> None:
         super().set_random_state(random_generator, py_random)
         if getattr(self, "_ready", False):
-            self._reseed([int(random_generator.integers(2**63 - 1))])
+            self._reseed([int(random_generator.integers(2**63 - 1)), process_rank(self._rank_hint)])
             self._stream_key = (os.getpid(), None, self._epoch, process_rank(self._rank_hint))
 
     def should_apply(self, force_apply: bool = False) -> bool:

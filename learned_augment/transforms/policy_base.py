@@ -196,7 +196,11 @@ class PolicyTransformBase(DualTransform):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_stream_key"] = None  # a copy in another process must reseed for its own context
-        state["_rank_hint"] = process_rank(self._rank_hint)  # a spawned worker has no process group to ask
+        # A spawned worker has no process group to ask: carry the group's rank (only that: a rank taken from the
+        # environment is in the worker's environment too, and a copy pickled outside a job must not keep one).
+        dist = torch.distributed
+        ready = dist.is_available() and dist.is_initialized()
+        state["_rank_hint"] = dist.get_rank() if ready else self._rank_hint
         # The copy reseeds before its first draw, so the sampler is rebuilt rather than copied: its torch.Generator
         # does not survive torch's multiprocessing pickler (spawned DataLoader workers die unpickling it).
         state["_sampler"] = None

@@ -50,7 +50,9 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
         needed, and a run repeats exactly when that generator (or PyTorch, ``torch.manual_seed``) is seeded too.
         With ``seed=None`` the stream's seed is drawn from PyTorch's global generator at the first call (in workers:
         the per-worker seed), so ``torch.manual_seed`` makes runs reproducible, as for torchvision's random
-        transforms. Inside ``A.Compose(..., seed=s)`` the Compose's seed replaces this one.
+        transforms. Inside ``A.Compose(..., seed=s)`` the Compose's seed replaces this one. In a distributed job
+        every stream also mixes in the process's rank (the process group's, else torchrun's ``RANK``), so ranks
+        seeded alike draw distinct sequences.
     interpolation:
         How geometric TFs resample images: ``"bilinear"`` (default) or ``"nearest"`` (warps about 4x faster at
         224x224, and what torchvision's AutoAugment family uses by default). torchvision's ``InterpolationMode``,

@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--die-at", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--seed-per-rank", action="store_true", help="seed = rank: ranks disagree (must be refused)")
+    ap.add_argument("--rank0-only", action="store_true", help="only rank 0 fits, without distributed=True")
     a = ap.parse_args()
     torch.set_num_threads(1)
     if "WORLD_SIZE" in os.environ:
@@ -43,6 +45,9 @@ def main() -> None:
         if a.die_at is not None and step == a.die_at and rank == min(1, world - 1):
             os._exit(3)
 
+    if a.rank0_only and rank != 0:
+        dist.destroy_process_group()
+        return
     policy = la.fit_policy(
         images[..., None],
         "mnist",
@@ -53,17 +58,19 @@ def main() -> None:
         n_seqs=2,
         discriminator=disc,
         g_lr=0.5,
-        seed=0,
+        seed=rank if a.seed_per_rank else 0,
         checkpoint=a.checkpoint,
         checkpoint_every=4,
         callbacks=[die],
         progress=False,
         eval_every=5,
+        distributed=dist.is_initialized() and not a.rank0_only,
     )
     if rank == 0:
         policy.save(a.out)
     if dist.is_initialized():
-        dist.destroy_process_group()
+        if not a.rank0_only:
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

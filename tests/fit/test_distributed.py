@@ -87,6 +87,20 @@ def test_a_global_batch_that_does_not_split_evenly_is_refused(tmp_path):
     assert "batch_size 15 (the global batch) must be a multiple of the 2 processes" in r.stderr
 
 
+def test_ranks_that_disagree_on_the_arguments_are_refused(tmp_path):
+    r = _run(tmp_path / "p.safetensors", "--seed-per-rank", "--steps", "2")
+    assert r.returncode != 0
+    assert "fit_policy got different seed on different processes" in r.stderr
+
+
+def test_a_fit_on_rank_0_only_runs_alone_by_default(tmp_path, single):
+    # The usual pattern inside a distributed training script: fitting on one rank must not wait for the others.
+    out = tmp_path / "p.safetensors"
+    r = _run(out, "--rank0-only")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _max_diff(_weights(out), single) == 0.0
+
+
 def test_distributed_true_without_a_process_group_says_how_to_start_one():
     images = np.zeros((8, 8, 8, 1), np.uint8)
     with pytest.raises(RuntimeError, match="init_process_group"):

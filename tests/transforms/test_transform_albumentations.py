@@ -198,3 +198,18 @@ def test_compose_seed_gives_identical_outputs(geo_policy_path: str) -> None:
     a, b, c = run(137), run(137), run(138)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_a_compose_random_state_still_gives_ranks_their_own_streams(cifar_policy, monkeypatch) -> None:
+    import random
+
+    def ids_on(rank: int) -> np.ndarray:
+        monkeypatch.setenv("RANK", str(rank))
+        t = LearnedPolicyTransform(cifar_policy, p=1.0)
+        pipeline = A.Compose([t])
+        pipeline.set_random_state(np.random.default_rng(3), random.Random(3))
+        pipeline(image=np.full((16, 16, 3), 128, np.uint8))
+        return np.asarray(t.last_params["tf_ids"])
+
+    assert not np.array_equal(ids_on(0), ids_on(1))
+    assert np.array_equal(ids_on(1), ids_on(1))

@@ -219,7 +219,6 @@ def test_policy_augmented_dataset_items_and_errors() -> None:
         PolicyAugmentedDataset(base, rotations(), p_augment=1.5)
 
 
-
 @pytest.mark.parametrize("seed", [123, None])
 @pytest.mark.parametrize("workers", [0, 2])
 def test_ranks_of_a_distributed_job_draw_distinct_reproducible_sequences(lstm, monkeypatch, seed, workers) -> None:
@@ -239,12 +238,17 @@ def test_spawned_workers_keep_the_rank_of_the_process_that_pickled_them(lstm, mo
     # A spawned worker of a job whose launcher sets no RANK variable has no process group to ask: the rank is
     # recorded when the DataLoader pickles the transform for it.
     t = LearnedPolicyTransform(lstm, p=1.0, seed=7)
-    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda *a: 1)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda *a: 2)  # the DataLoader asks too
     fork_rank1 = run_epoch(IdsDataset(t, n=8), "fork")[1]
     copy = pickle.loads(pickle.dumps(t))
-    monkeypatch.delenv("RANK")
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
     assert torch.equal(run_epoch(IdsDataset(copy, n=8), "fork")[1], fork_rank1)
     assert not torch.equal(run_epoch(IdsDataset(t, n=8), "fork")[1], fork_rank1)
+    # Pickled outside a job, a copy keeps no rank.
+    assert pickle.loads(pickle.dumps(LearnedPolicyTransform(lstm, p=1.0, seed=7)))._rank_hint is None
 
 
 def test_a_draw_before_the_process_group_exists_does_not_pin_rank_0s_stream(lstm, monkeypatch) -> None:
