@@ -10,10 +10,12 @@ from .networks import (
     patch_layers_for,
 )
 from .refiner import DIRECTIONS, Refiner
+from .semantic import QUALITY_NAMES
 
 __all__ = [
     "DIRECTIONS",
     "LOSS_NAMES",
+    "QUALITY_NAMES",
     "DiscriminatorConfig",
     "GeneratorConfig",
     "ImagePool",

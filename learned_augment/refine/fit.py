@@ -10,6 +10,13 @@ and its F, kept as the refiner's ``real_to_shared`` direction, maps real images 
 so both sets move toward each other (MR-GAN's stage 2). ``lambda_self_reg`` adds SimGAN's L1 term between a
 refined image and its input, for G in every stage and, from stage 2, for F too: both refine labeled images.
 
+With ``synthetic_labels`` a small classifier is first trained on the synthetic images and their labels, then frozen
+(:mod:`.semantic`). ``lambda_semantic`` weighs CyCADA's semantic-consistency loss: cross-entropy of that classifier
+on G's refined images against the synthetic labels and, from stage 2, on F's real-to-shared images against the
+classifier's own prediction on the real input (no real label is used). The same classifier measures the fit every
+``eval_every`` steps on fixed subsets of both domains (:data:`.semantic.QUALITY_NAMES`), printed with the progress
+bar and kept in the refiner's ``quality``.
+
 Everything random has its own generator: weights from ``seed`` and the stage, the data order of each epoch from
 ``seed``, stage, domain and epoch (so it needs no saved state), and the image pools from generators whose state goes
 into the checkpoint. With ``checkpoint=`` the full training state (weights, Adam moments, pools, RNG states,
@@ -49,6 +56,7 @@ from .networks import (
     patch_layers_for,
 )
 from .refiner import MAX_STAGES, Refiner
+from .semantic import QUALITY_NAMES, LabelClassifier, frechet_distance, freeze, to_channels, train_classifier
 
 CHECKPOINT_KIND = "refiner_checkpoint"
 LOSS_NAMES: tuple[str, ...] = (
@@ -59,13 +67,14 @@ LOSS_NAMES: tuple[str, ...] = (
     "identity_syn2real",
     "identity_real2syn",
     "self_reg",
+    "semantic",
     "G_total",
     "D_real",
     "D_syn",
     "lr",
 )
 _NETS = ("G", "F", "D_real", "D_syn")
-_INIT, _POOL, _ORDER = 0, 1, 2
+_INIT, _POOL, _ORDER, _CLASSIFIER, _EVAL = 0, 1, 2, 3, 4
 _REFINE_CHUNK = 256
 
 
@@ -241,6 +250,11 @@ def fit_refiner(
     lambda_cycle: float = 10.0,
     lambda_identity: float = 0.5,
     lambda_self_reg: float = 0.0,
+    synthetic_labels: Any = None,
+    lambda_semantic: float | None = None,
+    classifier_steps: int = 500,
+    eval_every: int = 100,
+    eval_images: int = 500,
     pool_size: int = 50,
     ngf: int = 32,
     n_blocks: int = 6,
@@ -273,6 +287,18 @@ def fit_refiner(
     lambda_cycle, lambda_identity, lambda_self_reg:
         Loss weights: cycle L1; identity L1 as a fraction of ``lambda_cycle`` (skipped where a generator changes
         the channel count); SimGAN's L1 between a refined image and its input (needs equal channel counts).
+    synthetic_labels:
+        ``(N,)`` integer class of each synthetic image (0..K-1). Enables the classifier behind ``lambda_semantic``
+        and the quality signal; real labels are never needed.
+    lambda_semantic:
+        Weight of the semantic-consistency cross-entropy (needs ``synthetic_labels``). Default: 1.0 with labels
+        (the weight the MNIST measurements in ``examples/reproduce_mrgan.py`` picked on a validation split), 0
+        without.
+    classifier_steps:
+        Adam steps (batch 64) of the synthetic-label classifier, trained once before stage 1.
+    eval_every, eval_images:
+        Quality signal every ``eval_every`` steps, at the start and at the end of each stage, on ``eval_images``
+        images of each domain (needs ``synthetic_labels``).
     pool_size:
         Past fakes kept per discriminator (0 disables the pool).
     ngf, n_blocks:
@@ -324,6 +350,15 @@ def fit_refiner(
         raise ValueError(f"betas must be two numbers in [0, 1); got {betas!r}")
     if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 0:
         raise ValueError(f"pool_size must be a non-negative integer; got {pool_size!r}")
+    if lambda_semantic is None:
+        lambda_semantic = 1.0 if synthetic_labels is not None else 0.0
+    _check_nonneg("lambda_semantic", lambda_semantic)
+    _check_positive_int("classifier_steps", classifier_steps)
+    _check_positive_int("eval_every", eval_every)
+    _check_positive_int("eval_images", eval_images)
+    labels = _as_labels(synthetic_labels, len(xs)) if synthetic_labels is not None else None
+    if lambda_semantic > 0 and labels is None:
+        raise ValueError("lambda_semantic > 0 needs synthetic_labels (the class of every synthetic image)")
     if lambda_self_reg > 0 and c_syn != c_real:
         raise ValueError(
             f"lambda_self_reg compares a refined image with its input, so both need one channel count; "
@@ -354,7 +389,17 @@ def fit_refiner(
             "real": {"n": len(ys), "shape": list(ys.shape[1:]), "fingerprint": fingerprint(ys.numpy())},
         }
     )
+    if labels is not None:
+        # Only fits with labels carry these keys, so checkpoints of label-free fits stay what they were.
+        cfg.update(
+            lambda_semantic=float(lambda_semantic),
+            classifier_steps=classifier_steps,
+            eval_every=eval_every,
+            eval_images=eval_images,
+            synthetic_labels=fingerprint(labels.numpy()),
+        )
     run = _Run(cfg, xs.to(dev), ys.to(dev), dev, progress, checkpoint, checkpoint_every, list(callbacks or ()))
+    run.labels = labels.to(dev) if labels is not None else None
     run.start(resume)
     return run.train()
 
@@ -384,6 +429,9 @@ class _Run:
         self.current: _Stage | None = None
         self.step = 0
         self.history: dict[str, dict[str, list[float]]] = {}
+        self.quality: dict[str, dict[str, list[float]]] = {}
+        self.labels: torch.Tensor | None = None
+        self.classifier: LabelClassifier | None = None
         self.elapsed = 0.0
         self._perms: dict[tuple[int, int, int], torch.Tensor] = {}
 
@@ -411,7 +459,16 @@ class _Run:
         names = meta["history_names"]
         for k in range(1, stage + 1):
             t = tensors[f"history.stage{k}"]
-            self.history[f"stage{k}"] = {n: t[:, i].tolist() for i, n in enumerate(names)}
+            saved = {n: t[:, i].tolist() for i, n in enumerate(names)}
+            # Checkpoints from before a loss existed resume with zeros for it (it was not in their objective).
+            self.history[f"stage{k}"] = {n: saved.get(n, [0.0] * len(t)) for n in LOSS_NAMES}
+            q = tensors.get(f"quality.stage{k}")
+            if q is not None:
+                self.quality[f"stage{k}"] = {n: q[:, i].tolist() for i, n in enumerate(QUALITY_NAMES)}
+        if "lambda_semantic" in self.cfg:
+            clf = self._new_classifier()
+            clf.load_state_dict({k: tensors[f"classifier.{k}"] for k in clf.state_dict()})
+            self.classifier = freeze(clf.to(self.device))
         for k in range(1, stage):
             done = self._new_stage(k)
             for n in ("G", "F"):
@@ -421,6 +478,22 @@ class _Run:
         self.current = self._new_stage(stage)
         self.current.restore(tensors, meta["stage_state"], self.device)
 
+    def _new_classifier(self) -> LabelClassifier:
+        assert self.labels is not None
+        return LabelClassifier(self.ys.shape[1], int(self.labels.max()) + 1)
+
+    def _train_classifier(self) -> None:
+        assert self.labels is not None
+        self.classifier = train_classifier(
+            self.xs,
+            self.labels,
+            self.ys.shape[1],
+            self.cfg["classifier_steps"],
+            64,
+            _derive_seed(self.cfg["seed"], _CLASSIFIER),
+            self.device,
+        )
+
     def _new_stage(self, stage: int) -> _Stage:
         c_in = self.xs.shape[1] if stage == 1 else self.ys.shape[1]
         return _Stage(stage, c_in, self.ys.shape[1], self.cfg, self.device)
@@ -429,6 +502,8 @@ class _Run:
         began = time.perf_counter()
         base_elapsed = self.elapsed
         steps = self.cfg["steps_per_stage"]
+        if self.labels is not None and self.classifier is None:
+            self._train_classifier()
         if self.current is None:
             self.current = self._new_stage(1)
             self.history["stage1"] = {n: [] for n in LOSS_NAMES}
@@ -436,6 +511,8 @@ class _Run:
             stage = self.current
             if self.step < steps:
                 xs = self._stage_input()
+                if self.classifier is not None and self.step == 0:
+                    self._evaluate(stage, xs)
                 bar = tqdm(
                     total=steps,
                     initial=self.step,
@@ -450,6 +527,10 @@ class _Run:
                         for n in LOSS_NAMES:
                             self.history[f"stage{stage.stage}"][n].append(losses[n])
                         self.elapsed = base_elapsed + time.perf_counter() - began
+                        if self.classifier is not None and (
+                            self.step % self.cfg["eval_every"] == 0 or self.step == steps
+                        ):
+                            self._evaluate(stage, xs)
                         if self.checkpoint and (self.step % self.checkpoint_every == 0 or self.step == steps):
                             self._save_checkpoint()
                         info = StepInfo(stage.stage, self.step, steps, losses, stage.nets)
@@ -479,7 +560,10 @@ class _Run:
         return xs
 
     def _batch(self, data: torch.Tensor, domain: int) -> torch.Tensor:
-        n, b = len(data), self.cfg["batch_size"]
+        return data[self._batch_index(len(data), domain).to(data.device)].float() / 127.5 - 1.0
+
+    def _batch_index(self, n: int, domain: int) -> torch.Tensor:
+        b = self.cfg["batch_size"]
         pos = torch.arange(self.step * b, (self.step + 1) * b)
         idx = torch.empty(b, dtype=torch.long)
         stage = self.current.stage if self.current else 1
@@ -492,7 +576,7 @@ class _Run:
                 self._perms[key] = torch.randperm(n, generator=gen)
             sel = pos.div(n, rounding_mode="floor") == epoch
             idx[sel] = self._perms[key][pos[sel] % n]
-        return data[idx.to(data.device)].float() / 127.5 - 1.0
+        return idx
 
     def _train_step(self, st: _Stage, xs: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
@@ -503,7 +587,8 @@ class _Run:
         for opt in st.opt.values():
             for group in opt.param_groups:
                 group["lr"] = lr
-        x = self._batch(xs, 0)
+        x_idx = self._batch_index(len(xs), 0).to(xs.device)
+        x = xs[x_idx].float() / 127.5 - 1.0
         y = self._batch(self.ys, 1)
         G, F, D_real, D_syn = (st.nets[n] for n in _NETS)
         lam, lam_idt, lam_sr = cfg["lambda_cycle"], cfg["lambda_identity"], cfg["lambda_self_reg"]
@@ -529,6 +614,17 @@ class _Run:
             # From stage 2 on F's output is used too (real refined into the shared domain), so it is held as well.
             reg = fnn.l1_loss(fake_real, x) + (fnn.l1_loss(fake_syn, y) if st.stage >= 2 else 0.0)
             g["self_reg"] = reg * lam_sr
+        g["semantic"] = zero
+        lam_sem = cfg.get("lambda_semantic", 0.0)
+        if lam_sem > 0:
+            assert self.classifier is not None and self.labels is not None
+            clf, c = self.classifier, y.shape[1]
+            sem = fnn.cross_entropy(clf(to_channels(fake_real, c)), self.labels[x_idx])
+            if st.stage >= 2:
+                with torch.no_grad():
+                    pseudo = clf(y).argmax(1)
+                sem = sem + fnn.cross_entropy(clf(to_channels(fake_syn, c)), pseudo)
+            g["semantic"] = sem * lam_sem
         g["G_total"] = sum(g.values(), zero)
         values = self._checked(g)
         st.opt["opt_g"].zero_grad(set_to_none=True)
@@ -570,6 +666,10 @@ class _Run:
                 tensors.update({f"stage{done.stage}.{n}.{k}": v for k, v in done.nets[n].state_dict().items()})
         for name, losses in self.history.items():
             tensors[f"history.{name}"] = torch.tensor([losses[n] for n in LOSS_NAMES], dtype=torch.float64).T
+        for name, rows in self.quality.items():
+            tensors[f"quality.{name}"] = torch.tensor([rows[n] for n in QUALITY_NAMES], dtype=torch.float64).T
+        if self.classifier is not None:
+            tensors.update({f"classifier.{k}": v for k, v in self.classifier.state_dict().items()})
         if not all(torch.isfinite(t).all() for k, t in tensors.items() if t.is_floating_point()):
             raise FloatingPointError("refusing to write a checkpoint with non-finite weights or optimiser state")
         meta = {
@@ -595,8 +695,69 @@ class _Run:
             "wall_time_s": round(self.elapsed, 3),
             "settings": {k: v for k, v in self.cfg.items() if k not in ("synthetic", "real")},
         }
-        refiner = Refiner(chain, shared, (self.xs.shape[2], self.xs.shape[3]), self.history, provenance)
+        size = (self.xs.shape[2], self.xs.shape[3])
+        refiner = Refiner(chain, shared, size, self.history, provenance, quality=self.quality)
         return refiner.to(self.device)
+
+    @torch.no_grad()
+    def _evaluate(self, st: _Stage, stage_input: torch.Tensor) -> None:
+        """One row of :data:`QUALITY_NAMES` for this stage; at step 0 the stage's generators count as identities."""
+        assert self.classifier is not None
+        clf, c = self.classifier, self.ys.shape[1]
+        gen = torch.Generator().manual_seed(_derive_seed(self.cfg["seed"], _EVAL))
+        n = self.cfg["eval_images"]
+        xi = torch.randperm(len(self.xs), generator=gen)[:n].to(self.xs.device)
+        yi = torch.randperm(len(self.ys), generator=gen)[:n].to(self.ys.device)
+
+        def scaled(t: torch.Tensor) -> torch.Tensor:
+            return t.float() / 127.5 - 1.0
+
+        def read(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            feats = torch.cat(
+                [clf.features(to_channels(t[i : i + _REFINE_CHUNK], c)) for i in range(0, len(t), _REFINE_CHUNK)]
+            )
+            return feats, clf.head(feats).argmax(1)
+
+        def mapped(net: nn.Module, t: torch.Tensor) -> torch.Tensor:
+            if self.step == 0:
+                return t
+            net.eval()
+            out = torch.cat([net(t[i : i + _REFINE_CHUNK]) for i in range(0, len(t), _REFINE_CHUNK)])
+            net.train()
+            return out
+
+        _, pred_raw = read(scaled(self.xs[xi]))
+        real = scaled(self.ys[yi])
+        feats_real, pred_real = read(real)
+        feats_ref, pred_ref = read(mapped(st.nets["G"], scaled(stage_input[xi])))
+        feats_f, pred_f = read(mapped(st.nets["F"], real))
+        row = {
+            "step": float(self.step),
+            "prediction_kept": 100.0 * (pred_ref == pred_raw).double().mean().item(),
+            "feature_distance": frechet_distance(feats_ref, feats_real),
+            "real_kept": 100.0 * (pred_f == pred_real).double().mean().item(),
+            "shared_distance": frechet_distance(feats_ref, feats_f),
+        }
+        rows = self.quality.setdefault(f"stage{st.stage}", {k: [] for k in QUALITY_NAMES})
+        for k, v in row.items():
+            rows[k].append(v)
+        if self.progress:
+            tqdm.write(
+                f"refiner stage {st.stage} step {self.step}: prediction kept {row['prediction_kept']:.1f}%, "
+                f"feature distance to real {row['feature_distance']:.3f}, real kept {row['real_kept']:.1f}%, "
+                f"shared distance {row['shared_distance']:.3f}"
+            )
+
+
+def _as_labels(labels: Any, n: int) -> torch.Tensor:
+    arr = np.asarray(labels)
+    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(
+            f"synthetic_labels must be ({n},) integers, one per synthetic image; got {arr.shape} {arr.dtype}"
+        )
+    if n and (arr.min() < 0 or arr.max() > 9999):
+        raise ValueError(f"synthetic_labels must be class indices in 0..9999; got {arr.min()}..{arr.max()}")
+    return torch.from_numpy(arr.astype(np.int64))
 
 
 def _lsgan(pred: torch.Tensor, target_real: bool) -> torch.Tensor:

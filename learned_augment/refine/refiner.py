@@ -45,6 +45,10 @@ class Refiner:
         ``{"stage1": {loss name: per-step values}, ...}`` from the fit.
     provenance:
         JSON facts about the fit (library version, data fingerprints, steps, wall time, device).
+    quality:
+        ``{"stage1": {name: per-evaluation values}, ...}``, the label-free quality signal of a fit given synthetic
+        labels (columns :data:`learned_augment.refine.semantic.QUALITY_NAMES`); empty otherwise and in files saved
+        before it existed.
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class Refiner:
         image_size: tuple[int, int],
         history: dict[str, dict[str, list[float]]] | None = None,
         provenance: dict[str, Any] | None = None,
+        quality: dict[str, dict[str, list[float]]] | None = None,
     ) -> None:
         if not 1 <= len(synthetic_to_real) <= MAX_STAGES:
             raise ValueError(f"a refiner needs 1 to {MAX_STAGES} stages; got {len(synthetic_to_real)}")
@@ -64,6 +69,7 @@ class Refiner:
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.history = history or {}
         self.provenance = provenance or {}
+        self.quality = quality or {}
         self.device = torch.device("cpu")
         for net in self._networks().values():
             net.eval().requires_grad_(False)
@@ -107,6 +113,7 @@ class Refiner:
             self.image_size,
             {k: v for k, v in self.history.items() if int(k.removeprefix("stage")) <= stage},
             {**self.provenance, "truncated_to_stage": stage},
+            {k: v for k, v in self.quality.items() if int(k.removeprefix("stage")) <= stage},
         )
         out.device = self.device
         return out
@@ -212,6 +219,12 @@ class Refiner:
             history_names[stage] = names
             if names:
                 tensors[f"history.{stage}"] = torch.tensor([losses[n] for n in names], dtype=torch.float64).T
+        quality_names = {}
+        for stage, rows in self.quality.items():
+            names = sorted(rows)
+            quality_names[stage] = names
+            if names:
+                tensors[f"quality.{stage}"] = torch.tensor([rows[n] for n in names], dtype=torch.float64).T
         meta = {
             "refiner": {
                 "stages": self.stages,
@@ -219,6 +232,7 @@ class Refiner:
                 "channels": {"synthetic": self.synthetic_channels, "real": self.real_channels},
                 "networks": networks,
                 "history": history_names,
+                **({"quality": quality_names} if quality_names else {}),
             },
             "provenance": self.provenance,
         }
@@ -260,6 +274,8 @@ def _from_artifact(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Re
     nets = {name: _build(name, cfg, tensors) for name, cfg in configs.items()}
     used = {f"{name}.{k}" for name, net in nets.items() for k in net.state_dict()}
     history = _history(info["history"], tensors, used)
+    # Files from before the quality signal have no "quality" entry.
+    quality = _history(info.get("quality", {}), tensors, used, prefix="quality")
     extra = set(tensors) - used
     if extra:
         raise ValueError(f"unexpected tensors {sorted(extra)[:5]}")
@@ -269,7 +285,7 @@ def _from_artifact(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Re
     provenance = meta.get("provenance", {})
     if not isinstance(provenance, dict):
         raise ValueError("provenance must be a JSON object")
-    return Refiner(chain, shared, (size[0], size[1]), history, provenance)
+    return Refiner(chain, shared, (size[0], size[1]), history, provenance, quality)
 
 
 def _build(name: str, cfg: GeneratorConfig, tensors: dict[str, torch.Tensor]) -> ResnetGenerator:
@@ -291,20 +307,22 @@ def _build(name: str, cfg: GeneratorConfig, tensors: dict[str, torch.Tensor]) ->
     return net
 
 
-def _history(names: Any, tensors: dict[str, torch.Tensor], used: set[str]) -> dict[str, dict[str, list[float]]]:
+def _history(
+    names: Any, tensors: dict[str, torch.Tensor], used: set[str], prefix: str = "history"
+) -> dict[str, dict[str, list[float]]]:
     if not isinstance(names, dict):
-        raise ValueError("history must map stage to loss names")
+        raise ValueError(f"{prefix} must map stage to column names")
     out: dict[str, dict[str, list[float]]] = {}
     for stage, cols in names.items():
         if not (isinstance(cols, list) and all(isinstance(c, str) for c in cols)):
-            raise ValueError(f"history names for {stage!r} must be a list of strings")
+            raise ValueError(f"{prefix} names for {stage!r} must be a list of strings")
         if not cols:
             out[stage] = {}
             continue
-        key = f"history.{stage}"
+        key = f"{prefix}.{stage}"
         t = tensors.get(key)
         if t is None or t.ndim != 2 or t.shape[1] != len(cols):
-            raise ValueError(f"history tensor {key} is missing or does not have {len(cols)} columns")
+            raise ValueError(f"{prefix} tensor {key} is missing or does not have {len(cols)} columns")
         used.add(key)
         out[stage] = {c: t[:, i].tolist() for i, c in enumerate(cols)}
     return out

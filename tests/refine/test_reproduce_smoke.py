@@ -43,7 +43,7 @@ def test_smoke_run_writes_the_table(tmp_path) -> None:
     out = tmp_path / "out"
     cmd = [sys.executable, str(SCRIPT), "--mnist", str(tmp_path), "--out", str(out), "--smoke"]
     proc = subprocess.run(
-        [*cmd, "--seeds", "1", "--fractions", "0.001", "--synthetic", "60"],
+        [*cmd, "--seeds", "1", "--fractions", "0.001", "--synthetic", "60", "--val", "40"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -56,12 +56,17 @@ def test_smoke_run_writes_the_table(tmp_path) -> None:
         "+ raw synthetic (stage 0)",
         "+ stage-1 refined",
         "+ stage-2 refined (MR-GAN)",
+        "+ stage-2, test refined too",
+        "+ stage-2 synthetic, raw real only",
     }
     assert all(len(v) == 1 and 0 <= v[0] <= 100 for v in row.values())
     assert set(report["synthetic_only"]) == {"raw synthetic", "stage-1 refined", "stage-2 refined"}
     assert report["refiner"]["wall_time_s"] > 0 and report["smoke"] is True
+    quality = report["refiner"]["quality"]
+    assert set(quality) == {"stage1", "stage2"} and quality["stage1"]["prediction_kept"][0] == 100.0
+    assert set(report["results_val"]["60 labels (0.1%)"]) == set(row) and report["data"]["val"] == 40
     table = (out / "results.md").read_text()
-    assert "| 60 labels (0.1%) |" in table and "Smoke run" in table
+    assert "| 60 labels (0.1%) |" in table and "Smoke run" in table and "validation split" in table
     assert (out / "refiner.safetensors").is_file()
 
 
