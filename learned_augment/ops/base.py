@@ -139,6 +139,34 @@ def register(tf: TF, *, overwrite: bool = False) -> TF:
     return tf
 
 
+def register_builtin(
+    name: str,
+    kind: Kind,
+    fn: Callable[..., Any],
+    batched: Callable[..., Any] | None = None,
+    *,
+    takes_magnitude: bool = True,
+    signed: bool = False,
+    rng: bool = False,
+    pixelwise: bool = False,
+    description: str = "",
+) -> None:
+    """Register one of the library's own TFs (the geometric and intensity modules' one-line declarations)."""
+    register(
+        TF(
+            name,
+            kind,
+            fn,
+            takes_magnitude=takes_magnitude,
+            signed=signed,
+            uses_rng=rng,
+            description=description,
+            pixelwise=pixelwise,
+            batched=batched,
+        )
+    )
+
+
 def get_tf(name: str) -> TF:
     """Look up a registered TF by name; unknown names raise ``KeyError`` with close matches."""
     try:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
-from typing import Any
 
 import cv2
 import numpy as np
 
 from . import batch_kernels as bk
-from .base import TF, Kind, Warp, register
+from .base import Kind, Warp
+from .base import register_builtin as _reg
 from .image import restore_shape
 
 BORDER = cv2.BORDER_REPLICATE
@@ -328,31 +327,6 @@ def boxes_from_points(boxes: np.ndarray, pts: np.ndarray, h: int, w: int) -> np.
     out[:, 2] = np.clip(p[..., 0].max(1), 0, w)
     out[:, 3] = np.clip(p[..., 1].max(1), 0, h)
     return out
-
-
-def _reg(
-    name: str,
-    kind: Kind,
-    fn,
-    *,
-    takes_magnitude: bool = True,
-    signed: bool = False,
-    rng: bool = False,
-    description: str = "",
-    batched: Callable[..., Any] | None = None,
-) -> None:
-    register(
-        TF(
-            name,
-            kind,
-            fn,
-            takes_magnitude=takes_magnitude,
-            signed=signed,
-            uses_rng=rng,
-            description=description,
-            batched=batched,
-        )
-    )
 
 
 _reg("rotate", Kind.AFFINE, rotate_matrix, signed=True, description="rotate by degrees, counter-clockwise")

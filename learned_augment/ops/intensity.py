@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 
 import cv2
 import numpy as np
 import torch
 
 from . import batch_kernels as bk
-from .base import TF, Kind, register
+from .base import Kind
+from .base import register_builtin as _reg
 from .image import as_float, like, n_channels, restore_shape, to_uint8
 
 # ------------------------------------------------------------------------------------------------ point functions
@@ -234,33 +234,6 @@ def erosion(image: np.ndarray, _: float | None = None, rng: np.random.Generator 
 def dilation(image: np.ndarray, _: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
     """Grey-level dilation with a 3x3 cross."""
     return restore_shape(cv2.dilate(image, _CROSS, borderType=cv2.BORDER_REPLICATE), image)
-
-
-def _reg(
-    name: str,
-    kind: Kind,
-    fn,
-    batched: Callable[..., torch.Tensor] | None,
-    *,
-    takes_magnitude: bool = True,
-    signed: bool = False,
-    rng: bool = False,
-    pixelwise: bool = False,
-    description: str = "",
-) -> None:
-    register(
-        TF(
-            name,
-            kind,
-            fn,
-            takes_magnitude=takes_magnitude,
-            signed=signed,
-            uses_rng=rng,
-            description=description,
-            pixelwise=pixelwise,
-            batched=batched,
-        )
-    )
 
 
 # Identity needs no batched form: float images go through its (identity) look-up table.
