@@ -122,7 +122,7 @@ def train_verifier(
     return best
 
 
-def fit_rewrite_policy(trees: list[Node], seq_len: int, steps: int, seed: int) -> la.Policy:
+def fit_rewrite_policy(trees: list[Node], seq_len: int, steps: int, seed: int, entropy: float = 1.0) -> la.Policy:
     """A mean-field policy over the rewrite TFs, fitted on unlabeled training equations against a Tree-LSTM."""
     torch.manual_seed(seed)
     return la.fit_policy(
@@ -143,7 +143,7 @@ def fit_rewrite_policy(trees: list[Node], seq_len: int, steps: int, seed: int) -
         # often they match rather than by whether their results look like the data. The entropy bonus keeps the
         # TFs the discriminator does not object to in play instead.
         diversity=0.0,
-        entropy=1.0,
+        entropy=entropy,
         seed=seed,
         progress=False,
         eval_every=0,
@@ -180,7 +180,7 @@ def run_seed(
             if row == ROWS[3]:
                 policy: la.Policy = la.UniformPolicy(rewrite_tfset(), seq_len=seq_len)
             else:
-                policy = fit_rewrite_policy([t for t, _ in train], seq_len, a.fit_steps, seed)
+                policy = fit_rewrite_policy([t for t, _ in train], seq_len, a.fit_steps, seed, a.fit_entropy)
             res = train_verifier("tree", augmented(both, policy, seed), val, test, a.epochs, seed)
             res["seq_len"] = seq_len
             if row == ROWS[4]:
@@ -207,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--n-numeric", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--fit-steps", type=int, default=100)
+    ap.add_argument("--fit-entropy", type=float, default=1.0, help="entropy bonus of the rewrite policy's fit")
     ap.add_argument("--seq-lens", type=int, nargs="+", default=[2, 4], help="candidate rewrites per augmentation")
     ap.add_argument("--smoke", action="store_true", help="a tiny run of the same code, for tests")
     ap.add_argument("--out", type=Path, default=None)
