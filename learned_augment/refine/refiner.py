@@ -213,18 +213,8 @@ class Refiner:
         for name, net in self._networks().items():
             networks[name] = net.config.to_dict()
             tensors.update({f"{name}.{k}": v for k, v in net.state_dict().items()})
-        history_names = {}
-        for stage, losses in self.history.items():
-            names = sorted(losses)
-            history_names[stage] = names
-            if names:
-                tensors[f"history.{stage}"] = torch.tensor([losses[n] for n in names], dtype=torch.float64).T
-        quality_names = {}
-        for stage, rows in self.quality.items():
-            names = sorted(rows)
-            quality_names[stage] = names
-            if names:
-                tensors[f"quality.{stage}"] = torch.tensor([rows[n] for n in names], dtype=torch.float64).T
+        history_names = _pack_columns(self.history, "history", tensors)
+        quality_names = _pack_columns(self.quality, "quality", tensors)
         meta = {
             "refiner": {
                 "stages": self.stages,
@@ -305,6 +295,20 @@ def _build(name: str, cfg: GeneratorConfig, tensors: dict[str, torch.Tensor]) ->
     net = ResnetGenerator(cfg)
     net.load_state_dict({k: tensors[f"{name}.{k}"] for k in skeleton.state_dict()})
     return net
+
+
+def _pack_columns(
+    tables: dict[str, dict[str, list[float]]], prefix: str, tensors: dict[str, torch.Tensor]
+) -> dict[str, list[str]]:
+    """Store each stage's named columns as one ``(steps, columns)`` float64 tensor ``prefix.stage``; returns the
+    column names per stage, for the metadata (what :func:`_history` reads back)."""
+    names_per_stage = {}
+    for stage, columns in tables.items():
+        names = sorted(columns)
+        names_per_stage[stage] = names
+        if names:
+            tensors[f"{prefix}.{stage}"] = torch.tensor([columns[n] for n in names], dtype=torch.float64).T
+    return names_per_stage
 
 
 def _history(
