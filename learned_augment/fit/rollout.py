@@ -21,6 +21,7 @@ from ..ops import geometry as geo
 from ..ops.base import Kind, Warp, call_custom
 from ..ops.image import restore_shape
 from ..ops.intensity import point_lut
+from ..ops.plan import Fusion, Role, fusion, role
 from ..ops.sequence import add_geometric_step, apply_sequence
 from ..ops.tfset import TFEntry
 
@@ -50,7 +51,7 @@ class _PixelwiseTail:
         return cur
 
     def _apply(self, cur: np.ndarray, e: TFEntry) -> np.ndarray:
-        if e.tf.kind == Kind.POINT and cur.dtype == np.uint8:
+        if fusion(e.tf.kind) == Fusion.POINT and cur.dtype == np.uint8:
             if self.before_run is None:
                 self.before_run, self.lut = cur, _IDENTITY_LUT
             self.lut = point_lut(e.name, e.magnitude)[self.lut]
@@ -119,11 +120,12 @@ def image_prefixes(image: np.ndarray, entries: list[TFEntry], rng: np.random.Gen
     geometry = _GeometryChain(h, w)  # its geometric TFs so far
     tail = _PixelwiseTail()
     for e in entries:
-        kind = e.tf.kind
-        if kind in (Kind.AFFINE, Kind.WARP):
+        # The planner's rules (ops.plan), applied one TF at a time so every prefix is the fused image of its TFs.
+        r = role(e.tf)
+        if r == Role.MOVES:
             geometry.add(e, rng)
             cur = tail.replay(geometry.apply(base))
-        elif e.tf.commutes_with_geometry:
+        elif r == Role.RECOLOURS:
             cur = tail.push(cur, e)
         else:
             cur = apply_sequence(cur, [e], rng=rng)

@@ -35,6 +35,7 @@ from .base import TF, Kind
 from .batch_kernels import pixel_grid
 from .image import MAX_PIXELS
 from .intensity import point_lut
+from .plan import Fusion, fusion, reorder, roles
 from .tfset import TFSet, get_tfset
 
 __all__ = ["apply_sequence_batch"]
@@ -139,12 +140,15 @@ class _Plan:
     """Per-entry data for the entries a batch uses, built on the host once per call.
 
     ``kinds[k]`` is ``_AFFINE``, ``_WARP``, ``_POINT`` (a point entry, for uint8 images) or ``_OTHER``;
+    ``fuse[k]`` its :class:`~learned_augment.ops.plan.Fusion` class as this batch runs it (point entries of float
+    images run alone, through their batched form);
     ``matrices[k]`` the forward 3x3 matrix of an affine entry (identity otherwise); ``luts[k]`` the uint8 table of a
     point entry (identity otherwise); ``warps[k]`` the batched form of a warp entry; ``ops[k]`` that of any other
     entry; ``names[k]`` the TF's name, for errors; ``mags[k]`` the magnitude (NaN for none).
     """
 
     kinds: np.ndarray
+    fuse: np.ndarray
     matrices: np.ndarray
     luts: np.ndarray
     ops: dict[int, _BatchOp]
@@ -156,6 +160,7 @@ class _Plan:
     def build(cls, tfset: TFSet, used: np.ndarray, h: int, w: int, u8: bool) -> _Plan:
         k = len(tfset)
         kinds = np.full(k, _OTHER, dtype=np.int8)
+        fuse = np.full(k, int(Fusion.ALONE), dtype=np.int8)
         matrices = np.tile(np.eye(3), (k, 1, 1))
         luts = np.tile(np.arange(256, dtype=np.uint8), (k, 1))
         mags = np.full(k, np.nan)
@@ -166,6 +171,7 @@ class _Plan:
             entry = tfset[i]
             tf = entry.tf
             names[i] = tf.name
+            fuse[i] = fusion(tf.kind)
             if entry.magnitude is not None:
                 mags[i] = entry.magnitude
             if tf.kind == Kind.AFFINE:
@@ -180,10 +186,11 @@ class _Plan:
                 if u8:
                     kinds[i] = _POINT
                 else:
+                    fuse[i] = Fusion.ALONE
                     ops[i] = tf.batched or _table_op(luts[i])
             else:
                 ops[i] = _batched_form(tf)
-        return cls(kinds, matrices, luts, ops, warps, names, mags)
+        return cls(kinds, fuse, matrices, luts, ops, warps, names, mags)
 
 
 def _table_op(lut: np.ndarray) -> _BatchOp:
@@ -238,8 +245,10 @@ class _Run:
     def step(self, entries: np.ndarray) -> None:
         """Apply one step: ``entries`` (B,) holds each sample's TF index at this step."""
         kinds = self.plan.kinds[entries]
-        self.flush_geometry(self.geo_pending & (kinds != _AFFINE) & (kinds != _WARP))
-        self.flush_points(self.point_pending & (kinds != _POINT))
+        fuse = self.plan.fuse[entries]
+        # A pending run ends where a sample's next TF is of another fusion class (the planner's steps).
+        self.flush_geometry(self.geo_pending & (fuse != Fusion.GEOMETRY))
+        self.flush_points(self.point_pending & (fuse != Fusion.POINT))
 
         idx = np.flatnonzero(kinds == _AFFINE)
         if idx.size:
@@ -445,20 +454,6 @@ def _check_ids(ids: object, batch: int, k: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ entry point
 
 
-def _geometry_first_rows(seq: np.ndarray, tfset: TFSet) -> np.ndarray:
-    """:func:`~learned_augment.ops.sequence.geometry_first` applied to every row of ``seq`` (B, L) at once."""
-    cls = np.array(
-        [0 if e.tf.kind in (Kind.AFFINE, Kind.WARP) else 1 if e.tf.commutes_with_geometry else 2 for e in tfset],
-        dtype=np.int64,
-    )[seq]
-    barrier = cls == 2
-    # A TF's stretch is the number of non-commuting TFs before it; within a stretch geometric TFs sort first, then
-    # pixelwise ones, then the non-commuting TF that closes it. The sort is stable, so each group keeps its order.
-    stretch = np.cumsum(barrier, axis=1) - barrier
-    order = np.argsort(stretch * 3 + cls, axis=1, kind="stable")
-    return np.take_along_axis(seq, order, axis=1)
-
-
 def apply_sequence_batch(
     images: torch.Tensor,
     ids: torch.Tensor | np.ndarray,
@@ -521,7 +516,7 @@ def apply_sequence_batch(
     h, w = images.shape[-2:]
     u8 = images.dtype == torch.uint8
     plan = _Plan.build(ts, np.unique(seq), h, w, u8)
-    seq = _geometry_first_rows(seq, ts)
+    seq = reorder(seq, roles(ts))
     if generator is None:
         generator = torch.Generator(device=images.device).manual_seed(_FIXED_SEED)
     with torch.no_grad():

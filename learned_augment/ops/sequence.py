@@ -3,14 +3,15 @@
 Pixelwise TFs (point TFs, hue, saturation) commute with geometric ones: changing each pixel's value and then moving
 pixels is moving them and then changing their values (exactly under nearest resampling, up to interpolation
 round-off under bilinear). So a fused sequence first moves every pixelwise TF after the geometric TFs of its stretch
-(the TFs between two TFs that do not commute, such as blur or noise), keeping the order within each group; see
-:func:`geometry_first`. Then each run of consecutive geometric TFs is resampled ONCE: affine matrices are multiplied
-into one warp, and runs with a warp (swirl, elastic) among them are composed into one coordinate map
+(the TFs between two TFs that do not commute, such as blur or noise), keeping the order within each group. Then each
+run of consecutive geometric TFs is resampled ONCE: affine matrices are multiplied into one warp, and runs with a
+warp (swirl, elastic) among them are composed into one coordinate map
 (:func:`~learned_augment.ops.geometry.compose_geometry`). A sequence of 10 random CIFAR-10 TFs resamples once
 instead of 3.6 times on average, so the image is not worn down by repeated bilinear blur (composing a swirl
 costs one extra float-map resampling; see the README's speed section). Runs of consecutive point TFs become one uint8
 look-up table (exactly equal to applying them one by one, since each step rounds to uint8 anyway). Everything else
-runs as it comes.
+runs as it comes. The reordering and what runs as one step are :mod:`learned_augment.ops.plan`'s rules, shared with
+the batched executor and the fit's rollouts.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from . import geometry as geo
 from .base import Kind, Warp, call_custom
 from .image import check_image, restore_shape
 from .intensity import point_lut
+from .plan import geometry_first, steps
 from .tfset import TFEntry, TFSet, get_tfset
 
 TARGET_KEYS = ("mask", "masks", "bboxes", "keypoints")
@@ -51,49 +53,6 @@ def resolve(tf_ids: Sequence[Any], tfset: TFSet | str | None = None) -> list[TFE
         else:
             raise TypeError(f"TF ids must be ints, strings or TFEntry, got {type(t).__name__}")
     return out
-
-
-def geometry_first(entries: Sequence[TFEntry]) -> list[TFEntry]:
-    """Reorder ``entries`` so that, within each stretch between TFs that do not commute with geometry, the geometric
-    TFs (affine and warp) come first and the pixelwise ones after, each group in its original order.
-
-    The result is the same image (exactly under nearest resampling; under bilinear up to round-off and clipping)
-    with fewer resamplings, and targets move identically: only geometric TFs move them, in their original order.
-    """
-    out: list[TFEntry] = []
-    moved: list[TFEntry] = []
-    for e in entries:
-        tf = e.tf
-        if tf.kind in (Kind.AFFINE, Kind.WARP):
-            out.append(e)
-        elif tf.commutes_with_geometry:
-            moved.append(e)
-        else:
-            out.extend(moved)
-            moved = []
-            out.append(e)
-    out.extend(moved)
-    return out
-
-
-def _groups(entries: list[TFEntry], fuse: bool) -> list[tuple[Kind, list[TFEntry]]]:
-    """Split a sequence into the steps that run as one: runs of affine TFs, runs of geometric TFs with a warp among
-    them (kind ``WARP``: one composed resampling), runs of point TFs, and single TFs otherwise."""
-    groups: list[tuple[Kind, list[TFEntry]]] = []
-    geometric = (Kind.AFFINE, Kind.WARP)
-    for e in entries:
-        kind = e.tf.kind
-        if fuse and groups:
-            last, group = groups[-1]
-            if kind == Kind.POINT and last == Kind.POINT:
-                group.append(e)
-                continue
-            if kind in geometric and last in geometric:
-                group.append(e)
-                groups[-1] = (Kind.WARP if Kind.WARP in (kind, last) else Kind.AFFINE, group)
-                continue
-        groups.append((kind, [e]))
-    return groups
 
 
 def _check_targets(targets: Mapping[str, Any], h: int, w: int) -> dict[str, Any]:
@@ -208,7 +167,7 @@ def apply_sequence(
         # Boxes are tracked as outline points through the whole sequence and boxed once at the end: re-boxing
         # after every geometric step would let each rotation or warp inflate the box further.
         tgt[_BOX_POINTS] = unmoved_box_points = geo.box_outline_points(tgt["bboxes"])
-    for kind, group in _groups(entries, fuse):
+    for kind, group in steps(entries, fuse):
         if kind == Kind.AFFINE:
             m = _affine_run(tuple((e.tf.fn, e.magnitude) for e in group), h, w)
             img = geo.warp_affine_image(img, m, interp)

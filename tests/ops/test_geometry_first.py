@@ -10,7 +10,8 @@ import torch
 
 from learned_augment.ops import TF, Kind, TFEntry, apply_sequence, geometry_first, get_tfset, register, resolve
 from learned_augment.ops.base import get_tf
-from learned_augment.ops.batch import _geometry_first_rows, apply_sequence_batch
+from learned_augment.ops.batch import apply_sequence_batch
+from learned_augment.ops.plan import reorder, roles
 
 PIXELWISE = ["brightness(1.5)", "contrast(0.5)", "gamma(0.7)", "posterize(4)", "solarize(0.5)", "invert",
              "color(1.8)", "hue(+0.25)", "hue(-0.1)"]  # fmt: skip
@@ -94,12 +95,31 @@ def test_targets_move_the_same_with_and_without_fusion() -> None:
         np.testing.assert_allclose(fused[key], plain[key], atol=1e-6)
 
 
-def test_batch_rows_are_reordered_like_the_cpu_path() -> None:
-    ts = get_tfset("default")
+def _reference_order(entries: list[TFEntry]) -> list[TFEntry]:
+    """The reordering written as its definition: geometric TFs stay, pixelwise ones wait for the next barrier."""
+    out: list[TFEntry] = []
+    waiting: list[TFEntry] = []
+    for e in entries:
+        if e.tf.kind in (Kind.AFFINE, Kind.WARP):
+            out.append(e)
+        elif e.tf.commutes_with_geometry:
+            waiting.append(e)
+        else:
+            out += waiting + [e]
+            waiting = []
+    return out + waiting
+
+
+@pytest.mark.parametrize("name", ["default", "cifar10", "mnist"])
+def test_the_planner_reorders_rows_and_lists_as_the_definition_says(name: str) -> None:
+    """Both executors' reordering (rows for the batched path, lists for the CPU path) is the planner's."""
+    ts = get_tfset(name)
     seq = np.random.default_rng(0).integers(0, len(ts), (200, 10))
-    rows = _geometry_first_rows(seq, ts)
+    rows = reorder(seq, roles(ts))
     for row, got in zip(seq, rows):
-        assert [ts[i].id for i in got] == _ids(geometry_first([ts[i] for i in row]))
+        want = _ids(_reference_order([ts[i] for i in row]))
+        assert [ts[i].id for i in got] == want
+        assert _ids(geometry_first([ts[i] for i in row])) == want
 
 
 def test_batch_matches_cpu_on_interleaved_sequences() -> None:
