@@ -527,6 +527,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--dataset", required=True, choices=["mnist", "cifar10"])
     ap.add_argument("--labels", help="labeled images: a count (600) or a fraction of the official training set")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1; a seed fixes the subset and the init")
+    ap.add_argument(
+        "--first-seed", type=int, default=0, help="start at this seed (seeds S..S+N-1): add seeds to an earlier run"
+    )
     ap.add_argument("--epochs", type=int, help="end-model epochs (default 20 MNIST, 60 CIFAR-10)")
     ap.add_argument("--augs", default=",".join(AUGS), help=f"comma-separated rows, from {', '.join(AUGS)}")
     ap.add_argument("--policy-mf", help="pre-fitted mean-field policy file (skips its fit)")
@@ -601,6 +604,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error(f"unknown --augs {unknown}; choose from {', '.join(AUGS)}")
     if not 0.0 <= args.p_augment <= 1.0:
         ap.error("--p-augment must be in [0, 1]")
+    if args.first_seed < 0:
+        ap.error("--first-seed must be >= 0")
+    args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
     if args.seeds < 1 or (args.fit_steps is not None and args.fit_steps < 1):
         ap.error("--seeds and --fit-steps must be >= 1")
     if args.val < 0:
@@ -638,7 +644,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, path in given.items():
         if path and name in args.aug_list:
             policies[name] = load_given_policy(path, tfset, "--policy-" + name.split("-")[1])
-    subsets = {seed: balanced_subset(split.pool_y, args.n_labels, seed) for seed in range(args.seeds)}
+    subsets = {seed: balanced_subset(split.pool_y, args.n_labels, seed) for seed in args.seed_list}
     # Validation: pool images outside each seed's labeled subset (labels the experiment does not train on), to
     # choose settings without looking at the test set.
     val_sets = {seed: validation_set(split, idx, args.val, args.dataset, seed) for seed, idx in subsets.items()}
@@ -668,7 +674,7 @@ def main(argv: list[str] | None = None) -> None:
         "pool_images": len(split.pool_x),
         "image_size": list(split.pool_x.shape[1:]),
         "test_images": len(split.test_x),
-        "seeds": list(range(args.seeds)),
+        "seeds": args.seed_list,
         "model": args.model,
         "epochs": args.epochs,
         "batch_size": args.batch_size,

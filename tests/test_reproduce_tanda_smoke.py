@@ -126,3 +126,13 @@ def test_malformed_data_is_refused(script: ModuleType, tmp_path: Path, damage: s
     message = str(info.value.code)
     assert message.startswith("error:") and "\n" not in message, message
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_first_seed_continues_a_run(script: ModuleType, tmp_path: Path) -> None:
+    """``--first-seed S --seeds N`` runs seeds S..S+N-1 (each seed fixes its subset, init and batch order)."""
+    base = ["--data", str(tmp_path), "--dataset", "mnist", "--out", str(tmp_path / "o")]
+    later = script.parse_args([*base, "--first-seed", "2", "--seeds", "2"])
+    assert later.seed_list == [2, 3]
+    assert script.parse_args(base).seed_list == [0, 1, 2]
+    with pytest.raises(SystemExit):
+        script.parse_args([*base, "--first-seed", "-1"])
