@@ -33,9 +33,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
+from _data import load_cifar10_test, synthetic_images
 
 import learned_augment as la
 from learned_augment.data import load_sample
@@ -59,31 +59,11 @@ PARTS: dict[str, list[tuple[str, str, tuple[str, ...] | None]]] = {
 }
 
 
-def synthetic_images(n: int, size: int, seed: int = 0) -> np.ndarray:
-    """Smooth photo-like stand-ins for CIFAR-10: upsampled colour noise plus discs, ``(n, size, size, 3)`` uint8."""
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, size, size, 3), dtype=np.uint8)
-    for i in range(n):
-        img = cv2.resize(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8), (size, size), interpolation=cv2.INTER_CUBIC)
-        for _ in range(3):
-            centre = tuple(int(v) for v in rng.integers(0, size, 2))
-            colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-            cv2.circle(img, centre, int(rng.integers(size // 8, size // 3 + 1)), colour, -1)
-        out[i] = img
-    return out
-
-
 def cifar_images(path: Path | None, n: int) -> tuple[np.ndarray, str]:
     """The first ``n`` CIFAR-10 test images (only those are decoded), or synthetic ones without ``path``."""
     if path is None:
         return synthetic_images(n, 32), "synthetic smooth 32x32 RGB images"
-    if path.is_dir():
-        path = path / "cifar10_jpeg.npz"
-    with np.load(path, allow_pickle=False) as d:
-        buf, off = d["test_jpeg"], d["test_offsets"]
-        count = min(n, len(off) - 1)
-        images = np.stack([cv2.imdecode(buf[off[i] : off[i + 1]], cv2.IMREAD_COLOR)[:, :, ::-1] for i in range(count)])
-    return images, f"CIFAR-10 test images from {path}"
+    return load_cifar10_test(path, n), f"CIFAR-10 test images from {path}"
 
 
 def mnist_images(folder: Path | None, n: int) -> tuple[np.ndarray, str]:

@@ -55,6 +55,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
+from _data import load_cifar10_test, synthetic_images  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
@@ -112,46 +113,8 @@ def make_counts(quick: bool, repeats: int) -> Counts:
 
 
 def load_cifar_pool(path: Path, n: int) -> np.ndarray:
-    """The first ``n`` CIFAR-10 test images from the JPEG npz: (n, 32, 32, 3) uint8 RGB.
-
-    Only ``n`` images are decoded, not all 60,000, so startup stays short.
-    """
-    if not path.is_file():
-        raise SystemExit(f"error: missing {path} (expected the CIFAR-10 JPEG npz)")
-    try:
-        with np.load(path, allow_pickle=False) as d:
-            buf, off = d["test_jpeg"], d["test_offsets"]
-            count = min(n, len(off) - 1)
-            out = np.empty((max(count, 0), 32, 32, 3), dtype=np.uint8)
-            for i in range(count):
-                img = cv2.imdecode(buf[off[i] : off[i + 1]], cv2.IMREAD_COLOR)
-                if img is None or img.shape != (32, 32, 3):
-                    raise ValueError(f"test image {i} is not a 32x32 colour JPEG")
-                out[i] = img[:, :, ::-1]  # OpenCV decodes to BGR
-    except (KeyError, ValueError, OSError) as exc:
-        raise SystemExit(f"error: {path} is not the CIFAR-10 JPEG npz ({exc})") from None
-    if not len(out):
-        raise SystemExit(f"error: {path} holds no test images")
-    return out
-
-
-def synthetic_pool(n: int, size: int, seed: int = 0) -> np.ndarray:
-    """Smooth, photo-like stand-ins: upsampled colour noise plus a few hard edges, (n, size, size, 3) uint8.
-
-    Constant or white-noise images would flatter or penalise some ops (equalize, JPEG-like content); these have
-    smooth gradients and edges like natural images.
-    """
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, size, size, 3), dtype=np.uint8)
-    for i in range(n):
-        coarse = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
-        img = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
-        for _ in range(3):
-            centre = tuple(int(v) for v in rng.integers(0, size, 2))
-            colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-            cv2.circle(img, centre, int(rng.integers(size // 8, size // 3 + 1)), colour, -1)
-        out[i] = img
-    return out
+    """The first ``n`` CIFAR-10 test images from the JPEG npz: (n, 32, 32, 3) uint8 RGB (only those are decoded)."""
+    return load_cifar10_test(path, n)
 
 
 def images_at(base: np.ndarray, size: int) -> np.ndarray:
@@ -762,7 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = load_cifar_pool(a.cifar, counts.pool)
         source = f"CIFAR-10 test images from {a.cifar} (first {len(base)}; bicubic-upsampled for larger sizes)"
     else:
-        base = synthetic_pool(counts.pool, LOADER_SIZE, a.seed)
+        base = synthetic_images(counts.pool, LOADER_SIZE, a.seed)
         source = "synthetic smooth images (upsampled colour noise plus discs)"
     meta: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
