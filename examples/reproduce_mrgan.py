@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import inspect
 import json
 import struct
 import sys
@@ -195,6 +196,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lambda-self-reg", type=float, default=0.0, help="SimGAN L1 to the input (0: plain CycleGAN)")
     p.add_argument("--lambda-semantic", type=float, default=1.0, help="CyCADA semantic consistency (0: off)")
     p.add_argument("--stages", type=int, default=2, choices=(1, 2), help="refiner stages (1: skip MR-GAN's stage 2)")
+    p.add_argument(
+        "--stage2",
+        choices=("cycle", "shared"),
+        default=inspect.signature(fit_refiner).parameters["stage2"].default,
+        help="what stage 2 learns (fit_refiner's stage2; default: its default)",
+    )
     p.add_argument("--val", type=int, default=0, help="last N pool images: validation, never drawn as labeled")
     p.add_argument("--synthetic-only-seeds", type=int, help="seeds of the synthetic-only row (default --seeds)")
     p.add_argument("--eval-every", type=int, default=100, help="refiner steps between quality-signal lines")
@@ -244,6 +251,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         n_blocks=args.n_blocks,
         ndf=args.ndf,
         lambda_self_reg=args.lambda_self_reg,
+        stage2=args.stage2,
         synthetic_labels=syn_labels,
         lambda_semantic=args.lambda_semantic,
         eval_every=args.eval_every,

@@ -7,7 +7,9 @@ fakes for the discriminators, Adam, and a learning rate held for the first half 
 toward zero. Stage k >= 2 continues from stage k-1's networks on the stage-(k-1) refined synthetic images
 X_{k-1} = G_{k-1}(X_{k-2}) against the same real images: its G refines the already refined synthetic images further
 and its F, kept as the refiner's ``real_to_shared`` direction, maps real images into the refined-synthetic domain,
-so both sets move toward each other (MR-GAN's stage 2). ``lambda_self_reg`` adds SimGAN's L1 term between a
+so both sets move toward each other (MR-GAN's stage 2, ``stage2="cycle"``; measured on MNIST they swap sides
+rather than meet). ``stage2="shared"`` drops the cycle from stage 2 on: G and F map into one shared domain, judged by
+one discriminator that tries to tell G's outputs from F's and that both try to leave undecided. ``lambda_self_reg`` adds SimGAN's L1 term between a
 refined image and its input, for G in every stage and, from stage 2, for F too: both refine labeled images.
 
 With ``synthetic_labels`` a small classifier is first trained on the synthetic images and their labels, then frozen
@@ -74,6 +76,7 @@ LOSS_NAMES: tuple[str, ...] = (
     "lr",
 )
 _NETS = ("G", "F", "D_real", "D_syn")
+STAGE2_MODES = ("cycle", "shared")
 _INIT, _POOL, _ORDER, _CLASSIFIER, _EVAL = 0, 1, 2, 3, 4
 _REFINE_CHUNK = 256
 
@@ -250,6 +253,7 @@ def fit_refiner(
     lambda_cycle: float = 10.0,
     lambda_identity: float = 0.5,
     lambda_self_reg: float = 0.0,
+    stage2: str = "cycle",
     synthetic_labels: Any = None,
     lambda_semantic: float | None = None,
     classifier_steps: int = 500,
@@ -287,6 +291,13 @@ def fit_refiner(
     lambda_cycle, lambda_identity, lambda_self_reg:
         Loss weights: cycle L1; identity L1 as a fraction of ``lambda_cycle`` (skipped where a generator changes
         the channel count); SimGAN's L1 between a refined image and its input (needs equal channel counts).
+    stage2:
+        What stages 2 and later learn. ``"cycle"``: a CycleGAN again, between the refined synthetic images and the
+        real ones (its ``F`` maps real images toward the refined-synthetic side). ``"shared"``: no cycle; ``G``
+        (refined synthetic) and ``F`` (real) both map into one shared domain, pulled together by one
+        discriminator that tries to tell ``G(x)`` from ``F(y)`` and that both aim to leave undecided (least-squares
+        target 0.5), each kept near its input by an L1 term of weight ``lambda_cycle * lambda_identity`` (or
+        ``lambda_cycle`` when the identity weight is 0) and, with labels, by the semantic term.
     synthetic_labels:
         ``(N,)`` integer class of each synthetic image (0..K-1). Enables the classifier behind ``lambda_semantic``
         and the quality signal; real labels are never needed.
@@ -348,6 +359,8 @@ def fit_refiner(
         _check_nonneg(name, value)
     if not (len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas)):
         raise ValueError(f"betas must be two numbers in [0, 1); got {betas!r}")
+    if stage2 not in STAGE2_MODES:
+        raise ValueError(f"stage2 must be one of {', '.join(map(repr, STAGE2_MODES))}; got {stage2!r}")
     if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 0:
         raise ValueError(f"pool_size must be a non-negative integer; got {pool_size!r}")
     if lambda_semantic is None:
@@ -389,6 +402,8 @@ def fit_refiner(
             "real": {"n": len(ys), "shape": list(ys.shape[1:]), "fingerprint": fingerprint(ys.numpy())},
         }
     )
+    if stage2 != "cycle":
+        cfg["stage2"] = stage2  # only then: checkpoints of earlier fits keep their config
     if labels is not None:
         # Only fits with labels carry these keys, so checkpoints of label-free fits stay what they were.
         cfg.update(
@@ -598,18 +613,35 @@ class _Run:
         D_real.requires_grad_(False)
         D_syn.requires_grad_(False)
         zero = x.new_zeros(())
-        g = {
-            "adv_syn2real": _lsgan(D_real(fake_real), True),
-            "adv_real2syn": _lsgan(D_syn(fake_syn), True),
-            "cycle_syn": fnn.l1_loss(F(fake_real), x) * lam,
-            "cycle_real": fnn.l1_loss(G(fake_syn), y) * lam,
-            "identity_syn2real": zero,
-            "identity_real2syn": zero,
-            "self_reg": zero,
-        }
-        if lam_idt > 0 and x.shape[1] == y.shape[1]:
-            g["identity_syn2real"] = fnn.l1_loss(G(y), y) * lam * lam_idt
-            g["identity_real2syn"] = fnn.l1_loss(F(x), x) * lam * lam_idt
+        shared = st.stage >= 2 and cfg.get("stage2", "cycle") == "shared"
+        if shared:
+            # MR-GAN's shared domain: G (refined synthetic -> shared) and F (real -> shared) both aim at the middle of
+            # one discriminator that tells their outputs apart (D_real's network, fed G(x) as 1 and F(y) as 0), so
+            # the two sets meet instead of swapping sides; each output stays near its input (L1, the identity
+            # weight) and keeps its class (the semantic term), since there is no inverse map to cycle through.
+            keep = lam * lam_idt if lam_idt > 0 else lam
+            g = {
+                "adv_syn2real": _lsgan_to(D_real(fake_real), 0.5),
+                "adv_real2syn": _lsgan_to(D_real(fake_syn), 0.5),
+                "cycle_syn": zero,
+                "cycle_real": zero,
+                "identity_syn2real": fnn.l1_loss(fake_real, x) * keep,
+                "identity_real2syn": fnn.l1_loss(fake_syn, y) * keep,
+                "self_reg": zero,
+            }
+        else:
+            g = {
+                "adv_syn2real": _lsgan(D_real(fake_real), True),
+                "adv_real2syn": _lsgan(D_syn(fake_syn), True),
+                "cycle_syn": fnn.l1_loss(F(fake_real), x) * lam,
+                "cycle_real": fnn.l1_loss(G(fake_syn), y) * lam,
+                "identity_syn2real": zero,
+                "identity_real2syn": zero,
+                "self_reg": zero,
+            }
+            if lam_idt > 0 and x.shape[1] == y.shape[1]:
+                g["identity_syn2real"] = fnn.l1_loss(G(y), y) * lam * lam_idt
+                g["identity_real2syn"] = fnn.l1_loss(F(x), x) * lam * lam_idt
         if lam_sr > 0:
             # From stage 2 on F's output is used too (real refined into the shared domain), so it is held as well.
             reg = fnn.l1_loss(fake_real, x) + (fnn.l1_loss(fake_syn, y) if st.stage >= 2 else 0.0)
@@ -635,10 +667,16 @@ class _Run:
         D_syn.requires_grad_(True)
         past_real = st.pools["pool_real"].query(fake_real.detach())
         past_syn = st.pools["pool_syn"].query(fake_syn.detach())
-        d = {
-            "D_real": 0.5 * (_lsgan(D_real(y), True) + _lsgan(D_real(past_real), False)),
-            "D_syn": 0.5 * (_lsgan(D_syn(x), True) + _lsgan(D_syn(past_syn), False)),
-        }
+        if shared:
+            d = {
+                "D_real": 0.5 * (_lsgan(D_real(past_real), True) + _lsgan(D_real(past_syn), False)),
+                "D_syn": zero,
+            }
+        else:
+            d = {
+                "D_real": 0.5 * (_lsgan(D_real(y), True) + _lsgan(D_real(past_real), False)),
+                "D_syn": 0.5 * (_lsgan(D_syn(x), True) + _lsgan(D_syn(past_syn), False)),
+            }
         values.update(self._checked(d))
         st.opt["opt_d"].zero_grad(set_to_none=True)
         (d["D_real"] + d["D_syn"]).backward()
@@ -760,8 +798,12 @@ def _as_labels(labels: Any, n: int) -> torch.Tensor:
     return torch.from_numpy(arr.astype(np.int64))
 
 
+def _lsgan_to(pred: torch.Tensor, target: float) -> torch.Tensor:
+    return fnn.mse_loss(pred, torch.full_like(pred, target))
+
+
 def _lsgan(pred: torch.Tensor, target_real: bool) -> torch.Tensor:
-    return fnn.mse_loss(pred, torch.full_like(pred, 1.0 if target_real else 0.0))
+    return _lsgan_to(pred, 1.0 if target_real else 0.0)
 
 
 @torch.no_grad()
