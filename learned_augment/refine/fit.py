@@ -9,8 +9,9 @@ X_{k-1} = G_{k-1}(X_{k-2}) against the same real images: its G refines the alrea
 and its F, kept as the refiner's ``real_to_shared`` direction, maps real images into the refined-synthetic domain,
 so both sets move toward each other (MR-GAN's stage 2, ``stage2="cycle"``; measured on MNIST they swap sides
 rather than meet). ``stage2="shared"`` drops the cycle from stage 2 on: G and F map into one shared domain, judged by
-one discriminator that tries to tell G's outputs from F's and that both try to leave undecided. ``lambda_self_reg`` adds SimGAN's L1 term between a
-refined image and its input, for G in every stage and, from stage 2, for F too: both refine labeled images.
+one discriminator that tries to tell G's outputs from F's and that both try to leave undecided.
+``lambda_self_reg`` adds SimGAN's L1 term between a refined image and its input, for G in every stage and, from
+stage 2, for F too: both refine labeled images.
 
 With ``synthetic_labels`` a small classifier is first trained on the synthetic images and their labels, then frozen
 (:mod:`.semantic`). ``lambda_semantic`` weighs CyCADA's semantic-consistency loss: cross-entropy of that classifier
