@@ -3,7 +3,7 @@
 from ._version import __version__
 from .data import as_images, load_sample
 from .fit import DCGANDiscriminator, fit_policy
-from .io import ArtifactError, load_policy
+from .io import ArtifactError
 from .module import PolicyAugment
 from .ops import (
     TF,
@@ -18,6 +18,7 @@ from .ops import (
     wrap_albumentations,
 )
 from .policy import GRUPolicy, LSTMPolicy, MeanFieldPolicy, Policy, UniformPolicy, make_policy
+from .policy.files import load_policy
 from .pretrained import list_pretrained, load_pretrained, model_card
 from .refine import MixedRealityDataset, Refiner, fit_refiner
 from .transforms import LearnedPolicyTransform, PolicyAugmentedDataset, PolicyMismatchWarning, RefineSynthetic

@@ -142,7 +142,8 @@ def _load_images(spec: str, limit: int | None = None) -> np.ndarray:
 
 def _open(spec: str) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
     """A policy or refiner from a file or a pretrained name: ``(artifact, file metadata, model card or None)``."""
-    from .io import load_policy, read_metadata
+    from .io import read_metadata
+    from .policy.files import load_policy
     from .pretrained import list_pretrained, model_card, pretrained_path
     from .refine import Refiner
 

@@ -216,3 +216,21 @@ def test_digest_is_canonical(tmp_path):
     path = save_artifact(tmp_path / "t.safetensors", tensors, "thing", {DIGEST_KEY: "sha256:stale"})
     loaded, meta = load_artifact(path, kind="thing")
     assert meta[DIGEST_KEY] == digest == tensor_digest(loaded)
+
+
+def test_io_is_the_container_only() -> None:
+    """Policy files live with the policies (``learned_augment.policy.files``); ``io`` imports no policy code and
+    keeps the old names importable."""
+    import ast
+    from pathlib import Path
+
+    import learned_augment.io as io
+    from learned_augment.policy import files
+
+    tree = ast.parse(Path(io.__file__).read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    modules = [n.module or "" for n in top if isinstance(n, ast.ImportFrom)]
+    assert not any("policy" in m or "ops" in m for m in modules), modules
+    assert io.load_policy is files.load_policy and io.save_policy is files.save_policy
+    with pytest.raises(AttributeError, match="no attribute"):
+        io.not_a_name  # noqa: B018

@@ -32,10 +32,11 @@ from torch.nn import functional as F
 
 from .._version import __version__
 from ..data import as_images, fingerprint
-from ..io import ArtifactError, flatten_state, load_artifact, policy_from_state, save_artifact, unflatten_state
+from ..io import ArtifactError, flatten_state, load_artifact, save_artifact, unflatten_state
 from ..ops.base import Kind
 from ..ops.tfset import TFSet, get_tfset
 from ..policy.base import Policy
+from ..policy.files import policy_from_state
 from ..policy.models import make_policy
 from .discriminator import DCGANDiscriminator
 from .distributed import FitGroup

@@ -92,7 +92,7 @@ class Policy(nn.Module):
 
     def save(self, path: str) -> str:
         """Save to one ``.safetensors`` file (weights + JSON metadata; no pickle)."""
-        from ..io import save_policy
+        from .files import save_policy
 
         return str(save_policy(self, path))
 

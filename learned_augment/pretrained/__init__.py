@@ -39,7 +39,8 @@ def model_card(name: str) -> dict[str, Any]:
 
 def load_pretrained(name: str) -> Any:
     """Load a shipped policy (``Policy``) or refiner (``Refiner``) by name."""
-    from ..io import load_policy, read_metadata
+    from ..io import read_metadata
+    from ..policy.files import load_policy
 
     path = pretrained_path(name)
     kind = read_metadata(path).get("kind")

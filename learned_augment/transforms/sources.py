@@ -26,7 +26,7 @@ def resolve_policy(policy: Any) -> tuple[Policy, str | None]:
                     f"pretrained artifact {text[len(PRETRAINED_PREFIX) :]!r} is a {type(loaded).__name__}, not a policy"
                 )
             return loaded, text
-        from ..io import load_policy
+        from ..policy.files import load_policy
 
         return load_policy(text), text
     raise TypeError(
