@@ -21,6 +21,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -362,177 +363,39 @@ def fit_policy(
     # Before any collective that would hang on ranks that disagree.
     group.check_same(config)
     group.broadcast(policy)
-    # DistributedDataParallel over several processes (it copies rank 0's discriminator weights to the others).
-    disc_train = group.wrap(disc, dev, sync_batch_norm=built_disc)
-    history: dict[str, list[float]] = {
-        k: [] for k in ("d_loss", "g_loss", "reward", "diversity", "rg_ratio", "rg_step")
-    }
-    start = 0
-    elapsed_before = 0.0
+    run = _Run(
+        policy=policy,
+        disc=disc,
+        # DistributedDataParallel over several processes (it copies rank 0's discriminator weights to the others).
+        disc_train=group.wrap(disc, dev, sync_batch_norm=built_disc),
+        opt_d=opt_d,
+        opt_g=opt_g,
+        group=group,
+        items=items,
+        tfset=tfset,
+        collate=collate_fn,
+        rollout=image_prefixes if is_image else custom_prefixes,
+        is_image=is_image,
+        config=config,
+        device=dev,
+        reward_dtype=dtype,
+        mine=mine,
+        my_seqs=my_seqs,
+        per_epoch=per_epoch,
+        n_items=n_items,
+        jitter=jitter and is_image,
+        eval_every=eval_every,
+        callbacks=list(callbacks),
+    )
     if checkpoint is not None and resume and Path(checkpoint).exists():
-        start, history, elapsed_before = _load_checkpoint(checkpoint, config, policy, disc, opt_d, opt_g)
-
-    bar = None
-    if progress and group.is_main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_steps, initial=start, desc=f"fit {policy.kind}", unit="step", dynamic_ncols=True)
-    rollout = image_prefixes if is_image else custom_prefixes
-    bce = F.binary_cross_entropy_with_logits
-    # The rollouts call OpenCV on one small image at a time: its thread pool gains nothing there and fights torch's
-    # for the cores (a 5-step CLI fit: 17.6 s with both pools, 4.6 s with one thread each on 2 cores).
-    opencv_threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        for step in range(start, total_steps):
-            epoch, within = divmod(step, per_epoch)
-            perm = np.random.default_rng(_step_seed(seed, epoch, 0)).permutation(n_items)
-            batch = perm[within * batch_size : (within + 1) * batch_size]
-            idx = batch[mine]
-            gen = _torch_gen(seed, step, 2)
-
-            policy.train()
-            # Every rank draws the whole step's sequences from the same generator and keeps its own rows.
-            ids = policy.sample(batch_size * n_seqs, generator=gen)[torch.from_numpy(my_seqs)]
-            ids_np = ids.numpy()
-            prefixes = []
-            for j, row in zip(my_seqs, ids_np):
-                entries = [tfset[int(k)] for k in row]
-                # Per sequence, so a sequence rolls out the same on whichever rank holds it.
-                tf_rng = np.random.default_rng(_step_seed(seed, step, 1) + [int(j)])
-                prefixes.append(rollout(items[batch[j % batch_size]], entries, tf_rng))
-            # (L+1, n, ...) stacked per time step; the first len(idx) sequences are one per local item
-            if is_image:
-                # All prefixes as one uint8 array, converted to float in one pass (per-prefix collates made 11
-                # strided copies and 22 arithmetic passes); (L+1) * n images in time-major order.
-                flat_u8 = np.stack([p[t] for t in range(seq_len + 1) for p in prefixes])
-                stacked = _images_to_tensor(flat_u8).unflatten(0, (seq_len + 1, len(prefixes)))
-            else:
-                stacked = _stack_prefixes([collate_fn([p[t] for p in prefixes]) for t in range(seq_len + 1)])
-            real = collate_fn([items[i] for i in idx])
-            if jitter and is_image:
-                jgen = _torch_gen(seed, step, 4 if not group.active else 4 + 16 * (group.rank + 1))
-                real = subpixel_jitter(real, jgen)
-                stacked = subpixel_jitter(stacked.flatten(0, 1), jgen).view(stacked.shape)
-            stacked, real = stacked.to(dev), real.to(dev)
-
-            disc.train()
-            fake = stacked[-1, : len(idx)]
-            # Real and generated items go through D in ONE batch: with separate batches, batch norm normalises each
-            # with its own statistics and erases whatever all generated items share (on CIFAR-10, a policy that
-            # brightened every image until 40-60% of its pixels were white went unpunished).
-            both = _logits(disc_train, torch.cat([real, fake]))
-            d_loss = 0.5 * (
-                bce(both[: len(idx)], torch.ones(len(idx), device=dev))
-                + bce(both[len(idx) :], torch.zeros(len(idx), device=dev))
-            )
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-            group.average_buffers(disc)
-
-            disc.eval()
-            with torch.no_grad(), _reward_autocast(dev, dtype):
-                if jitter and is_image:  # each copy of x_0 got its own sub-pixel shift
-                    logits = _logits(disc, stacked.flatten(0, 1)).view(seq_len + 1, -1).T  # (n, L+1)
-                else:
-                    # x_0 of sequence j is item j % len(idx): D (per item in eval mode) scores each item once,
-                    # not n_seqs times.
-                    first = _logits(disc, stacked[0, : len(idx)]).repeat(n_seqs)
-                    rest = _logits(disc, stacked[1:].flatten(0, 1)).view(seq_len, -1)
-                    logits = torch.cat([first[None], rest]).T  # (n, L+1)
-                logits = logits.float()
-                cost = F.softplus(-logits)  # -log D(x_t)
-                # float() first: a collate may return integer ids (for an nn.Embedding), which have no mean and,
-                # as uint8, would wrap around when subtracted.
-                scale = _variance(real, group).clamp_min(1e-12)
-                dist = (stacked[1:].float() - stacked[:1].float()).pow(2).flatten(2).mean(2).T / scale
-                cost[:, 1:] = cost[:, 1:] + diversity / (dist + 1e-6)
-                deltas = cost[:, 1:] - cost[:, :-1]
-                returns = torch.zeros_like(deltas)
-                acc = torch.zeros(deltas.shape[0], device=dev)
-                for t in range(seq_len - 1, -1, -1):
-                    acc = deltas[:, t] + gamma * acc
-                    returns[:, t] = acc
-                baseline = group.sum(returns.sum(dim=0, keepdim=True)) / (batch_size * n_seqs)
-                adv = returns - baseline
-            logp, ent = policy.step_log_probs_and_entropy(ids.to(dev))
-            g_loss_pg = (logp * adv).sum(dim=1).mean() - entropy * ent.sum(dim=1).mean()
-            opt_g.zero_grad(set_to_none=True)
-            g_loss_pg.backward()
-            group.average_gradients(policy)
-            opt_g.step()
-
-            # Means over the local rows, then over ranks (equal shares: the global means).
-            local = torch.stack(
-                [
-                    d_loss.detach(),
-                    cost[:, -1].mean() - (diversity / (dist[:, -1] + 1e-6)).mean(),
-                    -(cost[:, -1] - cost[:, 0]).mean(),
-                    dist[:, -1].mean(),
-                    g_loss_pg.detach(),
-                ]
-            ).double()
-            d_loss_v, g_loss, reward, diversity_v, pg_v = (float(v) for v in group.mean(local))
-            metrics = {"d_loss": d_loss_v, "g_loss": g_loss, "reward": reward, "diversity": diversity_v}
-            if not all(math.isfinite(metrics[k]) for k in ("d_loss", "g_loss", "reward")) or not math.isfinite(pg_v):
-                raise FloatingPointError(
-                    f"fit_policy diverged at step {step} (d_loss={metrics['d_loss']}, g_loss={metrics['g_loss']}); "
-                    "nothing was saved. Lower d_lr/g_lr or check the data for NaN values."
-                )
-            for k, v in metrics.items():
-                history[k].append(v)
-            if eval_every and (step % eval_every == 0 or step == total_steps - 1):
-                metrics["rg_ratio"] = _rg_ratio(
-                    disc,
-                    items,
-                    idx,
-                    tfset,
-                    seq_len,
-                    collate_fn,
-                    rollout,
-                    seed,
-                    step,
-                    g_loss,
-                    dev,
-                    jitter and is_image,
-                    group,
-                )
-                history["rg_ratio"].append(metrics["rg_ratio"])
-                history["rg_step"].append(float(step))
-            for cb in callbacks:
-                cb(step, metrics, policy)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(d=f"{metrics['d_loss']:.3f}", g=f"{g_loss:.3f}", div=f"{metrics['diversity']:.4f}")
-            done = step + 1
-            if checkpoint is not None and (done % checkpoint_every == 0 or done == total_steps):
-                # An update can turn the weights NaN after its step's losses were checked: never write that as a
-                # checkpoint (resuming from it would fail at once, and it would have replaced the last good one).
-                # Every rank checks (they hold the same weights), so all raise together.
-                _check_finite({"policy": policy, "discriminator": disc}, f"fit_policy's update at step {step} made")
-                failure: Exception | None = None
-                if group.is_main:
-                    elapsed = elapsed_before + time.perf_counter() - t_start
-                    try:
-                        _save_checkpoint(checkpoint, config, done, history, elapsed, policy, disc, opt_d, opt_g)
-                    except Exception as exc:  # re-raised below, after telling the other ranks not to wait
-                        failure = exc
-                # A flag all ranks agree on, not a bare barrier: if rank 0 cannot write, all stop together.
-                if not group.all_ok(failure is None, dev):
-                    if failure is not None:
-                        raise failure
-                    raise RuntimeError(f"fit_policy: rank 0 could not write the checkpoint {checkpoint} (see its log)")
-    finally:
-        cv2.setNumThreads(opencv_threads)
-        if bar is not None:
-            bar.close()
+        run.start, run.history, run.elapsed_before = _load_checkpoint(checkpoint, config, policy, disc, opt_d, opt_g)
+    run.train(checkpoint, checkpoint_every, progress, t_start)
 
     # The loss checks above see each step's losses before its update; an update that made the weights NaN at the
     # last step would otherwise be returned as a policy that samples one TF forever.
     _check_finite({"policy": policy}, f"fit_policy's last update (step {total_steps - 1}) made")
     policy.eval()
-    policy.history = history
+    policy.history = run.history
     policy.provenance = {
         "library_version": __version__,
         "data_fingerprint": data_fp,
@@ -540,7 +403,7 @@ def fit_policy(
         # What the transform checks images against (channels, size): see PolicyMismatchWarning.
         **({"image_shape": [int(v) for v in items.shape[1:]]} if is_image else {}),
         "steps": total_steps,
-        "wall_time_s": round(elapsed_before + time.perf_counter() - t_start, 2),
+        "wall_time_s": round(run.elapsed_before + time.perf_counter() - t_start, 2),
         "device": str(dev),
         "processes": group.world,
         "reward_dtype": str(dtype).removeprefix("torch."),
@@ -549,6 +412,233 @@ def fit_policy(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return policy.cpu()
+
+
+@dataclass
+class _Run:
+    """One fit's state and its steps: rollouts, the discriminator step, the rewards, the policy step, the R/G
+    evaluation and the checkpoint, each a method, as ``refine/fit.py`` keeps its own."""
+
+    policy: Policy
+    disc: nn.Module
+    disc_train: nn.Module
+    opt_d: torch.optim.Optimizer
+    opt_g: torch.optim.Optimizer
+    group: FitGroup
+    items: Any
+    tfset: TFSet
+    collate: Callable[[list[Any]], torch.Tensor]
+    rollout: Callable[..., list[Any]]
+    is_image: bool
+    config: dict[str, Any]
+    device: torch.device
+    reward_dtype: torch.dtype
+    mine: np.ndarray
+    my_seqs: np.ndarray
+    per_epoch: int
+    n_items: int
+    jitter: bool
+    eval_every: int
+    callbacks: list[Callback]
+    start: int = 0
+    elapsed_before: float = 0.0
+    history: dict[str, list[float]] = field(
+        default_factory=lambda: {k: [] for k in ("d_loss", "g_loss", "reward", "diversity", "rg_ratio", "rg_step")}
+    )
+
+    def train(self, checkpoint: str | Path | None, checkpoint_every: int, progress: bool, t_start: float) -> None:
+        total = self.config["total_steps"]
+        bar = None
+        if progress and self.group.is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, initial=self.start, desc=f"fit {self.policy.kind}", unit="step", dynamic_ncols=True)
+        # The rollouts call OpenCV on one small image at a time: its thread pool gains nothing there and fights
+        # torch's for the cores (a 5-step CLI fit: 17.6 s with both pools, 4.6 s with one thread each on 2 cores).
+        opencv_threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            for step in range(self.start, total):
+                metrics = self.step(step)
+                for cb in self.callbacks:
+                    cb(step, metrics, self.policy)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(
+                        d=f"{metrics['d_loss']:.3f}", g=f"{metrics['g_loss']:.3f}", div=f"{metrics['diversity']:.4f}"
+                    )
+                done = step + 1
+                if checkpoint is not None and (done % checkpoint_every == 0 or done == total):
+                    self.checkpoint(checkpoint, done, step, t_start)
+        finally:
+            cv2.setNumThreads(opencv_threads)
+            if bar is not None:
+                bar.close()
+
+    def step(self, step: int) -> dict[str, float]:
+        """One step: rollouts, the discriminator step, the rewards and the policy step; returns the metrics."""
+        cfg = self.config
+        batch_size, seed = cfg["batch_size"], cfg["seed"]
+        epoch, within = divmod(step, self.per_epoch)
+        perm = np.random.default_rng(_step_seed(seed, epoch, 0)).permutation(self.n_items)
+        batch = perm[within * batch_size : (within + 1) * batch_size]
+        idx = batch[self.mine]
+        ids, stacked, real = self.rollouts(step, batch, idx)
+        d_loss = self.discriminator_step(real, stacked[-1, : len(idx)])
+        adv, cost, dist = self.advantages(stacked, real, len(idx))
+        g_loss_pg = self.policy_step(ids, adv)
+        diversity = cfg["diversity"]
+        # Means over the local rows, then over ranks (equal shares: the global means).
+        local = torch.stack(
+            [
+                d_loss.detach(),
+                cost[:, -1].mean() - (diversity / (dist[:, -1] + 1e-6)).mean(),
+                -(cost[:, -1] - cost[:, 0]).mean(),
+                dist[:, -1].mean(),
+                g_loss_pg.detach(),
+            ]
+        ).double()
+        d_loss_v, g_loss, reward, diversity_v, pg_v = (float(v) for v in self.group.mean(local))
+        metrics = {"d_loss": d_loss_v, "g_loss": g_loss, "reward": reward, "diversity": diversity_v}
+        if not all(math.isfinite(metrics[k]) for k in ("d_loss", "g_loss", "reward")) or not math.isfinite(pg_v):
+            raise FloatingPointError(
+                f"fit_policy diverged at step {step} (d_loss={metrics['d_loss']}, g_loss={metrics['g_loss']}); "
+                "nothing was saved. Lower d_lr/g_lr or check the data for NaN values."
+            )
+        for k, v in metrics.items():
+            self.history[k].append(v)
+        if self.eval_every and (step % self.eval_every == 0 or step == cfg["total_steps"] - 1):
+            metrics["rg_ratio"] = _rg_ratio(
+                self.disc,
+                self.items,
+                idx,
+                self.tfset,
+                cfg["seq_len"],
+                self.collate,
+                self.rollout,
+                seed,
+                step,
+                g_loss,
+                self.device,
+                self.jitter,
+                self.group,
+            )
+            self.history["rg_ratio"].append(metrics["rg_ratio"])
+            self.history["rg_step"].append(float(step))
+        return metrics
+
+    def rollouts(
+        self, step: int, batch: np.ndarray, idx: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This rank's sampled TF ids, their prefixes ``(L+1, n, ...)`` and the real items, on the device."""
+        cfg = self.config
+        seed, seq_len, batch_size = cfg["seed"], cfg["seq_len"], cfg["batch_size"]
+        gen = _torch_gen(seed, step, 2)
+        self.policy.train()
+        # Every rank draws the whole step's sequences from the same generator and keeps its own rows.
+        ids = self.policy.sample(batch_size * cfg["n_seqs"], generator=gen)[torch.from_numpy(self.my_seqs)]
+        prefixes = []
+        for j, row in zip(self.my_seqs, ids.numpy()):
+            entries = [self.tfset[int(k)] for k in row]
+            # Per sequence, so a sequence rolls out the same on whichever rank holds it.
+            tf_rng = np.random.default_rng(_step_seed(seed, step, 1) + [int(j)])
+            prefixes.append(self.rollout(self.items[batch[j % batch_size]], entries, tf_rng))
+        # (L+1, n, ...) stacked per time step; the first len(idx) sequences are one per local item
+        if self.is_image:
+            # All prefixes as one uint8 array, converted to float in one pass (per-prefix collates made 11 strided
+            # copies and 22 arithmetic passes); (L+1) * n images in time-major order.
+            flat_u8 = np.stack([p[t] for t in range(seq_len + 1) for p in prefixes])
+            stacked = _images_to_tensor(flat_u8).unflatten(0, (seq_len + 1, len(prefixes)))
+        else:
+            stacked = _stack_prefixes([self.collate([p[t] for p in prefixes]) for t in range(seq_len + 1)])
+        real = self.collate([self.items[i] for i in idx])
+        if self.jitter:
+            group = self.group
+            jgen = _torch_gen(seed, step, 4 if not group.active else 4 + 16 * (group.rank + 1))
+            real = subpixel_jitter(real, jgen)
+            stacked = subpixel_jitter(stacked.flatten(0, 1), jgen).view(stacked.shape)
+        return ids, stacked.to(self.device), real.to(self.device)
+
+    def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """One update of D on real items (label 1) against generated ones (label 0); returns its loss."""
+        dev, n = self.device, len(real)
+        bce = F.binary_cross_entropy_with_logits
+        self.disc.train()
+        # Real and generated items go through D in ONE batch: with separate batches, batch norm normalises each with
+        # its own statistics and erases whatever all generated items share (on CIFAR-10, a policy that brightened
+        # every image until 40-60% of its pixels were white went unpunished).
+        both = _logits(self.disc_train, torch.cat([real, fake]))
+        d_loss = 0.5 * (bce(both[:n], torch.ones(n, device=dev)) + bce(both[n:], torch.zeros(n, device=dev)))
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        self.group.average_buffers(self.disc)
+        return d_loss
+
+    @torch.no_grad()
+    def advantages(
+        self, stacked: torch.Tensor, real: torch.Tensor, n_local: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-step advantages ``(n, L)``, the per-prefix costs ``(n, L+1)`` and changes ``d(x_0, x_t)`` ``(n, L)``."""
+        cfg = self.config
+        seq_len, n_seqs, gamma, diversity = cfg["seq_len"], cfg["n_seqs"], cfg["gamma"], cfg["diversity"]
+        disc, dev = self.disc, self.device
+        disc.eval()
+        with _reward_autocast(dev, self.reward_dtype):
+            if self.jitter:  # each copy of x_0 got its own sub-pixel shift
+                logits = _logits(disc, stacked.flatten(0, 1)).view(seq_len + 1, -1).T  # (n, L+1)
+            else:
+                # x_0 of sequence j is item j % n_local: D (per item in eval mode) scores each item once, not n_seqs
+                # times.
+                first = _logits(disc, stacked[0, :n_local]).repeat(n_seqs)
+                rest = _logits(disc, stacked[1:].flatten(0, 1)).view(seq_len, -1)
+                logits = torch.cat([first[None], rest]).T  # (n, L+1)
+        logits = logits.float()
+        cost = F.softplus(-logits)  # -log D(x_t)
+        # float() first: a collate may return integer ids (for an nn.Embedding), which have no mean and, as uint8,
+        # would wrap around when subtracted.
+        scale = _variance(real, self.group).clamp_min(1e-12)
+        dist = (stacked[1:].float() - stacked[:1].float()).pow(2).flatten(2).mean(2).T / scale
+        cost[:, 1:] = cost[:, 1:] + diversity / (dist + 1e-6)
+        deltas = cost[:, 1:] - cost[:, :-1]
+        returns = torch.zeros_like(deltas)
+        acc = torch.zeros(deltas.shape[0], device=dev)
+        for t in range(seq_len - 1, -1, -1):
+            acc = deltas[:, t] + gamma * acc
+            returns[:, t] = acc
+        baseline = self.group.sum(returns.sum(dim=0, keepdim=True)) / (cfg["batch_size"] * n_seqs)
+        return returns - baseline, cost, dist
+
+    def policy_step(self, ids: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+        """One REINFORCE update of the policy; returns its loss."""
+        logp, ent = self.policy.step_log_probs_and_entropy(ids.to(self.device))
+        loss = (logp * adv).sum(dim=1).mean() - self.config["entropy"] * ent.sum(dim=1).mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.group.average_gradients(self.policy)
+        self.opt_g.step()
+        return loss
+
+    def checkpoint(self, path: str | Path, done: int, step: int, t_start: float) -> None:
+        """Write the checkpoint on rank 0, every rank agreeing that it was written."""
+        # An update can turn the weights NaN after its step's losses were checked: never write that as a checkpoint
+        # (resuming from it would fail at once, and it would have replaced the last good one). Every rank checks
+        # (they hold the same weights), so all raise together.
+        _check_finite({"policy": self.policy, "discriminator": self.disc}, f"fit_policy's update at step {step} made")
+        failure: Exception | None = None
+        if self.group.is_main:
+            elapsed = self.elapsed_before + time.perf_counter() - t_start
+            try:
+                _save_checkpoint(
+                    path, self.config, done, self.history, elapsed, self.policy, self.disc, self.opt_d, self.opt_g
+                )
+            except Exception as exc:  # re-raised below, after telling the other ranks not to wait
+                failure = exc
+        # A flag all ranks agree on, not a bare barrier: if rank 0 cannot write, all stop together.
+        if not self.group.all_ok(failure is None, self.device):
+            if failure is not None:
+                raise failure
+            raise RuntimeError(f"fit_policy: rank 0 could not write the checkpoint {path} (see its log)")
 
 
 @torch.no_grad()
