@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import re
 import shlex
 import sys
 import time
@@ -376,8 +377,8 @@ def load_given_policy(path: str, expected_tfs: Any, flag: str) -> Policy:
 
 
 def parse_tfs(text: str) -> TFSet:
-    """``--tfs``: a named set, optionally with extra TF ids appended by ``+`` (``mnist+identity``)."""
-    name, *extra = text.split("+")
+    """``--tfs``: a named set, optionally with extra TF ids appended by ``+`` (``mnist+identity+rotate(+90)``)."""
+    name, *extra = re.split(r"\+(?=[A-Za-z_])", text)
     base = get_tfset(name)
     return TFSet(base.ids + extra, name=text) if extra else base
 

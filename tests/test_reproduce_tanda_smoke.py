@@ -136,3 +136,9 @@ def test_first_seed_continues_a_run(script: ModuleType, tmp_path: Path) -> None:
     assert script.parse_args(base).seed_list == [0, 1, 2]
     with pytest.raises(SystemExit):
         script.parse_args([*base, "--first-seed", "-1"])
+
+
+def test_tfs_flag_appends_ids_that_hold_a_plus_sign(script: ModuleType) -> None:
+    tfs = script.parse_tfs("mnist+identity+rotate(+90)+cutout(0.5)")
+    assert tfs.ids[-3:] == ["identity", "rotate(+90)", "cutout(0.5)"]
+    assert len(tfs) == len(la.get_tfset("mnist")) + 3
