@@ -438,7 +438,7 @@ def fit_summary(policy: Policy, source: str) -> dict[str, Any]:
     tail = lambda k: round(float(np.mean(h[k][-20:])), 4) if h.get(k) else None  # noqa: E731
     return {
         "source": source,
-        "kind": policy.kind,
+        "kind": policy.model_name,
         "top_tfs": [(t, round(p, 4)) for t, p in policy.top_tfs(6)],
         "entropy_ratio": round(policy.entropy_ratio(), 4),
         "wall_s": policy.provenance.get("wall_time_s"),

@@ -112,5 +112,6 @@ def frequency_png(policy, path: str | Path) -> Path:
     """Write the policy's TF frequencies as a bar chart PNG."""
     p = policy.probabilities()
     return write_png(
-        path, frequency_chart(policy.tfset.ids, list(p), title=f"{policy.kind} TF frequencies", reference=1.0 / len(p))
+        path,
+        frequency_chart(policy.tfset.ids, list(p), title=f"{policy.model_name} TF frequencies", reference=1.0 / len(p)),
     )

@@ -341,7 +341,7 @@ def fit_policy(
         raise ValueError(f"g_optimizer must be 'adam' or 'sgd', got {g_optimizer!r}")
 
     config = {
-        "model": policy.kind,
+        "model": policy.model_name,
         "tfs": tfset.ids,
         "seq_len": seq_len,
         "batch_size": batch_size,
@@ -452,7 +452,9 @@ class _Run:
         if progress and self.group.is_main:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=total, initial=self.start, desc=f"fit {self.policy.kind}", unit="step", dynamic_ncols=True)
+            bar = tqdm(
+                total=total, initial=self.start, desc=f"fit {self.policy.model_name}", unit="step", dynamic_ncols=True
+            )
         # The rollouts call OpenCV on one small image at a time: its thread pool gains nothing there and fights
         # torch's for the cores (a 5-step CLI fit: 17.6 s with both pools, 4.6 s with one thread each on 2 cores).
         opencv_threads = cv2.getNumThreads()

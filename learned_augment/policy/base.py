@@ -26,7 +26,8 @@ class Policy(nn.Module):
         Number of TFs applied per sample (L).
     """
 
-    kind = "policy"
+    model_name = "policy"
+    """The policy model (``"uniform"``, ``"mean_field"``, ``"lstm"``, ``"gru"``): ``fit_policy``'s ``model``."""
 
     def __init__(self, tfs: TFSet | str | list[str], seq_len: int = 10) -> None:
         super().__init__()
@@ -36,6 +37,11 @@ class Policy(nn.Module):
         self.seq_len = int(seq_len)
         self.history: dict[str, list[float]] = {}
         self.provenance: dict[str, Any] = {}
+
+    @property
+    def kind(self) -> str:
+        """Older name of :attr:`model_name` (``kind`` is the TF kinds' word; kept so existing code still runs)."""
+        return self.model_name
 
     @property
     def num_tfs(self) -> int:

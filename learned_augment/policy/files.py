@@ -22,7 +22,7 @@ from .models import make_policy
 def save_policy(policy: Any, path: str | os.PathLike[str]) -> Path:
     """Save a :class:`~learned_augment.policy.Policy` as one artifact file."""
     meta = {
-        "model": policy.kind,
+        "model": policy.model_name,
         "tfs": policy.tfset.ids,
         "tfset_name": policy.tfset.name,
         "seq_len": policy.seq_len,

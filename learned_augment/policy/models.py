@@ -22,7 +22,7 @@ def _categorical(p: torch.Tensor, generator: torch.Generator | None) -> torch.Te
 class UniformPolicy(Policy):
     """Every TF equally likely at every step: TANDA's "heuristic" baseline (random sequences)."""
 
-    kind = "uniform"
+    model_name = "uniform"
 
     def step_log_probs_and_entropy(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_k = float(torch.log(torch.tensor(float(self.num_tfs))))
@@ -42,7 +42,7 @@ class MeanFieldPolicy(Policy):
         See :class:`Policy`.
     """
 
-    kind = "mean_field"
+    model_name = "mean_field"
 
     def __init__(self, tfs: TFSet | str | list[str], seq_len: int = 10) -> None:
         super().__init__(tfs, seq_len)
@@ -103,7 +103,7 @@ class RecurrentPolicy(Policy):
         self.head = nn.Linear(self.hidden, k)
 
     @property
-    def kind(self) -> str:  # type: ignore[override]
+    def model_name(self) -> str:  # type: ignore[override]
         return self.cell_type
 
     def hparams(self) -> dict[str, Any]:
@@ -192,7 +192,7 @@ POLICY_KINDS: dict[str, type[Policy]] = {
 
 
 def make_policy(model: str, tfs: TFSet | str | list[str], seq_len: int = 10, **hparams: Any) -> Policy:
-    """Build a policy by kind name: ``"uniform"``, ``"mean_field"`` (or ``"meanfield"``), ``"lstm"``, ``"gru"``."""
+    """Build a policy by model name: ``"uniform"``, ``"mean_field"`` (or ``"meanfield"``), ``"lstm"``, ``"gru"``."""
     key = model.replace("-", "_").lower()
     key = "mean_field" if key in ("meanfield", "mf") else key
     if key not in POLICY_KINDS:

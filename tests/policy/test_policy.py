@@ -132,3 +132,11 @@ def test_make_policy_names_and_errors():
 def test_repr_names_kind_tfset_length_and_top_tfs():
     r = repr(LSTMPolicy("cifar10", 10))
     assert "LSTMPolicy" in r and "cifar10" in r and "K=33" in r and "L=10" in r and "top=[" in r
+
+
+@pytest.mark.parametrize("model", ["uniform", "mean_field", "lstm", "gru"])
+def test_model_name_is_the_model_fit_policy_takes(model: str) -> None:
+    """``model_name`` is the word ``make_policy``/``fit_policy`` take; ``kind`` (the TF kinds' word) stays an alias."""
+    policy = make_policy(model, "mnist", 3)
+    assert policy.model_name == model and policy.kind == model
+    assert make_policy(policy.model_name, "mnist", 3).model_name == model
