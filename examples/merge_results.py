@@ -1,0 +1,117 @@
+"""Merge reports of ``reproduce_tanda.py`` runs that differ only in their seeds into one report.
+
+A long table is often measured in pieces (``--first-seed 1 --seeds 2`` after a run of seed 0). This joins the pieces:
+each row's per-seed accuracies are put in seed order and its mean and standard deviation recomputed. Runs must agree
+on everything that defines the end model and the rows (data, labels, model, schedule, p, order, TF set, ...); a seed
+measured twice is refused rather than averaged.
+
+Run::
+
+    python examples/merge_results.py runs/c10_seed0/results.json runs/c10_seeds12/results.json --out runs/c10_3seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from reproduce_tanda import mean_std, print_table, write_report
+
+# Settings that must agree; seeds, threads, workers, device, versions and the fit record may differ between pieces.
+SAME = (
+    "dataset",
+    "labels",
+    "pool_images",
+    "image_size",
+    "test_images",
+    "model",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "schedule",
+    "p_augment",
+    "policy_order",
+    "interpolation",
+    "tfs",
+    "seq_len",
+    "smoke",
+)
+
+
+def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from ``reports`` (see the module docstring); raises ``ValueError`` when they cannot be joined."""
+    if not reports:
+        raise ValueError("nothing to merge")
+    first = reports[0]["settings"]
+    for rep in reports[1:]:
+        differing = [k for k in SAME if rep["settings"].get(k) != first.get(k)]
+        if differing:
+            raise ValueError(f"the reports differ in {differing}; only the seeds may differ")
+    rows: dict[str, dict[str, Any]] = {}
+    per_seed: dict[str, dict[int, tuple[float, list[float], float]]] = {}
+    for rep in reports:
+        seeds = rep["settings"]["seeds"]
+        n_val = len(rep["rows"][0]["val_accs"]) // max(1, len(seeds)) if rep["rows"] else 0
+        for row in rep["rows"]:
+            if len(row["accs"]) != len(seeds):
+                raise ValueError(f"row {row['aug']!r} has {len(row['accs'])} accuracies for seeds {seeds}")
+            rows.setdefault(row["aug"], row)
+            got = per_seed.setdefault(row["aug"], {})
+            for k, seed in enumerate(seeds):
+                if seed in got:
+                    raise ValueError(f"seed {seed} of row {row['aug']!r} appears in two reports")
+                vals = row["val_accs"][k * n_val : (k + 1) * n_val]
+                got[seed] = (row["accs"][k], vals, row["train_wall_s_per_seed"])
+    merged_rows = []
+    for aug, row in rows.items():
+        seeds = sorted(per_seed[aug])
+        accs = [per_seed[aug][s][0] for s in seeds]
+        m, sd = mean_std(accs)
+        merged_rows.append(
+            {
+                **row,
+                "acc_mean": round(m, 3),
+                "acc_std": round(sd, 3),
+                "accs": accs,
+                "seeds": seeds,
+                "val_accs": [v for s in seeds for v in per_seed[aug][s][1]],
+                "train_wall_s_per_seed": round(sum(per_seed[aug][s][2] for s in seeds) / len(seeds), 1),
+            }
+        )
+    all_seeds = sorted({s for got in per_seed.values() for s in got})
+    fits: dict[str, Any] = {}
+    for rep in reports:
+        fits.update(rep.get("fits", {}))
+    notes = [n for rep in reports for n in rep.get("notes", [])]
+    notes.append(f"merged from {len(reports)} runs that differ only in their seeds (merge_results.py)")
+    return {
+        **reports[0],
+        "settings": {**first, "seeds": all_seeds},
+        "rows": merged_rows,
+        "fits": fits,
+        "notes": list(dict.fromkeys(notes)),
+        "command": " && ".join(rep["command"] for rep in reports),
+        "total_wall_s": round(sum(rep.get("total_wall_s", 0.0) for rep in reports), 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("reports", type=Path, nargs="+", help="results.json files of reproduce_tanda.py")
+    ap.add_argument("--out", type=Path, required=True, help="folder for the merged results.json and results.md")
+    a = ap.parse_args(argv)
+    try:
+        merged = merge([json.loads(p.read_text()) for p in a.reports])
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    a.out.mkdir(parents=True, exist_ok=True)
+    write_report(a.out, merged)
+    print_table(merged)
+    print(f"wrote {a.out / 'results.json'} and {a.out / 'results.md'}")
+    return merged
+
+
+if __name__ == "__main__":
+    main()
