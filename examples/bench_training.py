@@ -3,9 +3,12 @@
 Each row trains the same ResNet-20 (``channels_last``, SGD) on the same 32x32 images through a
 ``torch.utils.data.DataLoader`` whose workers (one torch and OpenCV thread each) apply the row's augmentation:
 
-* no augmentation, crop-and-flip (torchvision v2, pad 4), torchvision RandAugment and TrivialAugmentWide (then
-  crop-and-flip), and the shipped ``cifar10-lstm`` policy through :class:`~learned_augment.LearnedPolicyTransform`
-  at its default ``p`` (then crop-and-flip), as users drop it into a pipeline.
+* no augmentation, crop-and-flip (torchvision v2, pad 4), torchvision RandAugment and TrivialAugmentWide after
+  crop-and-flip, and the shipped ``cifar10-lstm`` policy through :class:`~learned_augment.LearnedPolicyTransform`
+  at its default ``p`` before crop-and-flip: each in the order ``reproduce_tanda.py``'s CIFAR-10 table applies it.
+
+The own-cost column times the augmentation alone on the input type it gets in the row (torchvision's ops on a
+uint8 tensor, so with the conversion from numpy; the policy on the numpy image).
 
 A repeat is one epoch of training per row, rows interleaved (repeat 1 of every row, then repeat 2, ...) so that a
 change in the machine's load hits every row alike; the median of ``--repeats`` is reported in images per second,

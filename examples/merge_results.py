@@ -3,7 +3,7 @@
 A long table is often measured in pieces (``--first-seed 1 --seeds 2`` after a run of seed 0). This joins the pieces:
 each row's per-seed accuracies are put in seed order and its mean and standard deviation recomputed. Runs must agree
 on everything that defines the end model and the rows (data, labels, model, schedule, p, order, TF set, ...); a seed
-measured twice is refused rather than averaged.
+measured twice is refused rather than averaged, and so is a fitted row whose policy differs between the pieces.
 
 Run::
 
@@ -40,6 +40,16 @@ SAME = (
 )
 
 
+def _same_policies(reports: list[dict[str, Any]]) -> None:
+    """A fitted row must come from one policy in every piece (same fit arguments and TF frequencies)."""
+    seen: dict[str, Any] = {}
+    for rep in reports:
+        for aug, fit in rep.get("fits", {}).items():
+            key = (json.dumps(fit.get("fit_args"), sort_keys=True), json.dumps(fit.get("top_tfs")))
+            if seen.setdefault(aug, key) != key:
+                raise ValueError(f"row {aug!r} was measured with different policies in different reports")
+
+
 def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """One report from ``reports`` (see the module docstring); raises ``ValueError`` when they cannot be joined."""
     if not reports:
@@ -49,25 +59,29 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
         differing = [k for k in SAME if rep["settings"].get(k) != first.get(k)]
         if differing:
             raise ValueError(f"the reports differ in {differing}; only the seeds may differ")
+    _same_policies(reports)
     rows: dict[str, dict[str, Any]] = {}
-    per_seed: dict[str, dict[int, tuple[float, list[float], float]]] = {}
+    per_seed: dict[str, dict[int, tuple[float, float | None, float]]] = {}
     for rep in reports:
         seeds = rep["settings"]["seeds"]
-        n_val = len(rep["rows"][0]["val_accs"]) // max(1, len(seeds)) if rep["rows"] else 0
         for row in rep["rows"]:
-            if len(row["accs"]) != len(seeds):
-                raise ValueError(f"row {row['aug']!r} has {len(row['accs'])} accuracies for seeds {seeds}")
+            if len(row["accs"]) != len(seeds) or len(row["val_accs"]) not in (0, len(seeds)):
+                raise ValueError(f"row {row['aug']!r} does not hold one accuracy per seed of {seeds}")
             rows.setdefault(row["aug"], row)
             got = per_seed.setdefault(row["aug"], {})
             for k, seed in enumerate(seeds):
                 if seed in got:
                     raise ValueError(f"seed {seed} of row {row['aug']!r} appears in two reports")
-                vals = row["val_accs"][k * n_val : (k + 1) * n_val]
-                got[seed] = (row["accs"][k], vals, row["train_wall_s_per_seed"])
+                val = row["val_accs"][k] if row["val_accs"] else None
+                got[seed] = (row["accs"][k], val, row["train_wall_s_per_seed"])
+    all_seeds = sorted({s for got in per_seed.values() for s in got})
     merged_rows = []
     for aug, row in rows.items():
         seeds = sorted(per_seed[aug])
+        if seeds != all_seeds:
+            raise ValueError(f"row {aug!r} has seeds {seeds}, the merged table {all_seeds}: run the missing ones")
         accs = [per_seed[aug][s][0] for s in seeds]
+        vals = [per_seed[aug][s][1] for s in seeds]
         m, sd = mean_std(accs)
         merged_rows.append(
             {
@@ -75,12 +89,11 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
                 "acc_mean": round(m, 3),
                 "acc_std": round(sd, 3),
                 "accs": accs,
-                "seeds": seeds,
-                "val_accs": [v for s in seeds for v in per_seed[aug][s][1]],
+                # Validation only where every piece measured it.
+                "val_accs": [] if None in vals else vals,
                 "train_wall_s_per_seed": round(sum(per_seed[aug][s][2] for s in seeds) / len(seeds), 1),
             }
         )
-    all_seeds = sorted({s for got in per_seed.values() for s in got})
     fits: dict[str, Any] = {}
     for rep in reports:
         fits.update(rep.get("fits", {}))
@@ -102,10 +115,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("reports", type=Path, nargs="+", help="results.json files of reproduce_tanda.py")
     ap.add_argument("--out", type=Path, required=True, help="folder for the merged results.json and results.md")
     a = ap.parse_args(argv)
+    reports = []
+    for path in a.reports:
+        try:
+            rep = json.loads(path.read_text())
+            missing = [k for k in ("settings", "rows", "command") if k not in rep]
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"error: {path}: {exc}") from None
+        if missing:
+            raise SystemExit(f"error: {path} is not a reproduce_tanda.py report (no {', '.join(missing)})")
+        reports.append(rep)
     try:
-        merged = merge([json.loads(p.read_text()) for p in a.reports])
-    except (OSError, ValueError, KeyError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+        merged = merge(reports)
+    except (ValueError, KeyError) as exc:
+        raise SystemExit(f"error: cannot merge {', '.join(map(str, a.reports))}: {exc}") from None
     a.out.mkdir(parents=True, exist_ok=True)
     write_report(a.out, merged)
     print_table(merged)

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import re
 import shlex
 import sys
 import time
@@ -63,7 +62,6 @@ from torchvision.transforms import v2
 import learned_augment as la
 from learned_augment.fit import fit_policy
 from learned_augment.fit.loop import MIN_STEPS
-from learned_augment.io import load_policy
 from learned_augment.ops import TFSet, get_tfset
 from learned_augment.policy import Policy, UniformPolicy
 from learned_augment.transforms import LearnedPolicyTransform, PolicyAugmentedDataset
@@ -365,7 +363,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.d
 def load_given_policy(path: str, expected_tfs: Any, flag: str) -> Policy:
     """A policy file from ``--policy-*``, refused with one line if unreadable or over another TF set."""
     try:
-        policy = load_policy(path)
+        policy = la.load_policy(path)
     except Exception as exc:  # any failure to read a user's file is reported the same way
         raise SystemExit(f"error: {flag} {path}: cannot load the policy ({exc})") from None
     if policy.tfset != expected_tfs:
@@ -376,9 +374,20 @@ def load_given_policy(path: str, expected_tfs: Any, flag: str) -> Policy:
     return policy
 
 
+def _split_outside_parentheses(text: str, sep: str) -> list[str]:
+    """``text`` split at every ``sep`` that is not inside parentheses (TF ids hold signs: ``rotate(+90)``)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
+
+
 def parse_tfs(text: str) -> TFSet:
     """``--tfs``: a named set, optionally with extra TF ids appended by ``+`` (``mnist+identity+rotate(+90)``)."""
-    name, *extra = re.split(r"\+(?=[A-Za-z_])", text)
+    name, *extra = _split_outside_parentheses(text, "+")
     base = get_tfset(name)
     return TFSet(base.ids + extra, name=text) if extra else base
 
@@ -527,7 +536,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--data", required=True, help="MNIST folder (t10k IDX .gz files) or cifar10_jpeg.npz / its folder")
     ap.add_argument("--dataset", required=True, choices=["mnist", "cifar10"])
     ap.add_argument("--labels", help="labeled images: a count (600) or a fraction of the official training set")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1; a seed fixes the subset and the init")
+    ap.add_argument(
+        "--seeds", type=int, default=3, help="N seeds, from --first-seed; a seed fixes the subset and the init"
+    )
     ap.add_argument(
         "--first-seed", type=int, default=0, help="start at this seed (seeds S..S+N-1): add seeds to an earlier run"
     )

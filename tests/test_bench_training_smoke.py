@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from pathlib import Path
 from types import ModuleType
 
@@ -29,8 +30,7 @@ def test_quick_run_trains_every_row_and_writes_json(
     assert any("cifar10-lstm" in n for n in names) and any("RandAugment" in n for n in names)
     for row in report["rows"]:
         assert row["images_per_s"] > 0 and len(row["repeats"]) == 1
-        assert row["final_train_loss"] == row["final_train_loss"]  # trained: a finite loss, not the NaN placeholder
-    assert report["rows"][1]["vs_crop_and_flip"] == 1.0
+        assert math.isfinite(row["final_train_loss"])  # trained: not the NaN placeholder
     assert report["rows"][0]["own_ms_per_image"] is None
     assert all(r["own_ms_per_image"] > 0 for r in report["rows"][1:])
     printed = capsys.readouterr().out

@@ -64,3 +64,22 @@ def test_runs_that_differ_beyond_seeds_or_repeat_a_seed_are_refused(script: Modu
         script.merge([a, b])
     with pytest.raises(ValueError, match="seed 0"):
         script.merge([a, copy.deepcopy(a)])
+    c = copy.deepcopy(a)
+    c["settings"]["seeds"] = [1]
+    c["rows"].append({**c["rows"][0], "aug": "heuristic"})
+    with pytest.raises(ValueError, match="heuristic"):  # measured on seed 1 only
+        script.merge([a, c])
+    d = copy.deepcopy(a)
+    d["settings"]["seeds"] = [1]
+    a["fits"] = {"basic": {"fit_args": {"steps": 500}, "top_tfs": [["x", 0.1]]}}
+    d["fits"] = {"basic": {"fit_args": {"steps": 300}, "top_tfs": [["x", 0.1]]}}
+    with pytest.raises(ValueError, match="different policies"):
+        script.merge([a, d])
+
+
+def test_a_file_that_is_not_a_report_is_one_error_line(script: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(SystemExit) as info:
+        script.main([str(tmp_path / "x.json"), "--out", str(tmp_path / "o")])
+    message = str(info.value.code)
+    assert message.startswith("error:") and "x.json" in message and "\n" not in message

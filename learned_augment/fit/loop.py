@@ -416,8 +416,8 @@ def fit_policy(
 
 @dataclass
 class _Run:
-    """One fit's state and its steps: rollouts, the discriminator step, the rewards, the policy step, the R/G
-    evaluation and the checkpoint, each a method, as ``refine/fit.py`` keeps its own."""
+    """One fit's state and its steps: rollouts, the discriminator step, the advantages, the policy step and the
+    checkpoint, each a method (the R/G evaluation is :func:`_rg_ratio`), as ``refine/fit.py`` keeps its own."""
 
     policy: Policy
     disc: nn.Module

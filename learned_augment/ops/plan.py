@@ -62,11 +62,6 @@ def roles(tfset: TFSet) -> np.ndarray:
     return np.array([int(role(e.tf)) for e in tfset], dtype=np.int64)
 
 
-def fusions(tfset: TFSet) -> np.ndarray:
-    """``fusion`` of every entry of ``tfset``, as an int64 array indexed by TF id."""
-    return np.array([int(fusion(e.tf.kind)) for e in tfset], dtype=np.int64)
-
-
 def reorder(seq: np.ndarray, role_of: np.ndarray) -> np.ndarray:
     """Every row of ``seq`` (B, L) of TF ids in fused order, given ``role_of`` (:func:`roles`) of the ids."""
     r = role_of[seq]

@@ -38,6 +38,13 @@ class Policy(nn.Module):
         self.history: dict[str, list[float]] = {}
         self.provenance: dict[str, Any] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass written for older versions names its model ``kind = "..."``: that stays its model name.
+        own = cls.__dict__.get("kind")
+        if isinstance(own, str) and "model_name" not in cls.__dict__:
+            cls.model_name = own
+
     @property
     def kind(self) -> str:
         """Older name of :attr:`model_name` (``kind`` is the TF kinds' word; kept so existing code still runs)."""

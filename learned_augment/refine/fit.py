@@ -616,10 +616,10 @@ class _Run:
         zero = x.new_zeros(())
         shared = st.stage >= 2 and cfg.get("stage2", "cycle") == "shared"
         if shared:
-            # MR-GAN's shared domain: G (refined synthetic -> shared) and F (real -> shared) both aim at the middle of
-            # one discriminator that tells their outputs apart (D_real's network, fed G(x) as 1 and F(y) as 0), so
-            # the two sets meet instead of swapping sides; each output stays near its input (L1, the identity
-            # weight) and keeps its class (the semantic term), since there is no inverse map to cycle through.
+            # A shared domain, what MR-GAN's stage 2 aims at: G (refined synthetic -> shared) and F (real -> shared)
+            # both aim at the middle of one discriminator that tells their outputs apart (D_real's network, fed G(x)
+            # as 1 and F(y) as 0), so the two sets meet instead of swapping sides; each output stays near its input
+            # (L1, the identity weight) and keeps its class (the semantic term): there is no inverse to cycle through.
             keep = lam * lam_idt if lam_idt > 0 else lam
             g = {
                 "adv_syn2real": _lsgan_to(D_real(fake_real), 0.5),

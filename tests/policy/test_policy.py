@@ -140,3 +140,12 @@ def test_model_name_is_the_model_fit_policy_takes(model: str) -> None:
     policy = make_policy(model, "mnist", 3)
     assert policy.model_name == model and policy.kind == model
     assert make_policy(policy.model_name, "mnist", 3).model_name == model
+
+
+def test_a_subclass_that_names_its_model_kind_keeps_that_name() -> None:
+    from learned_augment.policy import UniformPolicy
+
+    class Legacy(UniformPolicy):
+        kind = "legacy"
+
+    assert Legacy("mnist", 2).model_name == "legacy"
