@@ -56,6 +56,10 @@ class PolicyAugment(nn.Module):
     ----------
     step:
         Number of training-mode calls so far: the ``k`` of the next call's stream when ``seed`` is set.
+    last_params:
+        What the last training-mode call applied, as kornia keeps its ``_params``: ``{"step": k, "applied": [the
+        augmented samples' indices], "tf_ids": [one list of TF indices into tfset per applied sample]}``; ``None``
+        before the first call.
 
     Notes
     -----
@@ -81,6 +85,7 @@ class PolicyAugment(nn.Module):
     interpolation: str
     source: str | None
     step: int
+    last_params: dict[str, Any] | None
     _policy: Policy
 
     def __init__(
@@ -102,6 +107,7 @@ class PolicyAugment(nn.Module):
         self.interpolation = resolve_interpolation(interpolation)
         self.source = source
         self.step = 0
+        self.last_params = None
         # Not a submodule: see the class notes.
         object.__setattr__(self, "_policy", resolved)
         _run_augment_eagerly()
@@ -154,6 +160,7 @@ class PolicyAugment(nn.Module):
         # Run eagerly under torch.compile (see _run_augment_eagerly): host-side planning (numpy, a step counter that
         # changes every call) would make it recompile each step.
         b = images.shape[0]
+        self.last_params = {"step": step, "applied": [], "tf_ids": []}
         if b == 0 or self.p == 0.0:
             return images
         sampler, op_seed = self._streams(step)
@@ -164,6 +171,7 @@ class PolicyAugment(nn.Module):
         else:
             chosen = np.arange(b)
         ids = self._policy.sample(chosen.size, generator=sampler)
+        self.last_params = {"step": step, "applied": chosen.tolist(), "tf_ids": ids.tolist()}
         ops = torch.Generator(device=images.device).manual_seed(op_seed)
         # Detached: the TFs run without autograd, and samples left alone keep theirs through index_copy.
         plain = images.detach()

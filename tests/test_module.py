@@ -88,6 +88,26 @@ def test_p_selects_samples_and_leaves_the_rest_untouched() -> None:
     assert torch.equal(out[~hit], x[~hit])
 
 
+def test_last_params_say_which_samples_got_which_sequence() -> None:
+    """Replaying ``last_params`` sample by sample with the CPU path gives the batch's augmented samples."""
+    x = batch(32, 3)
+    tfs = TFSet(["invert", "hflip", "vflip", "rotate(+90)"])  # no interpolation or randomness: exact replay
+    aug = PolicyAugment(MeanFieldPolicy(tfs, seq_len=3), p=0.5, seed=0)
+    assert aug.last_params is None
+    out = aug(x)
+    params = aug.last_params
+    assert params is not None and params["step"] == 0
+    hit = np.flatnonzero(changed(out, x).numpy())
+    assert set(hit) <= set(params["applied"]) and 4 < len(params["applied"]) < 28
+    assert len(params["tf_ids"]) == len(params["applied"]) and all(len(t) == 3 for t in params["tf_ids"])
+    for i, ids in zip(params["applied"], params["tf_ids"]):
+        replay = apply_sequence(x[i].permute(1, 2, 0).numpy(), ids, tfs)
+        assert np.array_equal(out[i].permute(1, 2, 0).numpy(), replay)
+    aug.eval()
+    aug(x)
+    assert aug.last_params is params  # eval mode draws nothing and records nothing
+
+
 def test_eval_mode_is_the_identity_and_train_mode_augments_again() -> None:
     x = batch()
     aug = PolicyAugment(policy(), p=1.0, seed=0)
