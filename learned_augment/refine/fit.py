@@ -7,9 +7,9 @@ fakes for the discriminators, Adam, and a learning rate held for the first half 
 toward zero. Stage k >= 2 continues from stage k-1's networks on the stage-(k-1) refined synthetic images
 X_{k-1} = G_{k-1}(X_{k-2}) against the same real images: its G refines the already refined synthetic images further
 and its F, kept as the refiner's ``real_to_shared`` direction, maps real images into the refined-synthetic domain,
-so both sets move toward each other (MR-GAN's stage 2, ``stage2="cycle"``; measured on MNIST they swap sides
-rather than meet). ``stage2="shared"`` drops the cycle from stage 2 on: G and F map into one shared domain, judged by
-one discriminator that tries to tell G's outputs from F's and that both try to leave undecided.
+so both sets move toward each other (``stage2="cycle"``; measured on MNIST they swap sides rather than meet). The
+default ``stage2="shared"`` drops the cycle from stage 2 on: G and F map into one shared domain, judged by one
+discriminator that tries to tell G's outputs from F's and that both try to leave undecided (MR-GAN's stage 2).
 ``lambda_self_reg`` adds SimGAN's L1 term between a refined image and its input, for G in every stage and, from
 stage 2, for F too: both refine labeled images.
 
@@ -254,7 +254,7 @@ def fit_refiner(
     lambda_cycle: float = 10.0,
     lambda_identity: float = 0.5,
     lambda_self_reg: float = 0.0,
-    stage2: str = "cycle",
+    stage2: str = "shared",
     synthetic_labels: Any = None,
     lambda_semantic: float | None = None,
     classifier_steps: int = 500,
@@ -293,12 +293,14 @@ def fit_refiner(
         Loss weights: cycle L1; identity L1 as a fraction of ``lambda_cycle`` (skipped where a generator changes
         the channel count); SimGAN's L1 between a refined image and its input (needs equal channel counts).
     stage2:
-        What stages 2 and later learn. ``"cycle"``: a CycleGAN again, between the refined synthetic images and the
-        real ones (its ``F`` maps real images toward the refined-synthetic side). ``"shared"``: no cycle; ``G``
-        (refined synthetic) and ``F`` (real) both map into one shared domain, pulled together by one
-        discriminator that tries to tell ``G(x)`` from ``F(y)`` and that both aim to leave undecided (least-squares
-        target 0.5), each kept near its input by an L1 term of weight ``lambda_cycle * lambda_identity`` (or
-        ``lambda_cycle`` when the identity weight is 0) and, with labels, by the semantic term.
+        What stages 2 and later learn. ``"shared"`` (default): no cycle; ``G`` (refined synthetic) and ``F`` (real)
+        both map into one shared domain, pulled together by one discriminator that tries to tell ``G(x)`` from
+        ``F(y)`` and that both aim to leave undecided (least-squares target 0.5), each kept near its input by an L1
+        term of weight ``lambda_cycle * lambda_identity`` (or ``lambda_cycle`` when the identity weight is 0) and,
+        with labels, by the semantic term. ``"cycle"``: a CycleGAN again, between the refined synthetic images and
+        the real ones (its ``F`` maps real images toward the refined-synthetic side). Measured on MNIST with 150
+        labels over 5 seeds (``examples/reproduce_mrgan.py``), stage 2 minus stage 1 on the validation split:
+        +0.62 ± 0.49 points shared, -0.74 ± 0.50 cycle.
     synthetic_labels:
         ``(N,)`` integer class of each synthetic image (0..K-1). Enables the classifier behind ``lambda_semantic``
         and the quality signal; real labels are never needed.
@@ -404,7 +406,8 @@ def fit_refiner(
         }
     )
     if stage2 != "cycle":
-        cfg["stage2"] = stage2  # only then: checkpoints of earlier fits keep their config
+        # Only then: checkpoints of fits from before this option (whose stage 2 was the cycle) keep their config.
+        cfg["stage2"] = stage2
     if labels is not None:
         # Only fits with labels carry these keys, so checkpoints of label-free fits stay what they were.
         cfg.update(
