@@ -84,6 +84,43 @@ def _merge_results(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return {**first, "rows": list(rows.values())}
 
 
+def _merge_mrgan(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ``reproduce_mrgan.py`` report from runs of other label fractions with the same refiner settings."""
+    first = reports[0]
+    for rep in reports[1:]:
+        mine = {k: v for k, v in rep["settings"].items() if k != "fractions"}
+        if mine != {k: v for k, v in first["settings"].items() if k != "fractions"}:
+            raise SystemExit("error: the MR-GAN reports were made with different settings; they cannot share a card")
+    merged = {**first, "results": {}, "results_val": {}}
+    for rep in reports:
+        merged["results"].update(rep["results"])
+        merged["results_val"].update(rep.get("results_val", {}))
+    merged["command"] = " && ".join(_mrgan_command(rep["settings"]) for rep in reports)
+    return merged
+
+
+def _mrgan_command(settings: dict[str, Any]) -> str:
+    """The ``reproduce_mrgan.py`` command line that ``settings`` (a report's) came from."""
+    flags = []
+    for k, v in settings.items():
+        if k in ("smoke", "device") or v is None:
+            continue
+        value = " ".join(map(str, v)) if isinstance(v, list) else str(v)
+        flags.append(f"--{k.replace('_', '-')} {value}")
+    return "python examples/reproduce_mrgan.py --mnist ../shared/data/mnist --out runs/mrgan " + " ".join(flags)
+
+
+def _mrgan_summary(res: dict[str, Any]) -> str:
+    """Test accuracy per stage and label count, from the report's own numbers."""
+    parts = []
+    for labels, row in res["results"].items():
+        mean = {k: sum(v) / len(v) for k, v in row.items()}  # per-seed test accuracies
+        stages = [mean.get(k) for k in ("real only", "+ raw synthetic (stage 0)", "+ stage-1 refined")]
+        stages.append(mean.get("+ stage-2 refined (MR-GAN)"))
+        parts.append(f"{labels}: real only / raw / stage 1 / stage 2 " + " / ".join(f"{v:.2f}" for v in stages if v))
+    return "; ".join(parts) + " (test %, 5 seeds)"
+
+
 def _cifar10_card(folder: Path, model: str, res: dict[str, Any] | None) -> dict[str, Any]:
     """Card of a ``fit_cifar10.py`` policy; ``res`` is the reproduction that measured it (if run)."""
     fit = json.loads((folder / f"fit_cifar10_{model}.json").read_text())
@@ -144,7 +181,10 @@ def main() -> None:
         help="results.json of reproduce_tanda.py on CIFAR-10, if run; with several, a row of a later file replaces "
         "the same row of an earlier one (e.g. a rerun of one policy row with the same end-model settings)",
     )
-    ap.add_argument("--mrgan", type=Path, help="output folder of reproduce_mrgan.py")
+    ap.add_argument("--mrgan", type=Path, help="output folder of reproduce_mrgan.py (its refiner is shipped)")
+    ap.add_argument(
+        "--mrgan-results", type=Path, nargs="+", help="reproduce_mrgan.py results.json(s) for the card (merged)"
+    )
     ap.add_argument(
         "--limits",
         action="append",
@@ -201,16 +241,16 @@ def main() -> None:
             continue
         _ship(folder / f"cifar10-{model}.safetensors", name, _cifar10_card(folder, model, res))
     if a.mrgan:
-        res = json.loads((a.mrgan / "results.json").read_text())
+        paths = a.mrgan_results or [a.mrgan / "results.json"]
+        res = _merge_mrgan([json.loads(Path(p).read_text()) for p in paths])
         _ship(
             a.mrgan / "refiner.safetensors",
             "digits-synthetic-to-mnist",
             {
-                "summary": "CycleGAN/MR-GAN refiner, rendered digits -> MNIST, 2 stages; did NOT improve accuracy "
-                "in our reproduction (see end_model)",
+                "summary": "MR-GAN refiner, rendered digits -> MNIST, 2 stages (stage 2: shared domain); "
+                + _mrgan_summary(res),
                 "data": "10,000 digits from learned_augment.synthetic.render_digits and the 5,000-image MNIST pool",
-                "fit_command": "python examples/reproduce_mrgan.py --mnist ../shared/data/mnist --out runs/mrgan "
-                "--seeds 3 --fractions 0.0025 0.01",
+                "fit_command": res["command"],
                 "seed": 0,
                 "end_model": res,
             },
