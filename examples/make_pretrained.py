@@ -84,6 +84,28 @@ def _merge_results(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return {**first, "rows": list(rows.values())}
 
 
+def _reproduced_card(
+    res: dict[str, Any], aug: str, tfs: str, data: str, fit_command: str | None, task: str
+) -> dict[str, Any]:
+    """Card of a policy fitted and measured by ``reproduce_tanda.py``: its row of ``res`` beside the baselines."""
+    row = _row(res, aug)
+    if row is None:
+        raise SystemExit(f"error: the results hold no {aug!r} row")
+    keys = ("heuristic", "basic", "trivialaugment", "randaugment", "autoaugment")
+    base = {k: _row(res, k) for k in keys if _row(res, k)}
+    vs = f" vs {base['heuristic']['acc_mean']:.2f}% (random sequences)" if "heuristic" in base else ""
+    settings = res["settings"]
+    return {
+        "summary": f"{row['label']} policy over {tfs}, L={settings['seq_len']}; {row['acc_mean']:.2f}%{vs} with "
+        f"{settings['labels']} labels, {settings['epochs']} epochs, {len(row['accs'])} seeds",
+        "data": data,
+        "fit_command": fit_command or res["command"],
+        "end_model_command": row.get("command", res["command"]),
+        "seed": settings["fit"]["seed"],
+        "end_model": {"task": task, "recipe": row["recipe"], "accuracy": row, "baselines": base, "settings": settings},
+    }
+
+
 def _merge_mrgan(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """One ``reproduce_mrgan.py`` report from runs of other label fractions with the same refiner settings."""
     first = reports[0]
@@ -181,6 +203,10 @@ def main() -> None:
         help="results.json of reproduce_tanda.py on CIFAR-10, if run; with several, a row of a later file replaces "
         "the same row of an earlier one (e.g. a rerun of one policy row with the same end-model settings)",
     )
+    ap.add_argument(
+        "--cifar10-lstm-policy", type=Path, help="a reproduce_tanda.py LSTM policy file (with --cifar10-results)"
+    )
+    ap.add_argument("--cifar10-lstm-fit-command", help="the command that fitted --cifar10-lstm-policy")
     ap.add_argument("--mrgan", type=Path, help="output folder of reproduce_mrgan.py (its refiner is shipped)")
     ap.add_argument(
         "--mrgan-results", type=Path, nargs="+", help="reproduce_mrgan.py results.json(s) for the card (merged)"
@@ -211,30 +237,28 @@ def main() -> None:
             continue
         paths = results or [a.tanda_mnist / "results.json"]
         res = _merge_results([json.loads(Path(p).read_text()) for p in paths])
-        row = _row(res, aug)
-        base = {k: _row(res, k) for k in ("heuristic", "basic", "trivialaugment")}
-        heur = base["heuristic"]["acc_mean"] if base["heuristic"] else float("nan")
         _ship(
             Path(policy) if policy else a.tanda_mnist / f"policy-{aug}.safetensors",
             name,
-            {
-                "summary": f"{row['label']} policy over TANDA's 25 MNIST TFs, L=10; {row['acc_mean']:.2f}% vs "
-                f"{heur:.2f}% (random sequences) with 600 labels, {res['settings']['epochs']} epochs",
-                "data": "unlabeled pool: first 5,000 images of the MNIST t10k file",
-                "fit_command": fit_command or res["command"],
-                "end_model_command": row.get("command", res["command"]),
-                "seed": res["settings"]["fit"]["seed"],
-                "end_model": {
-                    "task": "MNIST, 600 labels, small CNN, test on the last 5,000 t10k images",
-                    "recipe": row["recipe"],
-                    "accuracy": row,
-                    "baselines": base,
-                    "settings": res["settings"],
-                },
-            },
+            _reproduced_card(
+                res,
+                aug,
+                "TANDA's 25 MNIST TFs",
+                "unlabeled pool: first 5,000 images of the MNIST t10k file",
+                fit_command,
+                "MNIST, 600 labels, small CNN, test on the last 5,000 t10k images",
+            ),
         )
     cifar_dirs = {"lstm": a.cifar10_lstm or a.cifar10, "mean_field": a.cifar10_mf or a.cifar10}
     res = _merge_results([json.loads(p.read_text()) for p in a.cifar10_results]) if a.cifar10_results else None
+    if a.cifar10_lstm_policy:
+        if res is None:
+            raise SystemExit("error: --cifar10-lstm-policy needs --cifar10-results (the table that measured it)")
+        data = f"{res['settings']['fit']['pool_images']:,} unlabeled CIFAR-10 training images (JPEG copy)"
+        task = f"CIFAR-10, {res['settings']['labels']} labels, {res['settings']['model']}, official test set"
+        card = _reproduced_card(res, "tanda-lstm", "TANDA's 33 CIFAR-10 TFs", data, a.cifar10_lstm_fit_command, task)
+        _ship(a.cifar10_lstm_policy, "cifar10-lstm", card)
+        cifar_dirs["lstm"] = None
     for model, name in (("lstm", "cifar10-lstm"), ("mean_field", "cifar10-meanfield")):
         folder = cifar_dirs[model]
         if folder is None:
