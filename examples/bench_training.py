@@ -12,9 +12,10 @@ uint8 tensor, so with the conversion from numpy; the policy on the numpy image).
 
 A repeat is one epoch of training per row, rows interleaved (repeat 1 of every row, then repeat 2, ...) so that a
 change in the machine's load hits every row alike; the median of ``--repeats`` is reported in images per second,
-after one untimed warm-up epoch per row (it starts the workers). Beside each row: the transform's own cost, measured
-in this process on one thread (ms per image), and what that cost alone would predict for the epoch, spread over the
-workers. The load average at the start and the end is printed and stored.
+after one untimed warm-up epoch per row. Workers are not persistent (``DataLoader``'s default): every epoch starts
+them again, as in most training scripts, so their start-up is part of the cost. Beside each row: the transform's
+own cost, measured in this process on one thread (ms per image), and what that cost alone would predict for the
+epoch, spread over the workers. The load average at the start and the end is printed and stored.
 
 Run::
 
@@ -116,7 +117,9 @@ def train_rates(
                 generator=torch.Generator().manual_seed(seed),
                 num_workers=workers,
                 worker_init_fn=_one_thread if workers else None,
-                persistent_workers=workers > 0,
+                # DataLoader's default, as in most training scripts: every epoch starts its workers afresh, so the
+                # rates include each worker's start and its first calls.
+                persistent_workers=False,
             )
         )
         torch.manual_seed(seed)
