@@ -8,6 +8,7 @@ measured twice is refused rather than averaged, and so is a fitted row whose pol
 Run::
 
     python examples/merge_results.py runs/c10_seed0/results.json runs/c10_seeds12/results.json --out runs/c10_3seeds
+    python examples/merge_results.py A/results.json B/results.json --rows tanda-lstm --out C   # only that row
 """
 
 from __future__ import annotations
@@ -50,10 +51,16 @@ def _same_policies(reports: list[dict[str, Any]]) -> None:
                 raise ValueError(f"row {aug!r} was measured with different policies in different reports")
 
 
-def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """One report from ``reports`` (see the module docstring); raises ``ValueError`` when they cannot be joined."""
+def merge(reports: list[dict[str, Any]], keep: list[str] | None = None) -> dict[str, Any]:
+    """One report from ``reports`` (see the module docstring), of the rows ``keep`` (default: all); raises
+    ``ValueError`` when they cannot be joined."""
     if not reports:
         raise ValueError("nothing to merge")
+    if keep is not None:
+        reports = [{**rep, "rows": [r for r in rep["rows"] if r["aug"] in keep]} for rep in reports]
+        reports = [{**rep, "fits": {k: v for k, v in rep.get("fits", {}).items() if k in keep}} for rep in reports]
+        if not any(rep["rows"] for rep in reports):
+            raise ValueError(f"no report holds the rows {keep}")
     first = reports[0]["settings"]
     for rep in reports[1:]:
         differing = [k for k in SAME if rep["settings"].get(k) != first.get(k)]
@@ -114,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("reports", type=Path, nargs="+", help="results.json files of reproduce_tanda.py")
     ap.add_argument("--out", type=Path, required=True, help="folder for the merged results.json and results.md")
+    ap.add_argument("--rows", help="comma-separated rows to keep (e.g. tanda-lstm); default: every row")
     a = ap.parse_args(argv)
     reports = []
     for path in a.reports:
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise SystemExit(f"error: {path} is not a reproduce_tanda.py report (no {', '.join(missing)})")
         reports.append(rep)
     try:
-        merged = merge(reports)
+        merged = merge(reports, [r.strip() for r in a.rows.split(",")] if a.rows else None)
     except (ValueError, KeyError) as exc:
         raise SystemExit(f"error: cannot merge {', '.join(map(str, a.reports))}: {exc}") from None
     a.out.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,17 @@ def test_pieces_join_in_seed_order(script: ModuleType, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "results.md").read_text().count("tanda-lstm") >= 1
 
 
+def test_rows_picks_the_rows_measured_on_every_seed(script: ModuleType) -> None:
+    first = _report([0], {"basic": [70.0], "tanda-lstm": [71.0]})
+    later = _report([1], {"tanda-lstm": [75.0]})
+    with pytest.raises(ValueError, match="basic"):
+        script.merge([first, later])
+    merged = script.merge([first, later], ["tanda-lstm"])
+    assert [r["aug"] for r in merged["rows"]] == ["tanda-lstm"] and merged["rows"][0]["accs"] == [71.0, 75.0]
+    with pytest.raises(ValueError, match="no report"):
+        script.merge([first, later], ["autoaugment"])
+
+
 def test_runs_that_differ_beyond_seeds_or_repeat_a_seed_are_refused(script: ModuleType) -> None:
     a = _report([0], {"basic": [70.0]})
     b = copy.deepcopy(a)
