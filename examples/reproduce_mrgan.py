@@ -188,11 +188,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=3, help="seeds per setting (labeled draw, classifier init, order)")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.0025, 0.01], help="of MNIST's 60,000 labels")
     p.add_argument("--synthetic", type=int, default=10_000, help="rendered synthetic digits")
-    p.add_argument("--refiner-steps", type=int, default=400, help="refiner steps per stage")
-    p.add_argument("--refiner-batch", type=int, default=32)
-    p.add_argument("--ngf", type=int, default=16, help="refiner generator width")
-    p.add_argument("--n-blocks", type=int, default=3, help="refiner residual blocks")
-    p.add_argument("--ndf", type=int, default=32, help="refiner discriminator width")
+    # Unset: fit_refiner's defaults for the images' size (refine.fit.default_sizes), as a new user gets them.
+    p.add_argument("--refiner-steps", type=int, help="refiner steps per stage (default: fit_refiner's)")
+    p.add_argument("--refiner-batch", type=int, help="refiner batch (default: fit_refiner's)")
+    p.add_argument("--ngf", type=int, help="refiner generator width (default: fit_refiner's)")
+    p.add_argument("--n-blocks", type=int, help="refiner residual blocks (default: fit_refiner's)")
+    p.add_argument("--ndf", type=int, help="refiner discriminator width (default: fit_refiner's)")
     p.add_argument("--lambda-self-reg", type=float, default=0.0, help="SimGAN L1 to the input (0: plain CycleGAN)")
     p.add_argument("--lambda-semantic", type=float, default=1.0, help="CyCADA semantic consistency (0: off)")
     p.add_argument("--stages", type=int, default=2, choices=(1, 2), help="refiner stages (1: skip MR-GAN's stage 2)")
@@ -345,7 +346,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "device": refiner.provenance["device"],
             "threads": args.threads,
             "stages": args.stages,
-            "steps_per_stage": args.refiner_steps,
+            "steps_per_stage": refiner.provenance["steps"][0],
+            "settings": {k: refiner.provenance["settings"].get(k) for k in ("batch_size", "ngf", "n_blocks", "ndf")},
             "refine_all_synthetic_s": round(refine_s, 2),
             "final_losses": {
                 stage: {k: float(np.mean(v[-50:])) for k, v in h.items()} for stage, h in refiner.history.items()

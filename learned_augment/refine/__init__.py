@@ -1,7 +1,7 @@
 """Refined synthetic data (MR-GAN): CycleGAN refiner networks, progressive fitting and mixed real+synthetic data."""
 
 from .dataset import MixedRealityDataset
-from .fit import LOSS_NAMES, ImagePool, StepInfo, fit_refiner
+from .fit import LOSS_NAMES, ImagePool, StepInfo, default_sizes, fit_refiner
 from .networks import (
     DiscriminatorConfig,
     GeneratorConfig,
@@ -24,6 +24,7 @@ __all__ = [
     "Refiner",
     "ResnetGenerator",
     "StepInfo",
+    "default_sizes",
     "fit_refiner",
     "patch_layers_for",
 ]

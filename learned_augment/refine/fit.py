@@ -248,7 +248,7 @@ def fit_refiner(
     *,
     steps: int | None = None,
     epochs: float | None = None,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     lr: float = 2e-4,
     betas: tuple[float, float] = (0.5, 0.999),
     lambda_cycle: float = 10.0,
@@ -261,9 +261,9 @@ def fit_refiner(
     eval_every: int = 100,
     eval_images: int = 500,
     pool_size: int = 50,
-    ngf: int = 32,
-    n_blocks: int = 6,
-    ndf: int = 64,
+    ngf: int | None = None,
+    n_blocks: int | None = None,
+    ndf: int | None = None,
     disc_layers: int | None = None,
     device: str | torch.device = "cpu",
     seed: int = 0,
@@ -284,9 +284,13 @@ def fit_refiner(
     stages:
         1 is plain CycleGAN; 2 is MR-GAN (see the module docstring); more stages repeat stage 2.
     steps, epochs:
-        Length of each stage, as steps or as passes over the larger set (give at most one; default 5 epochs).
+        Length of each stage, as steps or as passes over the larger set (give at most one). Default: sized by the
+        images, with ``batch_size``, ``ngf``, ``n_blocks`` and ``ndf`` (:func:`default_sizes`): for images up to 32
+        px the settings the README's MNIST table measured (400 steps at batch 32, ``ngf`` 16, 3 blocks, ``ndf``
+        32: about 5 minutes per stage on one CPU core), for larger ones CycleGAN's reference sizes (5 epochs at
+        batch 16, ``ngf`` 32, 6 blocks, ``ndf`` 64).
     batch_size:
-        Images from each domain per step.
+        Images from each domain per step (default: see ``steps``).
     lr, betas:
         Adam settings of every network (the CycleGAN reference values).
     lambda_cycle, lambda_identity, lambda_self_reg:
@@ -316,9 +320,10 @@ def fit_refiner(
     pool_size:
         Past fakes kept per discriminator (0 disables the pool).
     ngf, n_blocks:
-        Generator width and residual blocks.
+        Generator width and residual blocks (default: see ``steps``).
     ndf, disc_layers:
-        Discriminator width and stride-2 layers (default: the deepest that leaves a 4x4 grid of patches).
+        Discriminator width (default: see ``steps``) and stride-2 layers (default: the deepest that leaves a 4x4
+        grid of patches).
     device:
         ``"cpu"``, ``"cuda"`` or a ``torch.device``.
     seed:
@@ -349,6 +354,13 @@ def fit_refiner(
             f"synthetic and real images must share one size; got {tuple(xs.shape[2:])} and {tuple(ys.shape[2:])}"
         )
     check_image_size(xs.shape[2], xs.shape[3])
+    sized = default_sizes(xs.shape[2], xs.shape[3])
+    batch_size = sized["batch_size"] if batch_size is None else batch_size
+    ngf = sized["ngf"] if ngf is None else ngf
+    n_blocks = sized["n_blocks"] if n_blocks is None else n_blocks
+    ndf = sized["ndf"] if ndf is None else ndf
+    if steps is None and epochs is None:
+        steps, epochs = sized["steps"], sized["epochs"]
     c_syn, c_real = xs.shape[1], ys.shape[1]
     _check_positive_int("stages", stages, MAX_STAGES)
     _check_positive_int("batch_size", batch_size)
@@ -827,6 +839,23 @@ def _as_tensor(data: Any, what: str) -> torch.Tensor:
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{what} images: {exc}") from exc
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
+
+
+SMALL_IMAGES = 32
+"""Images whose shorter side is at most this get the small-image defaults of :func:`default_sizes`."""
+
+
+def default_sizes(height: int, width: int) -> dict[str, Any]:
+    """``fit_refiner``'s defaults for images of this size: ``batch_size``, ``ngf``, ``n_blocks``, ``ndf`` and the
+    stage length (``steps`` or ``epochs``, the other ``None``).
+
+    Up to :data:`SMALL_IMAGES` px: what the README's MNIST table measured (28x28 digits, 5 seeds), small networks
+    that reach their plateau within 400 steps at batch 32 on a CPU; larger images: CycleGAN's reference sizes and a
+    5-epoch stage.
+    """
+    if min(height, width) <= SMALL_IMAGES:
+        return {"batch_size": 32, "ngf": 16, "n_blocks": 3, "ndf": 32, "steps": 400, "epochs": None}
+    return {"batch_size": 16, "ngf": 32, "n_blocks": 6, "ndf": 64, "steps": None, "epochs": 5.0}
 
 
 def _stage_steps(steps: int | None, epochs: float | None, n: int, batch_size: int) -> int:
