@@ -1,4 +1,4 @@
-"""Steps per second of :func:`learned_augment.fit_policy` at its default settings, on the CPU.
+"""Steps per second of :func:`learned_augment.fit_policy` at its default settings, on the CPU (or ``--device``).
 
 Two cases, each the default fit (LSTM policy, L = 10, batch 32, 5 sequences per image, R/G ratio every 25 steps):
 
@@ -11,12 +11,15 @@ A repeat is one fresh ``fit_policy`` call with the same seed (the same work ever
 after ``--warmup`` over their wall time (and, beside it, over this process's CPU time, which a shared machine's
 load moves less), measured by a callback at the end of each step. Repeats of the cases are
 interleaved (repeat 1 of every case, then repeat 2, ...) so a change in the machine's load hits all cases alike,
-and the median is reported. ``--profile`` adds a cProfile breakdown of where a step's time goes.
+and the median is reported. Rows cross ``--precisions`` (the reward pass's arithmetic) with ``--rollouts`` (the
+per-image numpy rollouts or the batched executor on the fit's device). ``--profile`` adds a cProfile breakdown of
+where a step's time goes.
 
 Run::
 
     python examples/bench_fit.py --out /tmp/bench_fit.json
     python examples/bench_fit.py --cifar ../shared/data/cifar10/cifar10_jpeg.npz --mnist ../shared/data/mnist --profile
+    python examples/bench_fit.py --device cuda --precisions auto   # on a GPU: both rollout paths there
 """
 
 from __future__ import annotations
@@ -76,18 +79,28 @@ def mnist_images(folder: Path | None, n: int) -> tuple[np.ndarray, str]:
     return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)[:n], f"MNIST test images from {folder}"
 
 
-def time_fit(images: np.ndarray, tfs: str, steps: int, warmup: int, seed: int, precision: str) -> tuple[float, float]:
+def time_fit(
+    images: np.ndarray, tfs: str, steps: int, warmup: int, seed: int, precision: str, rollouts: str, device: str
+) -> tuple[float, float]:
     """Steps per second of one default fit of ``steps`` steps, not counting the first ``warmup``: per wall-clock
     second and per second of this process's CPU time (on a shared machine the latter moves less with the load)."""
     ends: list[tuple[float, float]] = []
+
+    def stamp(*_: Any) -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        ends.append((time.perf_counter(), time.process_time()))
+
     la.fit_policy(
         images,
         tfs=tfs,
         steps=steps,
         seed=seed,
         reward_precision=precision,
+        rollouts=rollouts,
+        device=device,
         progress=False,
-        callbacks=[lambda *_: ends.append((time.perf_counter(), time.process_time()))],
+        callbacks=[stamp],
     )
     n = steps - warmup
     return n / (ends[-1][0] - ends[warmup - 1][0]), n / (ends[-1][1] - ends[warmup - 1][1])
@@ -143,6 +156,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default="float32,bfloat16",
         help="comma-separated reward_precision values to time side by side (float32, bfloat16, auto)",
     )
+    p.add_argument(
+        "--rollouts",
+        default="per_image,batched",
+        help="comma-separated fit_policy rollouts values to time side by side (per_image, batched, auto)",
+    )
+    p.add_argument("--device", default="cpu", help="fit_policy's device (cpu, cuda)")
     p.add_argument("--images", type=int, default=2000, help="images per data set")
     p.add_argument("--steps", type=int, default=30, help="steps per timed fit, warm-up included")
     p.add_argument("--warmup", type=int, default=5, help="steps not timed at the start of each fit")
@@ -166,27 +185,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             la.fit.loop.reward_dtype(v, torch.device("cpu"))
         except ValueError as exc:
             p.error(str(exc))
+    rollout_modes = [v.strip() for v in a.rollouts.split(",") if v.strip()]
+    if unknown := set(rollout_modes) - set(la.fit.loop.ROLLOUTS):
+        p.error(f"unknown rollouts {sorted(unknown)}; choose from {list(la.fit.loop.ROLLOUTS)}")
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device here")
     data = {"cifar10": cifar_images(a.cifar, a.images), "mnist": mnist_images(a.mnist, a.images)}
-    rows = [(c, v) for c in cases for v in precisions]
+    rows = [(c, v, r) for c in cases for v in precisions for r in rollout_modes]
     load_start = os.getloadavg()
-    rates: dict[tuple[str, str], list[float]] = {r: [] for r in rows}
-    cpu_rates: dict[tuple[str, str], list[float]] = {r: [] for r in rows}
+    rates: dict[tuple[str, str, str], list[float]] = {r: [] for r in rows}
+    cpu_rates: dict[tuple[str, str, str], list[float]] = {r: [] for r in rows}
     for _ in range(a.repeats):
-        for case, precision in rows:
-            wall, cpu = time_fit(data[case][0], case, a.steps, a.warmup, a.seed, precision)
-            rates[case, precision].append(wall)
-            cpu_rates[case, precision].append(cpu)
+        for row in rows:
+            case, precision, rollouts = row
+            wall, cpu = time_fit(data[case][0], case, a.steps, a.warmup, a.seed, precision, rollouts, a.device)
+            rates[row].append(wall)
+            cpu_rates[row].append(cpu)
     load_end = os.getloadavg()
 
-    print(f"fit_policy steps/s, default settings, {a.threads} torch thread(s), median of {a.repeats} repeats")
-    print(f"{'case':<9} {'reward pass':<12} {'images':<14} {'median':>7} {'per CPU s':>9}  repeats")
-    for case, precision in rows:
+    print(
+        f"fit_policy steps/s on {a.device}, default settings, {a.threads} torch thread(s), median of {a.repeats} "
+        "repeats"
+    )
+    print(f"{'case':<9} {'reward pass':<12} {'rollouts':<10} {'images':<14} {'median':>7} {'per CPU s':>9}  repeats")
+    for row in rows:
+        case, precision, rollouts = row
         shape = "x".join(str(v) for v in data[case][0].shape[1:])
-        reps = " ".join(f"{r:.2f}" for r in rates[case, precision])
-        cpu = statistics.median(cpu_rates[case, precision])
-        med = statistics.median(rates[case, precision])
-        print(f"{case:<9} {precision:<12} {shape:<14} {med:7.2f} {cpu:9.2f}  {reps}")
+        reps = " ".join(f"{r:.2f}" for r in rates[row])
+        cpu = statistics.median(cpu_rates[row])
+        med = statistics.median(rates[row])
+        print(f"{case:<9} {precision:<12} {rollouts:<10} {shape:<14} {med:7.2f} {cpu:9.2f}  {reps}")
     print(f"load average at start {load_start[0]:.2f}, at end {load_end[0]:.2f}")
+    if not a.device.startswith("cuda"):
+        print("GPU: not measured (run with --device cuda where one is available)")
 
     profiles = {}
     if a.profile:
@@ -205,15 +236,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             {
                 "case": c,
                 "reward_precision": v,
+                "rollouts": r,
+                "device": a.device,
                 "data": data[c][1],
                 "image_shape": list(data[c][0].shape[1:]),
-                "steps_per_s": rates[c, v],
-                "median_steps_per_s": statistics.median(rates[c, v]),
-                "steps_per_cpu_s": cpu_rates[c, v],
-                "median_steps_per_cpu_s": statistics.median(cpu_rates[c, v]),
+                "steps_per_s": rates[c, v, r],
+                "median_steps_per_s": statistics.median(rates[c, v, r]),
+                "steps_per_cpu_s": cpu_rates[c, v, r],
+                "median_steps_per_cpu_s": statistics.median(cpu_rates[c, v, r]),
             }
-            for c, v in rows
+            for c, v, r in rows
         ],
+        "gpu": None if a.device.startswith("cuda") else "not measured",
         "profiles": profiles,
     }
     if a.out is not None:

@@ -41,7 +41,7 @@ from ..policy.files import policy_from_state
 from ..policy.models import make_policy
 from .discriminator import DCGANDiscriminator
 from .distributed import FitGroup
-from .rollout import custom_prefixes, image_prefixes
+from .rollout import batch_prefixes, custom_prefixes, has_batched_form, image_prefixes, padded_tfset
 
 Callback = Callable[[int, dict[str, float], Policy], Any]
 
@@ -158,6 +158,28 @@ def _stack_prefixes(batches: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(batches)
 
 
+ROLLOUTS = ("auto", "per_image", "batched")
+
+
+def resolve_rollouts(mode: str, device: torch.device, tfset: TFSet, is_image: bool) -> str:
+    """``"per_image"`` or ``"batched"``: how a fit with ``rollouts=mode`` on ``device`` makes its prefixes."""
+    if mode not in ROLLOUTS:
+        raise ValueError(f"rollouts must be one of {ROLLOUTS}, got {mode!r}")
+    if mode == "per_image":
+        return mode
+    missing = sorted({e.tf.name for e in tfset if not has_batched_form(e.tf)})
+    if mode == "batched":
+        if not is_image:
+            raise ValueError("rollouts='batched' needs image data; non-image items roll out per item")
+        if missing:
+            raise ValueError(
+                f"rollouts='batched' needs a batched form for every TF; {missing} have none "
+                "(register_tf(..., batched=fn)), or use rollouts='per_image'"
+            )
+        return mode
+    return "batched" if is_image and not missing and device.type != "cpu" else "per_image"
+
+
 def _is_image_data(tfset: TFSet) -> bool:
     return any(e.tf.kind != Kind.CUSTOM for e in tfset)
 
@@ -187,6 +209,7 @@ def fit_policy(
     eval_every: int = 25,
     reward_precision: str = "auto",
     device: str | torch.device = "cpu",
+    rollouts: str = "auto",
     seed: int = 0,
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 100,
@@ -259,6 +282,14 @@ def fit_policy(
         See :func:`reward_dtype` for what was measured.
     device:
         ``"cpu"`` or ``"cuda"``: where the policy and the discriminator run.
+    rollouts:
+        How the prefixes ``x_0 .. x_L`` are made: ``"per_image"`` (numpy / OpenCV, one sequence at a time, on the
+        CPU), ``"batched"`` (all sequences of a step in one call of
+        :func:`~learned_augment.ops.apply_sequence_batch`, on ``device``; needs images and a batched form for every
+        TF) or ``"auto"`` (default): batched on an accelerator when every TF has a batched form, per image
+        otherwise (on the CPU the per-image path is the faster one). Both make the fused images the transform
+        makes, up to resampling round-off; see :func:`~learned_augment.fit.rollout.batch_prefixes` for how their
+        random draws differ.
     seed:
         Makes the fit reproducible: same seed, data and device give the same policy.
     checkpoint:
@@ -317,6 +348,7 @@ def fit_policy(
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
     dtype = reward_dtype(reward_precision, dev, builtin_discriminator=discriminator is None)
+    rollout_mode = resolve_rollouts(rollouts, dev, tfset, is_image)
     per_epoch = steps_per_epoch(n_items, batch_size)
     batch_size = min(batch_size, n_items)
     total_steps = fit_length(n_items, batch_size, epochs, steps, min_steps)
@@ -375,6 +407,7 @@ def fit_policy(
         tfset=tfset,
         collate=collate_fn,
         rollout=image_prefixes if is_image else custom_prefixes,
+        prefix_set=padded_tfset(tfset) if rollout_mode == "batched" else None,
         is_image=is_image,
         config=config,
         device=dev,
@@ -407,6 +440,7 @@ def fit_policy(
         "device": str(dev),
         "processes": group.world,
         "reward_dtype": str(dtype).removeprefix("torch."),
+        "rollouts": rollout_mode,
         "torch": torch.__version__,
         "fit_args": {k: v for k, v in config.items() if k not in ("tfs", "data")},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -429,6 +463,8 @@ class _Run:
     tfset: TFSet
     collate: Callable[[list[Any]], torch.Tensor]
     rollout: Callable[..., list[Any]]
+    prefix_set: tuple[TFSet, int] | None
+    """The TF set padded with ``identity`` and its index, when the rollouts run batched on the device."""
     is_image: bool
     config: dict[str, Any]
     device: torch.device
@@ -534,11 +570,27 @@ class _Run:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """This rank's sampled TF ids, their prefixes ``(L+1, n, ...)`` and the real items, on the device."""
         cfg = self.config
-        seed, seq_len, batch_size = cfg["seed"], cfg["seq_len"], cfg["batch_size"]
+        seed, batch_size = cfg["seed"], cfg["batch_size"]
         gen = _torch_gen(seed, step, 2)
         self.policy.train()
         # Every rank draws the whole step's sequences from the same generator and keeps its own rows.
         ids = self.policy.sample(batch_size * cfg["n_seqs"], generator=gen)[torch.from_numpy(self.my_seqs)]
+        real = self.collate([self.items[i] for i in idx])
+        if self.prefix_set is not None:
+            stacked = self._batched_prefixes(step, batch, ids)
+        else:
+            stacked = self._per_item_prefixes(step, batch, ids)
+        if self.jitter:
+            group = self.group
+            jgen = _torch_gen(seed, step, 4 if not group.active else 4 + 16 * (group.rank + 1))
+            real = subpixel_jitter(real, jgen)
+            stacked = subpixel_jitter(stacked.flatten(0, 1), jgen).view(stacked.shape)
+        return ids, stacked.to(self.device), real.to(self.device)
+
+    def _per_item_prefixes(self, step: int, batch: np.ndarray, ids: torch.Tensor) -> torch.Tensor:
+        """``(L+1, n, ...)`` prefixes, one sequence at a time through ``self.rollout`` (on the CPU)."""
+        cfg = self.config
+        seed, seq_len, batch_size = cfg["seed"], cfg["seq_len"], cfg["batch_size"]
         prefixes = []
         for j, row in zip(self.my_seqs, ids.numpy()):
             entries = [self.tfset[int(k)] for k in row]
@@ -550,16 +602,20 @@ class _Run:
             # All prefixes as one uint8 array, converted to float in one pass (per-prefix collates made 11 strided
             # copies and 22 arithmetic passes); (L+1) * n images in time-major order.
             flat_u8 = np.stack([p[t] for t in range(seq_len + 1) for p in prefixes])
-            stacked = _images_to_tensor(flat_u8).unflatten(0, (seq_len + 1, len(prefixes)))
-        else:
-            stacked = _stack_prefixes([self.collate([p[t] for p in prefixes]) for t in range(seq_len + 1)])
-        real = self.collate([self.items[i] for i in idx])
-        if self.jitter:
-            group = self.group
-            jgen = _torch_gen(seed, step, 4 if not group.active else 4 + 16 * (group.rank + 1))
-            real = subpixel_jitter(real, jgen)
-            stacked = subpixel_jitter(stacked.flatten(0, 1), jgen).view(stacked.shape)
-        return ids, stacked.to(self.device), real.to(self.device)
+            return _images_to_tensor(flat_u8).unflatten(0, (seq_len + 1, len(prefixes)))
+        return _stack_prefixes([self.collate([p[t] for p in prefixes]) for t in range(seq_len + 1)])
+
+    def _batched_prefixes(self, step: int, batch: np.ndarray, ids: torch.Tensor) -> torch.Tensor:
+        """``(L+1, n, C, H, W)`` prefixes of all sequences at once, on the device (:func:`batch_prefixes`)."""
+        assert self.prefix_set is not None
+        tfset, pad = self.prefix_set
+        batch_size = self.config["batch_size"]
+        x0 = np.stack([self.items[batch[j % batch_size]] for j in self.my_seqs])
+        images = torch.from_numpy(x0).to(self.device).permute(0, 3, 1, 2)
+        s = np.random.SeedSequence(_step_seed(self.config["seed"], step, 1)).generate_state(1, dtype=np.uint64)[0]
+        gen = torch.Generator(device=self.device).manual_seed(int(s >> 1))
+        u8 = batch_prefixes(images, ids.numpy(), tfset, pad, gen)
+        return u8.float() / 127.5 - 1.0
 
     def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """One update of D on real items (label 1) against generated ones (label 0); returns its loss."""

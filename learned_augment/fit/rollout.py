@@ -7,6 +7,10 @@ discriminator judges the same images the transform will produce at training time
 resamplings. A geometric step re-applies the stretch's pixelwise TFs (one table and the hue/saturation steps);
 every other step costs one application. The coordinate map of the stretch's geometry grows by one OpenCV call per
 geometric step (kept between prefixes) instead of being rebuilt from the stretch's start for every prefix.
+
+:func:`batch_prefixes` makes the same prefixes for a whole batch of sequences through the batched executor
+(:func:`~learned_augment.ops.apply_sequence_batch`), on the images' device: what a fit on an accelerator uses, so
+its rollouts do not wait on the CPU.
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from ..ops import geometry as geo
-from ..ops.base import Kind, Warp, call_custom
+from ..ops.base import TF, Kind, Warp, call_custom
+from ..ops.batch import apply_sequence_batch
 from ..ops.image import restore_shape
 from ..ops.intensity import point_lut
 from ..ops.plan import Fusion, Role, fusion, role
 from ..ops.sequence import add_geometric_step, apply_sequence
-from ..ops.tfset import TFEntry
+from ..ops.tfset import TFEntry, TFSet
 
 _IDENTITY_LUT = np.arange(256, dtype=np.uint8)
 
@@ -148,3 +154,45 @@ def custom_prefixes(item: Any, entries: list[TFEntry], rng: np.random.Generator)
             item = apply_sequence(item, [e], rng=rng)
         outs.append(item)
     return outs
+
+
+def has_batched_form(tf: TF) -> bool:
+    """Whether ``tf`` runs in the batched executor (affine and point TFs always do; others need ``batched=``)."""
+    return tf.kind in (Kind.AFFINE, Kind.POINT) or tf.batched is not None
+
+
+def padded_tfset(tfset: TFSet) -> tuple[TFSet, int]:
+    """``tfset`` with ``identity`` appended when it lacks it, and the index of ``identity``: the filler that lets
+    prefixes of every length share one ``(rows, L)`` id array."""
+    if "identity" in tfset.ids:
+        return tfset, tfset.index_of("identity")
+    return TFSet([*tfset, TFEntry("identity")], name=tfset.name), len(tfset)
+
+
+def batch_prefixes(
+    images: torch.Tensor,
+    ids: np.ndarray,
+    tfset: TFSet,
+    pad: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """``x_0 .. x_L`` of ``n`` sequences at once: ``(L+1, n, C, H, W)``, same dtype and device as ``images``.
+
+    ``images`` ``(n, C, H, W)`` are the sequences' inputs, ``ids`` ``(n, L)`` their TF indices into ``tfset``,
+    which must hold ``identity`` at index ``pad`` (:func:`padded_tfset`). Prefix ``t`` of row ``j`` is row ``j``'s
+    first ``t`` TFs followed by ``L - t`` identities, all ``n * L`` rows in one call of the batched executor: each
+    is the fused image of its TFs (an identity is an identity look-up table, which changes no pixel), as
+    :func:`image_prefixes` makes it, up to the batched executor's resampling round-off. TFs that draw random numbers
+    draw them afresh for every prefix (from ``generator``), so a prefix is not its successor's starting point: the
+    rewards see another cutout square or noise field at each step, an unbiased but noisier comparison.
+    """
+    n, seq_len = ids.shape
+    if seq_len == 0:
+        return images.unsqueeze(0).clone()
+    steps = np.arange(seq_len)
+    # Row (t - 1) * n + j: sequence j's first t TFs, then identities.
+    rows = np.where(steps[None, None, :] < np.arange(1, seq_len + 1)[:, None, None], ids[None], pad)
+    flat = torch.from_numpy(rows.reshape(seq_len * n, seq_len).astype(np.int64))
+    repeated = images.repeat(seq_len, *([1] * (images.dim() - 1)))
+    out = apply_sequence_batch(repeated, flat, tfset, generator=generator)
+    return torch.cat((images.unsqueeze(0), out.view(seq_len, *images.shape)))

@@ -92,8 +92,10 @@ def test_accepts_dataset_of_tuples_iterable_and_folder(digits, tmp_path):
     assert p.provenance["n_items"] == 12
 
 
-def test_misspecified_tfs_are_learned_away(digits):
-    """TANDA's finding: with destructive TFs in the vocabulary, the learned policy rarely applies them.
+@pytest.mark.parametrize("rollouts", ["per_image", "batched"])
+def test_misspecified_tfs_are_learned_away(digits, rollouts):
+    """TANDA's finding: with destructive TFs in the vocabulary, the learned policy rarely applies them, whichever
+    executor makes the rollouts.
 
     Bound: after fitting, the destructive TFs together get under half their uniform share. A policy that
     ignored the discriminator would stay at the uniform share (5/30 = 0.167); in our runs the fitted share is
@@ -117,7 +119,9 @@ def test_misspecified_tfs_are_learned_away(digits):
         progress=False,
         eval_every=0,
         seed=0,
+        rollouts=rollouts,
     )
+    assert policy.provenance["rollouts"] == rollouts
     p = policy.probabilities()
     share = p[[tfs.index_of(t) for t in destructive]].sum()
     uniform = len(destructive) / len(tfs)

@@ -55,7 +55,7 @@ def test_auto_is_float32_where_bfloat16_is_not_native(monkeypatch):
     assert reward_dtype("float32", torch.device("cpu")) == torch.float32
 
 
-def test_bench_fit_times_both_precisions(tmp_path):
+def test_bench_fit_times_both_precisions_and_both_rollouts(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
     try:
         import bench_fit
@@ -65,5 +65,11 @@ def test_bench_fit_times_both_precisions(tmp_path):
     result = bench_fit.main(
         ["--cases", "mnist", "--images", "64", "--steps", "3", "--warmup", "1", "--repeats", "1", "--out", str(out)]
     )
-    assert [(r["case"], r["reward_precision"]) for r in result["rows"]] == [("mnist", "float32"), ("mnist", "bfloat16")]
+    assert [(r["case"], r["reward_precision"], r["rollouts"]) for r in result["rows"]] == [
+        ("mnist", "float32", "per_image"),
+        ("mnist", "float32", "batched"),
+        ("mnist", "bfloat16", "per_image"),
+        ("mnist", "bfloat16", "batched"),
+    ]
     assert all(r["median_steps_per_s"] > 0 for r in result["rows"]) and out.exists()
+    assert result["gpu"] == "not measured"

@@ -1,0 +1,23 @@
+"""examples/compare_rollouts.py runs end to end on the shipped digits and reports both rollout paths."""
+
+import sys
+from pathlib import Path
+
+
+def test_compare_rollouts_reports_both_paths(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    try:
+        import compare_rollouts
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "compare.json"
+    result = compare_rollouts.main(["--images", "64", "--seeds", "2", "--steps", "2", "--out", str(out)])
+    assert out.exists()
+    assert sorted((f["rollouts"], f["seed"]) for f in result["fits"]) == [
+        ("batched", 0),
+        ("batched", 1),
+        ("per_image", 0),
+        ("per_image", 1),
+    ]
+    assert len(result["tv_cross_path"]) == 2 and all(0.0 <= d <= 1.0 for d in result["tv_cross_path"])
+    assert all(0.0 <= s <= 1.0 for s in result["destructive_share"]["batched"])
