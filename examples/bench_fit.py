@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
             for c, v, r in rows
         ],
-        "gpu": None if a.device.startswith("cuda") else "not measured",
+        "gpu": "measured (device rows)" if a.device.startswith("cuda") else "not measured",
         "profiles": profiles,
     }
     if a.out is not None:

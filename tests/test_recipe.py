@@ -49,3 +49,15 @@ def test_default_rows_used_todays_defaults(name: str, report: dict) -> None:
     p_default = inspect.signature(LearnedPolicyTransform).parameters["p"].default
     assert report["settings"]["p_augment"] == p_default
     assert report["settings"]["policy_order"] == "seq-then-crop"
+
+
+def test_new_user_rows_used_the_default_tf_set_and_length() -> None:
+    """The README's "as a new user calls them" rows: ``fit_policy(images)`` with no TF set, no length."""
+    sig = inspect.signature(fit_policy).parameters
+    new_user = {
+        name
+        for name, report in _defaults_reports()
+        if report["settings"]["tfs"].split(" ")[0] == sig["tfs"].default
+        and report["settings"]["seq_len"] == sig["seq_len"].default
+    }
+    assert {"small1000-new-user.json", "mnist600-new-user.json"} <= new_user, sorted(new_user)

@@ -10,7 +10,9 @@ across the batch (the real batch's variance, the per-step baseline) and the logg
 every rank computes the same update, and a fit equals a single-process fit of the same global batch and seed up
 to floating-point summation order and batch norm, whose statistics stay per rank (``SyncBatchNorm`` needs GPUs:
 on CUDA the default discriminator's batch norms are synchronised). Two things draw per rank and so do not match a
-single-process fit: ``jitter``'s sub-pixel shifts and the R/G ratio's random sequences.
+single-process fit: ``jitter``'s sub-pixel shifts and the R/G ratio's random sequences; with
+``rollouts="batched"`` (the default on GPUs) also the draws of random TFs (cutout, noise, elastic), which come from
+one generator per rank.
 
 Every rank must call ``fit_policy`` with the same data and arguments: the fit checks this at its start (a rank
 that skipped the call, as in ``if rank == 0: fit_policy(...)``, cannot be detected and would leave the others

@@ -35,13 +35,14 @@ from .._version import __version__
 from ..data import as_images, fingerprint
 from ..io import ArtifactError, flatten_state, load_artifact, save_artifact, unflatten_state
 from ..ops.base import Kind
+from ..ops.batch import has_batched_form
 from ..ops.tfset import TFSet, get_tfset
 from ..policy.base import Policy
 from ..policy.files import policy_from_state
 from ..policy.models import make_policy
 from .discriminator import DCGANDiscriminator
 from .distributed import FitGroup
-from .rollout import batch_prefixes, custom_prefixes, has_batched_form, image_prefixes, padded_tfset
+from .rollout import batch_prefixes, custom_prefixes, image_prefixes, padded_tfset
 
 Callback = Callable[[int, dict[str, float], Policy], Any]
 
@@ -50,6 +51,9 @@ CHECKPOINT_KIND = "fit_checkpoint"
 # A fit from ``epochs`` runs at least this many steps: one epoch of 1,000 images at batch 32 is 31 steps, too few
 # for the discriminator to learn what destroys the data, let alone for the policy to follow it.
 MIN_STEPS = 500
+
+# fit_policy's ``rollouts`` values: how the prefixes x_0 .. x_L are made.
+ROLLOUTS = ("auto", "per_image", "batched")
 
 
 def _images_to_tensor(batch: np.ndarray) -> torch.Tensor:
@@ -158,9 +162,6 @@ def _stack_prefixes(batches: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(batches)
 
 
-ROLLOUTS = ("auto", "per_image", "batched")
-
-
 def resolve_rollouts(mode: str, device: torch.device, tfset: TFSet, is_image: bool) -> str:
     """``"per_image"`` or ``"batched"``: how a fit with ``rollouts=mode`` on ``device`` makes its prefixes."""
     if mode not in ROLLOUTS:
@@ -170,11 +171,11 @@ def resolve_rollouts(mode: str, device: torch.device, tfset: TFSet, is_image: bo
     missing = sorted({e.tf.name for e in tfset if not has_batched_form(e.tf)})
     if mode == "batched":
         if not is_image:
-            raise ValueError("rollouts='batched' needs image data; non-image items roll out per item")
+            raise ValueError("rollouts='batched' needs images without collate=; use rollouts='per_image' or 'auto'")
         if missing:
             raise ValueError(
-                f"rollouts='batched' needs a batched form for every TF; {missing} have none "
-                "(register_tf(..., batched=fn)), or use rollouts='per_image'"
+                f"rollouts='batched' needs a batched form for every TF; TFs {missing} have none: give them one "
+                "(register_tf(..., batched=fn)) or use rollouts='per_image'"
             )
         return mode
     return "batched" if is_image and not missing and device.type != "cpu" else "per_image"
@@ -388,6 +389,7 @@ def fit_policy(
         "d_width": d_width,
         "jitter": jitter,
         "reward_precision": reward_precision,
+        "rollouts": rollouts,
         "seed": seed,
         "total_steps": total_steps,
         "data": data_fp,
@@ -607,12 +609,14 @@ class _Run:
 
     def _batched_prefixes(self, step: int, batch: np.ndarray, ids: torch.Tensor) -> torch.Tensor:
         """``(L+1, n, C, H, W)`` prefixes of all sequences at once, on the device (:func:`batch_prefixes`)."""
-        assert self.prefix_set is not None
+        assert self.prefix_set is not None  # set whenever the rollouts run batched
         tfset, pad = self.prefix_set
-        batch_size = self.config["batch_size"]
-        x0 = np.stack([self.items[batch[j % batch_size]] for j in self.my_seqs])
+        x0 = self.items[batch[self.my_seqs % self.config["batch_size"]]]
         images = torch.from_numpy(x0).to(self.device).permute(0, 3, 1, 2)
-        s = np.random.SeedSequence(_step_seed(self.config["seed"], step, 1)).generate_state(1, dtype=np.uint64)[0]
+        # One generator for all of this rank's sequences (per rank, as the R/G ratio's draws): random TFs' draws
+        # depend on how the sequences are split across processes, unlike the per-image path's.
+        stream = _step_seed(self.config["seed"], step, 1) + ([self.group.rank] if self.group.active else [])
+        s = np.random.SeedSequence(stream).generate_state(1, dtype=np.uint64)[0]
         gen = torch.Generator(device=self.device).manual_seed(int(s >> 1))
         u8 = batch_prefixes(images, ids.numpy(), tfset, pad, gen)
         return u8.float() / 127.5 - 1.0
@@ -754,6 +758,8 @@ def _save_checkpoint(path, config, step, history, elapsed, policy, disc, opt_d, 
 def _load_checkpoint(path, config, policy, disc, opt_d, opt_g) -> tuple[int, dict[str, list[float]], float]:
     tensors, meta = load_artifact(path, kind=CHECKPOINT_KIND)
     saved = meta.get("config")
+    if isinstance(saved, dict) and "rollouts" not in saved:
+        saved = {**saved, "rollouts": "auto"}  # written before fit_policy had ``rollouts``
     if saved != config:
         diff = sorted(k for k in set(config) | set(saved or {}) if (saved or {}).get(k) != config.get(k))
         raise ArtifactError(

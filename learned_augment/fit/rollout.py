@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..ops import geometry as geo
-from ..ops.base import TF, Kind, Warp, call_custom
+from ..ops.base import Kind, Warp, call_custom
 from ..ops.batch import apply_sequence_batch
 from ..ops.image import restore_shape
 from ..ops.intensity import point_lut
@@ -156,17 +156,12 @@ def custom_prefixes(item: Any, entries: list[TFEntry], rng: np.random.Generator)
     return outs
 
 
-def has_batched_form(tf: TF) -> bool:
-    """Whether ``tf`` runs in the batched executor (affine and point TFs always do; others need ``batched=``)."""
-    return tf.kind in (Kind.AFFINE, Kind.POINT) or tf.batched is not None
-
-
 def padded_tfset(tfset: TFSet) -> tuple[TFSet, int]:
     """``tfset`` with ``identity`` appended when it lacks it, and the index of ``identity``: the filler that lets
     prefixes of every length share one ``(rows, L)`` id array."""
     if "identity" in tfset.ids:
         return tfset, tfset.index_of("identity")
-    return TFSet([*tfset, TFEntry("identity")], name=tfset.name), len(tfset)
+    return TFSet([*tfset, TFEntry("identity")]), len(tfset)
 
 
 def batch_prefixes(
@@ -176,15 +171,33 @@ def batch_prefixes(
     pad: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """``x_0 .. x_L`` of ``n`` sequences at once: ``(L+1, n, C, H, W)``, same dtype and device as ``images``.
+    """``x_0 .. x_L`` of ``n`` sequences at once, through the batched executor on the images' device.
 
-    ``images`` ``(n, C, H, W)`` are the sequences' inputs, ``ids`` ``(n, L)`` their TF indices into ``tfset``,
-    which must hold ``identity`` at index ``pad`` (:func:`padded_tfset`). Prefix ``t`` of row ``j`` is row ``j``'s
-    first ``t`` TFs followed by ``L - t`` identities, all ``n * L`` rows in one call of the batched executor: each
-    is the fused image of its TFs (an identity is an identity look-up table, which changes no pixel), as
-    :func:`image_prefixes` makes it, up to the batched executor's resampling round-off. TFs that draw random numbers
-    draw them afresh for every prefix (from ``generator``), so a prefix is not its successor's starting point: the
-    rewards see another cutout square or noise field at each step, an unbiased but noisier comparison.
+    Prefix ``t`` of sequence ``j`` is its first ``t`` TFs followed by ``L - t`` identities, all ``n * L`` rows in
+    one call of :func:`~learned_augment.ops.apply_sequence_batch`: each is the fused image of its TFs (an identity
+    is an identity look-up table, which changes no pixel), as :func:`image_prefixes` makes it, up to the batched
+    executor's resampling round-off. That is about ``n * L^2 / 2`` TF applications against ``n * L`` for the
+    per-image rollout, cheap on an accelerator, and ``n * L`` images held at once.
+
+    Parameters
+    ----------
+    images:
+        ``(n, C, H, W)`` uint8 (or float in [0, 1]) inputs of the sequences, on any device.
+    ids:
+        ``(n, L)`` integer TF indices into ``tfset``.
+    tfset:
+        The TF set, holding ``identity`` at index ``pad`` (:func:`padded_tfset`).
+    pad:
+        Index of ``identity`` in ``tfset``.
+    generator:
+        Source of random TFs' draws, on the images' device. They are drawn afresh for every prefix, so a prefix is
+        not its successor's starting point: the rewards see another cutout square or noise field at each step, an
+        unbiased but noisier comparison than the per-image rollout's.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(L+1, n, C, H, W)``, same dtype and device as ``images``; ``[0]`` is ``images``.
     """
     n, seq_len = ids.shape
     if seq_len == 0:

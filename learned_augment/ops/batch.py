@@ -38,7 +38,7 @@ from .intensity import point_lut
 from .plan import Fusion, fusion, reorder, roles
 from .tfset import TFSet, get_tfset
 
-__all__ = ["apply_sequence_batch"]
+__all__ = ["apply_sequence_batch", "has_batched_form"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _FIXED_SEED = 0
@@ -201,6 +201,11 @@ def _table_op(lut: np.ndarray) -> _BatchOp:
         return _apply_lut(x, values.to(x.device).expand(x.shape[0], 256))
 
     return op
+
+
+def has_batched_form(tf: TF) -> bool:
+    """Whether ``tf`` runs here: affine and point TFs always do (matrices, tables), others need a batched form."""
+    return tf.kind in (Kind.AFFINE, Kind.POINT) or tf.batched is not None
 
 
 def _batched_form(tf: TF) -> Callable[..., torch.Tensor]:

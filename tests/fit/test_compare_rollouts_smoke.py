@@ -1,4 +1,5 @@
-"""examples/compare_rollouts.py runs end to end on the shipped digits and reports both rollout paths."""
+"""examples/compare_rollouts.py runs end to end on the shipped digits and reports both rollout paths (a crash and
+report-shape test; what the fits learn is measured by running the script)."""
 
 import sys
 from pathlib import Path
@@ -19,5 +20,6 @@ def test_compare_rollouts_reports_both_paths(tmp_path):
         ("per_image", 0),
         ("per_image", 1),
     ]
-    assert len(result["tv_cross_path"]) == 2 and all(0.0 <= d <= 1.0 for d in result["tv_cross_path"])
-    assert all(0.0 <= s <= 1.0 for s in result["destructive_share"]["batched"])
+    assert len(result["tv_cross_path"]) == 2
+    assert len(result["tv_cross_seed"]["batched"]) == len(result["tv_cross_seed"]["per_image"]) == 1
+    assert len(result["tfs"]) == 30

@@ -36,16 +36,18 @@ def test_fit_returns_policy_with_history_and_provenance(digits, model):
     assert len(prov["data_fingerprint"]) == 16
 
 
-def test_same_seed_same_policy_and_different_seed_differs(digits):
-    a = fit_policy(digits, "mnist", "lstm", seed=3, **FAST)
-    b = fit_policy(digits, "mnist", "lstm", seed=3, **FAST)
-    c = fit_policy(digits, "mnist", "lstm", seed=4, **FAST)
+@pytest.mark.parametrize("rollouts", ["per_image", "batched"])
+def test_same_seed_same_policy_and_different_seed_differs(digits, rollouts):
+    a = fit_policy(digits, "mnist", "lstm", seed=3, rollouts=rollouts, **FAST)
+    b = fit_policy(digits, "mnist", "lstm", seed=3, rollouts=rollouts, **FAST)
+    c = fit_policy(digits, "mnist", "lstm", seed=4, rollouts=rollouts, **FAST)
     assert _same_weights(a, b)
     assert not _same_weights(a, c)
 
 
-def test_resume_equals_uninterrupted(digits, tmp_path):
-    full = fit_policy(digits, "mnist", "lstm", seed=1, **FAST)
+@pytest.mark.parametrize("rollouts", ["per_image", "batched"])
+def test_resume_equals_uninterrupted(digits, tmp_path, rollouts):
+    full = fit_policy(digits, "mnist", "lstm", seed=1, rollouts=rollouts, **FAST)
     ckpt = tmp_path / "fit.ckpt.safetensors"
 
     class Killed(Exception):
@@ -57,11 +59,21 @@ def test_resume_equals_uninterrupted(digits, tmp_path):
 
     with pytest.raises(Killed):
         fit_policy(
-            digits, "mnist", "lstm", seed=1, checkpoint=ckpt, checkpoint_every=2, callbacks=[kill_at_step_3], **FAST
+            digits,
+            "mnist",
+            "lstm",
+            seed=1,
+            checkpoint=ckpt,
+            checkpoint_every=2,
+            callbacks=[kill_at_step_3],
+            rollouts=rollouts,
+            **FAST,
         )
     partial = load_checkpoint_policy(ckpt)
     assert not _same_weights(partial, full)
-    resumed = fit_policy(digits, "mnist", "lstm", seed=1, checkpoint=ckpt, checkpoint_every=2, **FAST)
+    resumed = fit_policy(
+        digits, "mnist", "lstm", seed=1, checkpoint=ckpt, checkpoint_every=2, rollouts=rollouts, **FAST
+    )
     assert _same_weights(resumed, full)
     assert resumed.history["d_loss"] == full.history["d_loss"]
 
@@ -403,3 +415,43 @@ def test_fit_runs_opencv_single_threaded_and_restores_it(digits):
         assert set(seen) == {1} and cv2.getNumThreads() == 2
     finally:
         cv2.setNumThreads(before)
+
+
+def test_batched_rollouts_give_each_sequence_its_own_item(digits, monkeypatch):
+    """Inside a fit, the batched prefixes are the per-image ones (deterministic TFs), row for row: sequence j rolls
+    out item j % batch_size in both paths."""
+    from learned_augment.fit import loop
+
+    seen = {}
+    original = loop._Run.rollouts
+
+    def spy(self, step, batch, idx):
+        ids, stacked, real = original(self, step, batch, idx)
+        seen["batched"], seen["per_item"] = stacked, self._per_item_prefixes(step, batch, ids)
+        return ids, stacked, real
+
+    monkeypatch.setattr(loop._Run, "rollouts", spy)
+    tfs = [e.id for e in mnist_tfs() if not e.tf.uses_rng]
+    fit_policy(digits, tfs, "lstm", seq_len=6, steps=1, batch_size=16, n_seqs=3, progress=False, rollouts="batched")
+    batched, per_item = seen["batched"], seen["per_item"]
+    assert batched.shape == per_item.shape == (7, 48, 1, 28, 28)
+    levels = (batched - per_item).abs() * 127.5
+    assert levels[0].max() == 0
+    assert float(levels.mean()) <= 1.0 and float((levels > 4).float().mean()) <= 0.02
+    # The check can fail: a shifted item mapping moves whole digits.
+    shifted = (batched[:, 1:] - per_item[:, :-1]).abs() * 127.5
+    assert float(shifted.mean()) > 10 * float(levels.mean())
+
+
+def test_batched_rollouts_with_random_tfs_and_jitter(digits):
+    tfs = ["cutout(0.25)", "noise(0.04)", "elastic(1.0)", "rotate(+5)", "hflip"]
+    policy = fit_policy(digits, tfs, "lstm", seed=0, jitter=True, rollouts="batched", **FAST)
+    assert policy.provenance["rollouts"] == "batched"
+    assert all(np.isfinite(v) for v in policy.history["d_loss"])
+
+
+def test_resume_with_other_rollouts_is_refused(digits, tmp_path):
+    ckpt = tmp_path / "fit.safetensors"
+    fit_policy(digits, "mnist", "lstm", seed=0, checkpoint=ckpt, **FAST)
+    with pytest.raises(ArtifactError, match="rollouts"):
+        fit_policy(digits, "mnist", "lstm", seed=0, checkpoint=ckpt, rollouts="batched", **FAST)

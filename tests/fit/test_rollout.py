@@ -161,8 +161,8 @@ def test_rollout_mode_is_batched_on_accelerators_only_when_every_tf_can_be(tf_na
     plain, fast = tf_name("plain"), tf_name("fast")
     register(TF(plain, Kind.IMAGE, lambda image, magnitude, rng: image, takes_magnitude=False))
 
-    @register_tf(fast, batched=lambda images, magnitude: images)
-    def same(image, magnitude=None):
+    @register_tf(fast, batched=lambda images, magnitude, generator: images)
+    def same(image, magnitude=None, rng=None):
         return image
 
     with_plain = TFSet([*ts.ids[:4], plain])
@@ -170,7 +170,7 @@ def test_rollout_mode_is_batched_on_accelerators_only_when_every_tf_can_be(tf_na
     with pytest.raises(ValueError, match=plain):
         resolve_rollouts("batched", cuda, with_plain, True)
     assert resolve_rollouts("auto", cuda, TFSet([*ts.ids[:4], f"{fast}(0.5)"]), True) == "batched"
-    with pytest.raises(ValueError, match="image data"):
+    with pytest.raises(ValueError, match="needs images without collate"):
         resolve_rollouts("batched", cpu, ts, False)
     with pytest.raises(ValueError, match="rollouts must be one of"):
         resolve_rollouts("gpu", cpu, ts, True)
