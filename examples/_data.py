@@ -39,6 +39,16 @@ def load_mnist_pool(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(-1, 28, 28), y.astype(np.int64)
 
 
+def mnist_digits(folder: str | Path | None, n: int) -> tuple[np.ndarray, str]:
+    """The first ``n`` MNIST test digits from the IDX ``folder``, or the package's shipped sample without it; with
+    a description of where they came from."""
+    if folder is None:
+        from learned_augment.data import load_sample
+
+        return load_sample("mnist")[0][:n], "the MNIST sample shipped in learned_augment"
+    return load_mnist_pool(folder)[0][:n], f"MNIST test images from {folder}"
+
+
 def _cifar_npz(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():

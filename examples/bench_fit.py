@@ -38,10 +38,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from _data import load_cifar10_test, synthetic_images
+from _data import load_cifar10_test, mnist_digits, synthetic_images
 
 import learned_augment as la
-from learned_augment.data import load_sample
 
 CASES = ("cifar10", "mnist")
 
@@ -67,16 +66,6 @@ def cifar_images(path: Path | None, n: int) -> tuple[np.ndarray, str]:
     if path is None:
         return synthetic_images(n, 32), "synthetic smooth 32x32 RGB images"
     return load_cifar10_test(path, n), f"CIFAR-10 test images from {path}"
-
-
-def mnist_images(folder: Path | None, n: int) -> tuple[np.ndarray, str]:
-    """The first ``n`` MNIST test digits from the IDX folder, or the package's shipped sample without ``folder``."""
-    if folder is None:
-        return load_sample("mnist")[0][:n], "the MNIST sample shipped in learned_augment"
-    import gzip
-
-    raw = gzip.open(folder / "t10k-images-idx3-ubyte.gz").read()
-    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)[:n], f"MNIST test images from {folder}"
 
 
 def time_fit(
@@ -190,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         p.error(f"unknown rollouts {sorted(unknown)}; choose from {list(la.fit.loop.ROLLOUTS)}")
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device here")
-    data = {"cifar10": cifar_images(a.cifar, a.images), "mnist": mnist_images(a.mnist, a.images)}
+    data = {"cifar10": cifar_images(a.cifar, a.images), "mnist": mnist_digits(a.mnist, a.images)}
     rows = [(c, v, r) for c in cases for v in precisions for r in rollout_modes]
     load_start = os.getloadavg()
     rates: dict[tuple[str, str, str], list[float]] = {r: [] for r in rows}

@@ -20,7 +20,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import gzip
 import itertools
 import json
 import statistics
@@ -31,20 +30,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from _data import mnist_digits
 
 import learned_augment as la
-from learned_augment.data import load_sample
 
 DESTRUCTIVE = ["invert", "blur(2)", "rotate(+90)", "rotate(-90)", "cutout(0.5)"]
 MODES = ("per_image", "batched")
-
-
-def digits(folder: Path | None, n: int) -> tuple[np.ndarray, str]:
-    """``n`` MNIST test digits from the IDX folder, or the package's shipped sample without ``folder``."""
-    if folder is None:
-        return load_sample("mnist")[0][:n], "the MNIST sample shipped in learned_augment"
-    raw = gzip.open(folder / "t10k-images-idx3-ubyte.gz").read()
-    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)[:n], f"MNIST test images from {folder}"
 
 
 def total_variation(p: np.ndarray, q: np.ndarray) -> float:
@@ -63,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if a.seeds < 2:
         p.error("--seeds must be at least 2: the cross-seed distance is the noise floor")
     torch.set_num_threads(a.threads)
-    images, source = digits(a.mnist, a.images)
+    images, source = mnist_digits(a.mnist, a.images)
     tfs = la.TFSet(la.get_tfset("mnist").ids + DESTRUCTIVE)
     bad = [tfs.index_of(t) for t in DESTRUCTIVE]
 

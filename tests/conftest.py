@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -14,6 +17,22 @@ from learned_augment.ops import base
 _counter = itertools.count()
 
 MNIST_SAMPLE = Path(__file__).resolve().parents[1] / "learned_augment" / "samples" / "mnist_sample.npz"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _import_example(name: str) -> ModuleType:
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(EXAMPLES))
+
+
+@pytest.fixture
+def example() -> Callable[[str], ModuleType]:
+    """``example("bench_fit")`` imports ``examples/bench_fit.py`` as a module (its imports of ``_data`` and the
+    other helpers beside it resolve there)."""
+    return _import_example
 
 
 @pytest.fixture

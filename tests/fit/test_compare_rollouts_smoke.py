@@ -1,16 +1,9 @@
 """examples/compare_rollouts.py runs end to end on the shipped digits and reports both rollout paths (a crash and
 report-shape test; what the fits learn is measured by running the script)."""
 
-import sys
-from pathlib import Path
 
-
-def test_compare_rollouts_reports_both_paths(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-    try:
-        import compare_rollouts
-    finally:
-        sys.path.pop(0)
+def test_compare_rollouts_reports_both_paths(tmp_path, example):
+    compare_rollouts = example("compare_rollouts")
     out = tmp_path / "compare.json"
     result = compare_rollouts.main(["--images", "64", "--seeds", "2", "--steps", "2", "--out", str(out)])
     assert out.exists()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -55,12 +52,8 @@ def test_auto_is_float32_where_bfloat16_is_not_native(monkeypatch):
     assert reward_dtype("float32", torch.device("cpu")) == torch.float32
 
 
-def test_bench_fit_times_both_precisions_and_both_rollouts(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-    try:
-        import bench_fit
-    finally:
-        sys.path.pop(0)
+def test_bench_fit_times_both_precisions_and_both_rollouts(tmp_path, example):
+    bench_fit = example("bench_fit")
     out = tmp_path / "bench.json"
     result = bench_fit.main(
         ["--cases", "mnist", "--images", "64", "--steps", "3", "--warmup", "1", "--repeats", "1", "--out", str(out)]
