@@ -15,6 +15,12 @@ and the median is reported. Rows cross ``--precisions`` (the reward pass's arith
 per-image numpy rollouts or the batched executor on the fit's device). ``--profile`` adds a cProfile breakdown of
 where a step's time goes.
 
+To time another version of the library with the same script, put its checkout first on the path (older versions
+take ``--precisions float32 --rollouts per_image`` only, what they did)::
+
+    git worktree add /tmp/la-old <commit>
+    PYTHONPATH=/tmp/la-old python examples/bench_fit.py --precisions float32 --rollouts per_image
+
 Run::
 
     python examples/bench_fit.py --out /tmp/bench_fit.json
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import inspect
 import json
 import os
 import platform
@@ -80,16 +87,19 @@ def time_fit(
             torch.cuda.synchronize()
         ends.append((time.perf_counter(), time.process_time()))
 
+    # Older versions of the library (timed with PYTHONPATH=<their checkout>) lack the newer arguments; main() only
+    # lets their defaults through, float32 rewards and per-image rollouts.
+    newer = {"reward_precision": precision, "rollouts": rollouts}
+    accepted = inspect.signature(la.fit_policy).parameters
     la.fit_policy(
         images,
         tfs=tfs,
         steps=steps,
         seed=seed,
-        reward_precision=precision,
-        rollouts=rollouts,
         device=device,
         progress=False,
         callbacks=[stamp],
+        **{k: v for k, v in newer.items() if k in accepted},
     )
     n = steps - warmup
     return n / (ends[-1][0] - ends[warmup - 1][0]), n / (ends[-1][1] - ends[warmup - 1][1])
@@ -169,13 +179,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(a.threads)
 
     precisions = [v.strip() for v in a.precisions.split(",") if v.strip()]
-    for v in precisions:
-        try:
-            la.fit.loop.reward_dtype(v, torch.device("cpu"))
-        except ValueError as exc:
-            p.error(str(exc))
     rollout_modes = [v.strip() for v in a.rollouts.split(",") if v.strip()]
-    if unknown := set(rollout_modes) - set(la.fit.loop.ROLLOUTS):
+    accepted = inspect.signature(la.fit_policy).parameters
+    if "reward_precision" not in accepted and precisions != ["float32"]:
+        p.error(f"learned_augment {la.__version__} at {la.__file__} has float32 rewards only: --precisions float32")
+    if "rollouts" not in accepted and rollout_modes != ["per_image"]:
+        p.error(f"learned_augment {la.__version__} at {la.__file__} has per-image rollouts only: --rollouts per_image")
+    for v in precisions:
+        if "reward_precision" in accepted:
+            try:
+                la.fit.loop.reward_dtype(v, torch.device("cpu"))
+            except ValueError as exc:
+                p.error(str(exc))
+    if unknown := set(rollout_modes) - {"auto", "per_image", "batched"}:
         p.error(f"unknown rollouts {sorted(unknown)}; choose from {list(la.fit.loop.ROLLOUTS)}")
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device here")
@@ -194,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     print(
         f"fit_policy steps/s on {a.device}, default settings, {a.threads} torch thread(s), median of {a.repeats} "
-        "repeats"
+        f"repeats; learned_augment from {Path(la.__file__).parent}"
     )
     print(f"{'case':<9} {'reward pass':<12} {'rollouts':<10} {'images':<14} {'median':>7} {'per CPU s':>9}  repeats")
     for row in rows:
@@ -219,6 +235,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
         "torch": torch.__version__,
         "learned_augment": la.__version__,
+        "library_path": str(Path(la.__file__).parent),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k != "out"},
         "load_average": {"start": load_start, "end": load_end},
         "rows": [
