@@ -60,4 +60,4 @@ def test_new_user_rows_used_the_default_tf_set_and_length() -> None:
         if report["settings"]["tfs"].split(" ")[0] == sig["tfs"].default
         and report["settings"]["seq_len"] == sig["seq_len"].default
     }
-    assert {"small1000-new-user.json", "mnist600-new-user.json"} <= new_user, sorted(new_user)
+    assert {"small1000-new-user.json", "mnist600-new-user.json", "cifar10-new-user.json"} <= new_user, sorted(new_user)
