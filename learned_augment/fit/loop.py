@@ -102,9 +102,12 @@ def _step_seed(seed: int, step: int, stream: int) -> list[int]:
     return [int(seed), int(stream), int(step)]
 
 
-def _torch_gen(seed: int, step: int, stream: int) -> torch.Generator:
-    s = np.random.SeedSequence(_step_seed(seed, step, stream)).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(s >> 1))
+def _torch_gen(
+    seed: int, step: int, stream: int, extra: Sequence[int] = (), device: torch.device | str = "cpu"
+) -> torch.Generator:
+    """A torch generator on ``device`` seeded from ``(seed, stream, step, *extra)``."""
+    s = np.random.SeedSequence(_step_seed(seed, step, stream) + list(extra)).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(s >> 1))
 
 
 def reward_dtype(precision: str, device: torch.device, builtin_discriminator: bool = True) -> torch.dtype:
@@ -615,9 +618,8 @@ class _Run:
         images = torch.from_numpy(x0).to(self.device).permute(0, 3, 1, 2)
         # One generator for all of this rank's sequences (per rank, as the R/G ratio's draws): random TFs' draws
         # depend on how the sequences are split across processes, unlike the per-image path's.
-        stream = _step_seed(self.config["seed"], step, 1) + ([self.group.rank] if self.group.active else [])
-        s = np.random.SeedSequence(stream).generate_state(1, dtype=np.uint64)[0]
-        gen = torch.Generator(device=self.device).manual_seed(int(s >> 1))
+        rank = [self.group.rank] if self.group.active else []
+        gen = _torch_gen(self.config["seed"], step, 1, extra=rank, device=self.device)
         u8 = batch_prefixes(images, ids.numpy(), tfset, pad, gen)
         return u8.float() / 127.5 - 1.0
 
