@@ -84,14 +84,42 @@ def _merge_results(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return {**first, "rows": list(rows.values())}
 
 
-def _reproduced_card(
-    res: dict[str, Any], aug: str, tfs: str, data: str, fit_command: str | None, task: str
-) -> dict[str, Any]:
+# End-model settings a baseline row (no policy) shares with the policy rows it is compared with.
+BASELINE_KEYS = ("dataset", "labels", "seeds", "model", "epochs", "batch_size", "optimizer", "schedule", "image_size")
+BASELINE_KEYS += ("pool_images", "test_images")
+BASELINE_ROWS = ("basic", "trivialaugment", "randaugment", "autoaugment")
+
+
+def _add_baselines(res: dict[str, Any], paths: list[Path] | None) -> dict[str, Any]:
+    """``res`` with the torchvision baseline rows of other reports of the same end model (same data, labels,
+    seeds, model and schedule, as far as both reports record them; their p, TF set and length do not apply to a
+    baseline) appended."""
+    rows = list(res["rows"])
+    for path in paths or []:
+        other = json.loads(Path(path).read_text())
+        # Older reports lack some keys (image_size): only keys both record can differ.
+        mine, theirs = res["settings"], other["settings"]
+        differing = [k for k in BASELINE_KEYS if k in mine and k in theirs and mine[k] != theirs[k]]
+        if differing:
+            raise SystemExit(f"error: {path}: baselines of another end model (differs in {differing})")
+        rows += [{**r, "command": other["command"]} for r in other["rows"] if r["aug"] in BASELINE_ROWS]
+    return {**res, "rows": rows}
+
+
+def _tfs_text(settings: dict[str, Any]) -> str:
+    """The TF set of a report's settings (``"default (K=56)"``) in words."""
+    name, _, size = str(settings["tfs"]).partition(" ")
+    words = {"mnist": "TANDA's 25 MNIST TFs", "cifar10": "TANDA's 33 CIFAR-10 TFs"}
+    return words.get(name, f"the wide {name!r} TF set {size}".rstrip() if name == "default" else name)
+
+
+def _reproduced_card(res: dict[str, Any], aug: str, data: str, fit_command: str | None, task: str) -> dict[str, Any]:
     """Card of a policy fitted and measured by ``reproduce_tanda.py``: its row of ``res`` beside the baselines."""
     row = _row(res, aug)
     if row is None:
         raise SystemExit(f"error: the results hold no {aug!r} row")
-    keys = ("heuristic", "basic", "trivialaugment", "randaugment", "autoaugment")
+    tfs = _tfs_text(res["settings"])
+    keys = ("heuristic", *BASELINE_ROWS)
     base = {k: _row(res, k) for k in keys if _row(res, k)}
     vs = f" vs {base['heuristic']['acc_mean']:.2f}% (random sequences)" if "heuristic" in base else ""
     settings = res["settings"]
@@ -207,6 +235,13 @@ def main() -> None:
         "--cifar10-lstm-policy", type=Path, help="a reproduce_tanda.py LSTM policy file (with --cifar10-results)"
     )
     ap.add_argument("--cifar10-lstm-fit-command", help="the command that fitted --cifar10-lstm-policy")
+    for ds in ("mnist", "cifar10"):
+        ap.add_argument(
+            f"--{ds}-baselines",
+            type=Path,
+            nargs="+",
+            help=f"{ds} reports (same data, labels, seeds and end model) whose torchvision rows join the cards",
+        )
     ap.add_argument("--mrgan", type=Path, help="output folder of reproduce_mrgan.py (its refiner is shipped)")
     ap.add_argument(
         "--mrgan-results", type=Path, nargs="+", help="reproduce_mrgan.py results.json(s) for the card (merged)"
@@ -241,9 +276,8 @@ def main() -> None:
             Path(policy) if policy else a.tanda_mnist / f"policy-{aug}.safetensors",
             name,
             _reproduced_card(
-                res,
+                _add_baselines(res, a.mnist_baselines),
                 aug,
-                "TANDA's 25 MNIST TFs",
                 "unlabeled pool: first 5,000 images of the MNIST t10k file",
                 fit_command,
                 "MNIST, 600 labels, small CNN, test on the last 5,000 t10k images",
@@ -256,7 +290,8 @@ def main() -> None:
             raise SystemExit("error: --cifar10-lstm-policy needs --cifar10-results (the table that measured it)")
         data = f"{res['settings']['fit']['pool_images']:,} unlabeled CIFAR-10 training images (JPEG copy)"
         task = f"CIFAR-10, {res['settings']['labels']} labels, {res['settings']['model']}, official test set"
-        card = _reproduced_card(res, "tanda-lstm", "TANDA's 33 CIFAR-10 TFs", data, a.cifar10_lstm_fit_command, task)
+        res = _add_baselines(res, a.cifar10_baselines)
+        card = _reproduced_card(res, "tanda-lstm", data, a.cifar10_lstm_fit_command, task)
         _ship(a.cifar10_lstm_policy, "cifar10-lstm", card)
         cifar_dirs["lstm"] = None
     for model, name in (("lstm", "cifar10-lstm"), ("mean_field", "cifar10-meanfield")):

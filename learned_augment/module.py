@@ -14,6 +14,7 @@ from .ops.batch import _FLOAT_DTYPES, _Plan, apply_sequence_batch
 from .ops.geometry import resolve_interpolation
 from .ops.tfset import TFSet
 from .policy.base import Policy
+from .pretrained import card_p
 from .transforms import PRETRAINED_PREFIX, _resolve_policy
 from .transforms.policy_base import process_rank
 
@@ -39,8 +40,8 @@ class PolicyAugment(nn.Module):
         :class:`~learned_augment.LearnedPolicyTransform`).
     p:
         Probability that a sample is augmented, independently per sample; the others pass through unchanged.
-        Default 0.5: measured best with fitted policies (README, 'Does it work?'); every sample augmented (``p=1``)
-        cost accuracy where the policy's sequences are strong for the data.
+        Default 1.0, as :class:`~learned_augment.LearnedPolicyTransform`'s (measured best with the default short
+        sequences; long L = 10 sequences measured best at ``p=0.5``).
     seed:
         ``None`` (default): every call draws from PyTorch's global generator, so ``torch.manual_seed`` makes a run
         reproducible. A non-negative int: the k-th training-mode call (``k =`` :attr:`step`, from 0) draws from a
@@ -91,7 +92,7 @@ class PolicyAugment(nn.Module):
     def __init__(
         self,
         policy: Policy | str | os.PathLike[str],
-        p: float = 0.5,
+        p: float = 1.0,
         seed: int | None = None,
         interpolation: Any = "bilinear",
     ) -> None:
@@ -114,11 +115,11 @@ class PolicyAugment(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, name: str, p: float = 0.5, seed: int | None = None, interpolation: Any = "bilinear"
+        cls, name: str, p: float | None = None, seed: int | None = None, interpolation: Any = "bilinear"
     ) -> PolicyAugment:
-        """A module around a shipped policy (see :func:`learned_augment.list_pretrained`); ``p`` defaults to 0.5, as
-        in the constructor."""
-        return cls(PRETRAINED_PREFIX + name, p=p, seed=seed, interpolation=interpolation)
+        """A module around a shipped policy (see :func:`learned_augment.list_pretrained`); ``p`` defaults to the p
+        its model card measured (:func:`~learned_augment.pretrained.card_p`)."""
+        return cls(PRETRAINED_PREFIX + name, p=card_p(name) if p is None else p, seed=seed, interpolation=interpolation)
 
     @property
     def policy(self) -> Policy:

@@ -37,6 +37,17 @@ def model_card(name: str) -> dict[str, Any]:
     return json.loads(card.read_text()) if card.is_file() else {}
 
 
+def card_p(name: str) -> float:
+    """The p a shipped policy was measured with (its card's ``end_model.settings.p_augment``), else 1.0.
+
+    ``from_pretrained`` applies a shipped policy as its card measured it: policies with long sequences (L = 10) were
+    measured, and are best, at p = 0.5; the default short ones at p = 1.
+    """
+    settings = model_card(name).get("end_model", {}).get("settings", {})
+    p = settings.get("p_augment") if isinstance(settings, dict) else None
+    return float(p) if isinstance(p, (int, float)) and not isinstance(p, bool) and 0.0 <= p <= 1.0 else 1.0
+
+
 def load_pretrained(name: str) -> Any:
     """Load a shipped policy (``Policy``) or refiner (``Refiner``) by name."""
     from ..io import read_metadata

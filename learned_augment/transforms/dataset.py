@@ -20,7 +20,7 @@ class PolicyAugmentedDataset(torch.utils.data.Dataset):
         TFs, any data or ``(data, label, ...)`` tuples (token lists, audio arrays, ...).
     transform:
         Usually a :class:`LearnedPolicyTransform` built with ``p=1.0``, so that ``p_augment`` alone sets the
-        fraction replaced (the transform's default ``p=0.5`` would halve it); any callable on the items' first
+        fraction replaced (a transform with ``p=0.5`` would halve it); any callable on the items' first
         element works.
     p_augment:
         Fraction of samples replaced, or a callable ``epoch -> fraction`` (a schedule; see :meth:`set_epoch`).

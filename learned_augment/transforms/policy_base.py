@@ -43,7 +43,7 @@ def process_rank(hint: int | None = None) -> int:
 class PolicyTransformBase(DualTransform):
     """The shared core; see :class:`~learned_augment.transforms.LearnedPolicyTransform` for the arguments."""
 
-    def __init__(self, policy: Any, p: float = 0.5, seed: int | None = None, interpolation: Any = "bilinear") -> None:
+    def __init__(self, policy: Any, p: float = 1.0, seed: int | None = None, interpolation: Any = "bilinear") -> None:
         p = check_probability(p)
         seed = check_seed(seed)
         interpolation = resolve_interpolation(interpolation)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..ops.sequence import apply_sequence
+from ..pretrained import card_p
 from .inputs import (
     collect_tv_targets,
     find_image,
@@ -39,9 +40,10 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
         A fitted :class:`~learned_augment.policy.Policy`, a path to a policy file, or ``"pretrained:<name>"``.
         Only path and pretrained sources can be written by ``A.to_dict``.
     p:
-        Probability in [0, 1] of augmenting a given call (per sample for batched tensors). Default 0.5: measured
-        best with fitted policies (README, 'Does it work?'); every sample augmented (``p=1``) cost accuracy where the
-        policy's sequences are strong for the data. Pass ``p=1.0`` to augment every call (previews, benchmarks).
+        Probability in [0, 1] of augmenting a given call (per sample for batched tensors). Default 1.0: every call
+        gets a fresh sequence, as RandAugment and TrivialAugment augment every image; with the default short
+        sequences (``fit_policy``'s L = 2) this measured best (README, 'Does it work?'). Long sequences (L = 10, as
+        policies were fitted before 0.2) measured best at ``p=0.5``.
     seed:
         ``None`` or an integer >= 0; makes the stream of sequences reproducible. In the main process
         (``num_workers=0``) the stream starts from ``seed`` and continues from call to call and epoch to epoch. In
@@ -91,11 +93,11 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
 
     @classmethod
     def from_pretrained(
-        cls, name: str, p: float = 0.5, seed: int | None = None, interpolation: Any = "bilinear"
+        cls, name: str, p: float | None = None, seed: int | None = None, interpolation: Any = "bilinear"
     ) -> LearnedPolicyTransform:
-        """A transform around a shipped policy (see :func:`learned_augment.list_pretrained`); ``p`` defaults to 0.5,
-        as in the constructor."""
-        return cls(PRETRAINED_PREFIX + name, p=p, seed=seed, interpolation=interpolation)
+        """A transform around a shipped policy (see :func:`learned_augment.list_pretrained`); ``p`` defaults to the
+        p its model card measured (:func:`~learned_augment.pretrained.card_p`)."""
+        return cls(PRETRAINED_PREFIX + name, p=card_p(name) if p is None else p, seed=seed, interpolation=interpolation)
 
     def __call__(self, *args: Any, force_apply: bool = False, **kwargs: Any) -> Any:
         if args and not kwargs:
