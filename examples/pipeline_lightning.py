@@ -35,6 +35,9 @@ import learned_augment as la
 from learned_augment.data import load_sample
 
 POLICY = "mnist-lstm"
+# Half the images left untouched (the default for this policy is every image): the draws then show which were
+# augmented, and that the streams decide it.
+P = 0.5
 
 
 class AugmentedDigits(Dataset):
@@ -72,7 +75,7 @@ class DigitsDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         images, labels = load_sample()
-        transform = la.LearnedPolicyTransform.from_pretrained(POLICY, seed=self.seed)
+        transform = la.LearnedPolicyTransform.from_pretrained(POLICY, p=P, seed=self.seed)
         self.train_set = AugmentedDigits(images[: self.n], labels[: self.n], transform)
 
     def train_dataloader(self) -> DataLoader:

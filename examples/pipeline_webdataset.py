@@ -29,6 +29,9 @@ import learned_augment as la
 from learned_augment.data import load_sample
 
 POLICY = "mnist-lstm"
+# Half the images left untouched (the default for this policy is every image): the draws then show which were
+# augmented, and that the streams decide it.
+P = 0.5
 
 
 def write_shards(folder: Path, images: np.ndarray, labels: np.ndarray, shards: int) -> list[str]:
@@ -69,7 +72,7 @@ class RecordDraw:
 
 
 def make_loader(urls: list[str], seed: int, workers: int) -> wds.WebLoader:
-    transform = la.LearnedPolicyTransform.from_pretrained(POLICY, seed=seed)
+    transform = la.LearnedPolicyTransform.from_pretrained(POLICY, p=P, seed=seed)
     dataset = (
         # shardshuffle=False: the default worker splitter hands shard i to worker i % workers.
         wds.WebDataset(urls, shardshuffle=False)

@@ -147,6 +147,17 @@ def sequences(draws: list[dict[str, Any]]) -> list[tuple[int, ...]]:
     return [tuple(d["tf_ids"]) for d in draws if d["tf_ids"] is not None]
 
 
+def same_kth(first: list[Any], second: list[Any]) -> int:
+    """How many k-th draws of two streams are equal. The shipped policy draws two TFs of 56, so independent streams
+    repeat a sequence by chance; one stream used twice repeats all of them."""
+    return sum(a == b for a, b in zip(first, second))
+
+
+def by_chance(n: int) -> int:
+    """At most this many of n independent draws may coincide (chance: about n / 1,000 for this policy)."""
+    return max(1, n // 20)
+
+
 # ---------------------------------------------------------------------------------------------- Lightning, DDP
 
 
@@ -156,25 +167,25 @@ def test_lightning_ranks_draw_distinct_sequences(lightning_reports: list[dict[st
     rank0, rank1 = report["draws"]
     assert len(rank0) == len(rank1) == 2 * 4 * 16  # epochs * batches * batch size
     # The ranks are seeded alike; without the rank in the streams they would draw the same k-th sequences.
-    assert not set(sequences(rank0)) & set(sequences(rank1))
-    assert all(a["tf_ids"] != b["tf_ids"] for a, b in zip(rank0, rank1) if a["tf_ids"] is not None)
+    pairs = [(a["tf_ids"], b["tf_ids"]) for a, b in zip(rank0, rank1) if a["tf_ids"] and b["tf_ids"]]
+    assert pairs and same_kth(*zip(*pairs)) <= by_chance(len(pairs))
     for row in report["summary"]:
-        assert row["shared_with_other_ranks"] == 0.0
-        assert row["distinct_sequences"] == row["augmented"], "a rank drew a sequence twice"
+        assert row["distinct_sequences"] >= 0.8 * row["augmented"], "a rank repeated its sequences"
 
 
 def test_lightning_applies_the_policy_to_about_half(lightning_reports: list[dict[str, Any]]) -> None:
     for row in lightning_reports[0]["summary"]:
         assert 0.3 < row["augmented"] / row["samples"] < 0.7, row  # p=0.5 over 128 samples
     tf_ids = {i for rank in lightning_reports[0]["draws"] for seq in sequences(rank) for i in seq}
-    assert len(tf_ids) > 5 and all(0 <= i < 25 for i in tf_ids)  # the mnist TF set has 25 TFs
+    n_tfs = len(la.load_pretrained("mnist-lstm").tfset)
+    assert len(tf_ids) > 5 and all(0 <= i < n_tfs for i in tf_ids)
 
 
 def test_lightning_epochs_draw_afresh(lightning_reports: list[dict[str, Any]]) -> None:
     for draws in lightning_reports[0]["draws"]:
         first = sequences([d for d in draws if d["epoch"] == 0])
         second = sequences([d for d in draws if d["epoch"] == 1])
-        assert first and second and not set(first) & set(second)
+        assert first and second and same_kth(first, second) <= by_chance(min(len(first), len(second)))
 
 
 def test_lightning_second_run_draws_the_same(lightning_reports: list[dict[str, Any]]) -> None:
@@ -230,9 +241,11 @@ def test_webdataset_workers_augment_the_same_images_differently(wds_reports: lis
         assert set(by_worker[0]) == set(by_worker[1]) == {f"{i:06d}" for i in range(32)}
         both = [k for k in by_worker[0] if by_worker[0][k]["tf_ids"] and by_worker[1][k]["tf_ids"]]
         assert both, "no image was augmented by both workers"
-        assert all(by_worker[0][k]["tf_ids"] != by_worker[1][k]["tf_ids"] for k in both)
-        assert all(by_worker[0][k]["digest"] != by_worker[1][k]["digest"] for k in both)
-    assert all(r["same_as_other_workers"] == 0 and r["distinct_sequences"] == r["augmented"] for r in report["summary"])
+        pair = ([by_worker[w][k]["tf_ids"] for k in both] for w in (0, 1))
+        assert same_kth(*pair) <= by_chance(len(both))
+        pair = ([by_worker[w][k]["digest"] for k in both] for w in (0, 1))
+        assert same_kth(*pair) <= by_chance(len(both))
+    assert all(r["distinct_sequences"] >= 0.8 * r["augmented"] for r in report["summary"])
 
 
 def test_webdataset_applies_the_policy(wds_reports: list[dict[str, Any]], raw_digests: dict[int, str]) -> None:
@@ -247,7 +260,7 @@ def test_webdataset_epochs_draw_afresh(wds_reports: list[dict[str, Any]]) -> Non
     for worker in (0, 1):
         first = sequences([d for d in draws if d["epoch"] == 0 and d["worker"] == worker])
         second = sequences([d for d in draws if d["epoch"] == 1 and d["worker"] == worker])
-        assert not set(first) & set(second)
+        assert first and second and same_kth(first, second) <= by_chance(min(len(first), len(second)))
 
 
 def test_webdataset_second_run_draws_the_same(wds_reports: list[dict[str, Any]]) -> None:
