@@ -195,7 +195,7 @@ def _cifar10_card(folder: Path, model: str, res: dict[str, Any] | None) -> dict[
     }
     row = _row(res, "tanda-lstm" if model == "lstm" else "tanda-mf") if res else None
     if res and row:
-        base = {k: _row(res, k) for k in ("heuristic", "basic", "trivialaugment", "randaugment", "autoaugment")}
+        base = {k: _row(res, k) for k in ("heuristic", *BASELINE_ROWS)}
         heur = base["heuristic"]["acc_mean"] if base["heuristic"] else float("nan")
         card["summary"] += (
             f"; {row['acc_mean']:.2f}% vs {heur:.2f}% (random sequences) with {res['settings']['labels']} labels, "
