@@ -61,8 +61,10 @@ from torchvision.transforms import v2
 
 import learned_augment as la
 from learned_augment.fit import fit_policy
+from learned_augment.fit import loop as fit_loop
 from learned_augment.fit.loop import MIN_STEPS
 from learned_augment.ops import TFSet, get_tfset
+from learned_augment.ops.tfset import NAMED_SETS
 from learned_augment.policy import Policy, UniformPolicy
 from learned_augment.transforms import LearnedPolicyTransform, PolicyAugmentedDataset
 from learned_augment.viz import frequency_png, image_grid, write_png
@@ -386,8 +388,11 @@ def _split_outside_parentheses(text: str, sep: str) -> list[str]:
 
 
 def parse_tfs(text: str) -> TFSet:
-    """``--tfs``: a named set, optionally with extra TF ids appended by ``+`` (``mnist+identity+rotate(+90)``)."""
+    """``--tfs``: a named set, optionally with extra TF ids appended by ``+`` (``mnist+identity+rotate(+90)``), or
+    TF ids alone joined by ``+`` (``rotate(+5)+hflip``)."""
     name, *extra = _split_outside_parentheses(text, "+")
+    if name not in NAMED_SETS:
+        return TFSet([name, *extra], name=text)
     base = get_tfset(name)
     return TFSet(base.ids + extra, name=text) if extra else base
 
@@ -427,6 +432,9 @@ def fit_one(name: str, pool: np.ndarray, args: argparse.Namespace, log_every: in
                 flush=True,
             )
 
+    floor = fit_loop.NO_OP_FLOOR
+    if args.no_op_floor is not None:
+        fit_loop.NO_OP_FLOOR = args.no_op_floor
     try:
         return fit_policy(
             pool,
@@ -439,6 +447,8 @@ def fit_one(name: str, pool: np.ndarray, args: argparse.Namespace, log_every: in
         )
     except FloatingPointError as exc:
         raise SystemExit(f"error: fitting {name} failed: {exc}") from None
+    finally:
+        fit_loop.NO_OP_FLOOR = floor
 
 
 def fit_summary(policy: Policy, source: str) -> dict[str, Any]:
@@ -587,6 +597,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group.add_argument("--jitter", action="store_true", default=None, help="sub-pixel jitter before the discriminator")
     group.add_argument("--fit-seed", type=int, default=0)
     group.add_argument("--fit-limit", type=int, help="fit on a random subset of this many pool images")
+    group.add_argument(
+        "--no-op-floor",
+        type=float,
+        help="experiment: the diversity charge's floor (learned_augment.fit.loop.NO_OP_FLOOR; library: 1e-6)",
+    )
     ap.add_argument("--threads", type=int, default=2, help="torch threads (on a busy shared machine 1 can be faster)")
     ap.add_argument(
         "--workers",
@@ -618,6 +633,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("--p-augment must be in [0, 1]")
     if args.first_seed < 0:
         ap.error("--first-seed must be >= 0")
+    if args.no_op_floor is not None and not 0 < args.no_op_floor < float("inf"):
+        ap.error("--no-op-floor must be a positive number")
     args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
     if args.seeds < 1 or (args.fit_steps is not None and args.fit_steps < 1):
         ap.error("--seeds and --fit-steps must be >= 1")
@@ -699,6 +716,7 @@ def main(argv: list[str] | None = None) -> None:
         "seq_len": seq_len,
         "fit": {
             "overrides": fit_overrides(args) or "none: fit_policy's defaults",
+            **({"no_op_floor": args.no_op_floor} if args.no_op_floor is not None else {}),
             "seed": args.fit_seed,
             "pool_images": min(len(split.pool_x), args.fit_limit or len(split.pool_x)),
         },

@@ -142,3 +142,29 @@ def test_tfs_flag_appends_ids_that_hold_a_plus_sign(script: ModuleType) -> None:
     tfs = script.parse_tfs("mnist+identity+rotate(+90)+cutout(0.5)")
     assert tfs.ids[-3:] == ["identity", "rotate(+90)", "cutout(0.5)"]
     assert len(tfs) == len(la.get_tfset("mnist")) + 3
+
+
+def test_tfs_flag_takes_ids_alone(script: ModuleType) -> None:
+    """Without a named set first, ``--tfs`` is the listed ids only (a vocabulary minus some TFs, for instance)."""
+    tfs = script.parse_tfs("rotate(+5)+hflip+cutout(0.25)")
+    assert tfs.ids == ["rotate(+5)", "hflip", "cutout(0.25)"]
+    with pytest.raises(KeyError, match="unknown TF 'no_such_tf'"):
+        script.parse_tfs("rotate(+5)+no_such_tf")
+
+
+def test_no_op_floor_flag_holds_only_during_the_fit(
+    script: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--no-op-floor`` sets the diversity charge's floor for the fit and puts the library's back afterwards."""
+    from learned_augment.fit import loop
+
+    library = loop.NO_OP_FLOOR
+    seen = []
+    monkeypatch.setattr(script, "fit_policy", lambda *a, **k: seen.append(loop.NO_OP_FLOOR) or "fitted")
+    base = ["--data", str(tmp_path), "--dataset", "mnist", "--out", str(tmp_path / "o"), "--tfs", "default"]
+    args = script.parse_args([*base, "--no-op-floor", "1e-3"])
+    assert script.fit_one("tanda-lstm", np.zeros((4, 8, 8, 1), np.uint8), args, 10) == "fitted"
+    assert seen == [1e-3] and loop.NO_OP_FLOOR == library
+    for bad in ("0", "-1", "inf"):
+        with pytest.raises(SystemExit):
+            script.parse_args([*base, "--no-op-floor", bad])

@@ -7,7 +7,8 @@ keeping every prefix ``x_0 .. x_L``. Then:
   sequence per item (label 0), both in one batch (so batch norm cannot normalise away what all fakes share).
 * **Generator step** (REINFORCE): the per-step cost is ``c_t = -log D(x_t) + diversity / (d(x_0, x_t) + 1e-6)``, with
   ``d`` the mean squared difference relative to the variance of the real batch, so that ``diversity`` means the same
-  whatever scale ``collate`` gives the data (the term keeps the policy off null sequences such as "flip, flip").
+  whatever scale ``collate`` gives the data (the term keeps the policy off null sequences such as "flip, flip"; the
+  1e-6 is :data:`NO_OP_FLOOR`).
   Rewards are the cost differences ``c_t - c_{t-1}``, returns are discounted by ``gamma``, the baseline is the
   per-step batch mean, and the loss is ``sum_t log pi(tau_t) * advantage_t`` averaged over sequences.
 
@@ -51,6 +52,13 @@ CHECKPOINT_KIND = "fit_checkpoint"
 # A fit from ``epochs`` runs at least this many steps: one epoch of 1,000 images at batch 32 is 31 steps, too few
 # for the discriminator to learn what destroys the data, let alone for the policy to follow it.
 MIN_STEPS = 500
+
+# The diversity charge is ``diversity / (d + NO_OP_FLOOR)``: at most ``diversity / NO_OP_FLOOR`` (1,000 nats with
+# the default diversity) for a sequence that changes nothing. A charge that large is what saturates the LSTM: where
+# a TF is a no-op on a few images only (colour TFs on the ~5% near-grey CIFAR-10 images), one such sequence swamps
+# a step. With 1e-3 (at most 1 nat) the policy tracks realism instead, and lost on digits (README, "Why CIFAR-10
+# still loses"); kept at 1e-6 until something better is measured. ``examples/policy_realism.py`` varies it.
+NO_OP_FLOOR = 1e-6
 
 # fit_policy's ``rollouts`` values: how the prefixes x_0 .. x_L are made.
 ROLLOUTS = ("auto", "per_image", "batched")
@@ -537,7 +545,7 @@ class _Run:
         local = torch.stack(
             [
                 d_loss.detach(),
-                cost[:, -1].mean() - (diversity / (dist[:, -1] + 1e-6)).mean(),
+                cost[:, -1].mean() - (diversity / (dist[:, -1] + NO_OP_FLOOR)).mean(),
                 -(cost[:, -1] - cost[:, 0]).mean(),
                 dist[:, -1].mean(),
                 g_loss_pg.detach(),
@@ -665,7 +673,7 @@ class _Run:
         # would wrap around when subtracted.
         scale = _variance(real, self.group).clamp_min(1e-12)
         dist = (stacked[1:].float() - stacked[:1].float()).pow(2).flatten(2).mean(2).T / scale
-        cost[:, 1:] = cost[:, 1:] + diversity / (dist + 1e-6)
+        cost[:, 1:] = cost[:, 1:] + diversity / (dist + NO_OP_FLOOR)
         deltas = cost[:, 1:] - cost[:, :-1]
         returns = torch.zeros_like(deltas)
         acc = torch.zeros(deltas.shape[0], device=dev)
