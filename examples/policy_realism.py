@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -146,7 +148,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{floor:>12g} {row['spearman_vs_detectability']:>+9.2f} {row['entropy_ratio']:>8.3f} "
             f"{u['step5']!s:>9} {u['step50']!s:>5} {u['end']:>5}  {top}"
         )
+    args = sys.argv[1:] if argv is None else argv
     result = {
+        "command": shlex.join(["python", "examples/policy_realism.py", *args]),
         "settings": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}, "tfs": "default"},
         "detectability": dict(zip(tfset.ids, (round(float(d), 4) for d in detect))),
         "fits": fits,

@@ -55,6 +55,8 @@ def test_script_on_fake_digits(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert len(report["detectability"]) == len(la.get_tfset("default"))
+    assert report["command"].startswith("python examples/policy_realism.py --mnist ")
+    assert "--floors 1e-6,1e-3" in report["command"]
     assert [f["no_op_floor"] for f in report["fits"]] == [1e-6, 1e-3]
     for fit in report["fits"]:
         assert -1.0 <= fit["spearman_vs_detectability"] <= 1.0
