@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -216,21 +217,55 @@ def warp_affine_image(image: np.ndarray, m: np.ndarray, interpolation: str = "bi
     return restore_shape(out, image)
 
 
-def _nearest_gather(arr: np.ndarray, src_x: np.ndarray, src_y: np.ndarray) -> np.ndarray:
-    """Nearest-neighbour resampling for masks of any dtype and channel count (replicated borders)."""
-    h, w = arr.shape[:2]
-    ix = np.clip(np.rint(src_x), 0, w - 1).astype(np.intp)
-    iy = np.clip(np.rint(src_y), 0, h - 1).astype(np.intp)
-    return arr[iy, ix]
+def mask_mover(resample: Callable[[np.ndarray], np.ndarray], like: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``move(mask)``: moves masks to the pixels that nearest resampling of the image ``like`` takes.
+
+    OpenCV breaks ties and near-ties (coordinates half-way between two pixels, as a zoom makes on even sizes)
+    differently in its fixed-point warp and in its IPP one, which it picks by the image's dtype. No rounding rule
+    written here would match every build, so the source pixels are found by ``resample``-ing images of ``like``'s
+    dtype and channel count that hold each pixel's own flat index.
+
+    Parameters
+    ----------
+    resample:
+        One geometric step with nearest resampling, e.g. ``partial(warp_affine_image, m=m, interpolation="nearest")``.
+    like:
+        The image the masks belong to: ``(H, W)`` or ``(H, W, C)``, uint8 or float32.
+
+    Returns
+    -------
+    ``move``, taking a ``(H, W, ...)`` mask of any dtype to a new one of the same shape and dtype. The source pixels
+    are found on its first call only, and shared by the masks after it.
+    """
+    h, w = like.shape[:2]
+    found: list[np.ndarray] = []
+
+    def move(mask: np.ndarray) -> np.ndarray:
+        if not found:
+            found.append(_source_pixels(resample, like))
+        return mask.reshape(h * w, *mask.shape[2:])[found[0]]
+
+    return move
 
 
-def warp_affine_mask(mask: np.ndarray, m: np.ndarray) -> np.ndarray:
-    h, w = mask.shape[:2]
-    inv = np.linalg.inv(m)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
-    sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
-    return _nearest_gather(mask, sx, sy)
+def _source_pixels(resample: Callable[[np.ndarray], np.ndarray], like: np.ndarray) -> np.ndarray:
+    """``(H, W)`` intp: the flat index of the pixel that ``resample`` takes each output pixel of ``like`` from."""
+    h, w = like.shape[:2]
+    channels = 1 if like.ndim == 2 else like.shape[2]
+    # float32 holds every integer up to 2**24 exactly; the index is written in as many digits as it needs.
+    base = 256 if like.dtype == np.uint8 else 1 << 24
+    count = 1
+    while base**count < h * w:
+        count += 1
+    index = np.arange(h * w, dtype=np.int64).reshape(h, w)
+    digits = [(index // base**k % base).astype(like.dtype) for k in range(count)]
+    digits += [np.zeros_like(digits[0])] * (-count % channels)
+    src = np.zeros((h, w), dtype=np.intp)
+    for first in range(0, len(digits), channels):
+        out = resample(np.dstack(digits[first : first + channels])).reshape(h, w, channels)
+        for c in range(channels):
+            src += out[..., c].astype(np.intp) * base ** (first + c)
+    return src
 
 
 def warp_image(image: np.ndarray, warp: Warp, interpolation: str = "bilinear") -> np.ndarray:
@@ -275,10 +310,6 @@ def compose_geometry(steps: list[np.ndarray | Warp], h: int, w: int) -> Warp:
         return pts
 
     return Warp(coords[..., 0], coords[..., 1], forward, coords)
-
-
-def warp_mask(mask: np.ndarray, warp: Warp) -> np.ndarray:
-    return _nearest_gather(mask, warp.map_x, warp.map_y)
 
 
 def affine_points(pts: np.ndarray, m: np.ndarray) -> np.ndarray:

@@ -143,7 +143,8 @@ def apply_sequence(
         How geometric TFs resample the image: ``"bilinear"`` (default) or ``"nearest"`` (torchvision's
         ``InterpolationMode`` and ``cv2.INTER_LINEAR`` / ``cv2.INTER_NEAREST`` work too). Nearest is what
         torchvision's AutoAugment family uses by default; its warps are about 4x faster at 224x224 and geometric
-        TFs then only copy existing pixel values. Masks always use nearest; boxes and keypoints do not depend on it.
+        TFs then only copy existing pixel values. Masks always use nearest, taking the very pixels a nearest image
+        takes (so a mask equal to the image stays equal to it); boxes and keypoints do not depend on it.
 
     Returns
     -------
@@ -172,14 +173,16 @@ def apply_sequence(
             m = _affine_run(tuple((e.tf.fn, e.magnitude) for e in group), h, w)
             img = geo.warp_affine_image(img, m, interp)
             if tgt:
-                _move_targets(tgt, lambda a, m=m: geo.warp_affine_mask(a, m), lambda p, m=m: geo.affine_points(p, m))
+                move = geo.mask_mover(functools.partial(geo.warp_affine_image, m=m, interpolation="nearest"), img)
+                _move_targets(tgt, move, lambda p, m=m: geo.affine_points(p, m))
         elif kind == Kind.POINT:
             img = _apply_points(img, group)
         elif kind == Kind.WARP:
             wp = _geometric_run(group, h, w, gen)
             img = geo.warp_image(img, wp, interp)
             if tgt:
-                _move_targets(tgt, lambda a, wp=wp: geo.warp_mask(a, wp), lambda p, wp=wp: geo.warp_points(p, wp))
+                move = geo.mask_mover(functools.partial(geo.warp_image, warp=wp, interpolation="nearest"), img)
+                _move_targets(tgt, move, lambda p, wp=wp: geo.warp_points(p, wp))
         elif kind == Kind.IMAGE:
             e = group[0]
             img = e.tf.fn(img, e.magnitude, gen)

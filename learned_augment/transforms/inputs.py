@@ -1,5 +1,5 @@
 """Input dispatch for the positional (torchvision) protocol: PIL images, numpy HWC arrays, CHW / BCHW tensors,
-tv_tensors and v2 samples, flattened into leaves, the image found among them, and each converted once to the
+tv_tensors and v2 samples, flattened into leaves, the images found among them, and each converted once to the
 canonical numpy HWC form and back.
 
 torchvision is imported only where a tensor is present: importing it costs seconds in every fresh worker.
@@ -41,25 +41,73 @@ def unflatten(flat: list[Any], spec: Any) -> Any:
     return tree_unflatten(flat, spec)
 
 
-def find_image(flat: list[Any]) -> int | None:
-    """torchvision's rule: an explicit image (tv_tensors.Image, PIL) wins; else the first plain tensor or array."""
+def find_images(flat: list[Any]) -> list[int]:
+    """Positions of the images among ``flat``, by torchvision v2's rule (``Transform._needs_transform_list``):
+    every ``tv_tensors.Image`` and PIL image; where there is none, the first plain tensor or numpy array only (v2
+    leaves other plain tensors alone: datasets put labels and other numbers in them).
+
+    Raises
+    ------
+    TypeError
+        If ``flat`` holds a ``tv_tensors.Video``, which v2 would transform and this transform cannot.
+    """
     if len(flat) == 1 and (isinstance(flat[0], np.ndarray) or is_pil(flat[0])):
-        return 0
-    if not any(isinstance(x, torch.Tensor) for x in flat):
+        return [0]
+    if any(isinstance(x, torch.Tensor) for x in flat):
+        from torchvision import tv_tensors
+
+        if any(isinstance(x, tv_tensors.Video) for x in flat):
+            raise TypeError(
+                "tv_tensors.Video is not supported; pass the frames as tv_tensors.Image leaves of one sample "
+                "(e.g. a list), which share one draw"
+            )
+        explicit = [i for i, x in enumerate(flat) if isinstance(x, tv_tensors.Image) or is_pil(x)]
+        plain = (i for i, x in enumerate(flat) if isinstance(x, np.ndarray) or is_pure_tensor(x))
+    else:
         # No tensor, so no tv_tensor either: importing torchvision would cost seconds in every fresh worker.
-        pil = next((i for i, x in enumerate(flat) if is_pil(x)), None)
-        return pil if pil is not None else next((i for i, x in enumerate(flat) if isinstance(x, np.ndarray)), None)
+        explicit = [i for i, x in enumerate(flat) if is_pil(x)]
+        plain = (i for i, x in enumerate(flat) if isinstance(x, np.ndarray))
+    if explicit:
+        return explicit
+    first = next(plain, None)
+    return [] if first is None else [first]
+
+
+def find_image(flat: list[Any]) -> int | None:
+    """The first of :func:`find_images`, ``None`` where there is none."""
+    positions = find_images(flat)
+    return positions[0] if positions else None
+
+
+def is_pure_tensor(x: Any) -> bool:
+    """A tensor that is not a tv_tensor (call only where a tensor is present: it imports torchvision)."""
     from torchvision import tv_tensors
 
-    for i, x in enumerate(flat):
-        if isinstance(x, tv_tensors.Image) or is_pil(x):
-            return i
-    for i, x in enumerate(flat):
-        if isinstance(x, torch.Tensor) and not isinstance(x, tv_tensors.TVTensor):
-            return i
-        if isinstance(x, np.ndarray):
-            return i
-    return None
+    return isinstance(x, torch.Tensor) and not isinstance(x, tv_tensors.TVTensor)
+
+
+def shared_size(images: list[Any]) -> tuple[int, int]:
+    """The ``(H, W)`` of ``images``, which must agree: one draw's random TFs (a cutout's place, an elastic field)
+    are drawn for one size, and targets move at that size (v2's size-dependent transforms refuse such samples too).
+    """
+    sizes = {image_hw(x) for x in images}
+    if len(sizes) > 1:
+        shown = " and ".join(f"{h}x{w}" for h, w in sorted(sizes))
+        raise ValueError(
+            f"the images of a sample share one draw, so they must have the same height and width; got {shown}"
+        )
+    return sizes.pop()
+
+
+def match_layout(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``out``, a ``(C, H, W)`` or ``(B, C, H, W)`` result for ``like``, in the memory layout torchvision's kernels
+    give: channels-last memory (HWC behind the CHW shape) where ``like`` has it, else contiguous (a copy at most)."""
+    batch = like if like.ndim == 4 else like.unsqueeze(0)
+    if like.is_contiguous() or not batch.is_contiguous(memory_format=torch.channels_last):
+        return out.contiguous()
+    if out.ndim == 4:
+        return out.contiguous(memory_format=torch.channels_last)
+    return out.unsqueeze(0).contiguous(memory_format=torch.channels_last)[0]
 
 
 def wrap_like(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -111,7 +159,7 @@ def map_single_image(image: Any, fn: Any) -> Any:
         else:
             raise TypeError(f"tensor images must be uint8 or floating point in [0, 1], got {dtype}")
         out = torch.from_numpy(np.ascontiguousarray(fn(np.ascontiguousarray(arr)))).permute(2, 0, 1)
-        return wrap_like(out.to(device=image.device, dtype=dtype), image)
+        return wrap_like(match_layout(out, image).to(device=image.device, dtype=dtype), image)
     if isinstance(image, np.ndarray):
         if image.dtype in (np.float16, np.float64):
             return fn(image.astype(np.float32)).astype(image.dtype)
@@ -122,9 +170,11 @@ def map_single_image(image: Any, fn: Any) -> Any:
 _BOX_FORMATS = ("XYXY", "XYWH", "CXCYWH")
 
 
-def collect_tv_targets(flat: list[Any], image_pos: int) -> tuple[dict[str, Any], list[tuple[int, str, Any]]]:
+def collect_tv_targets(
+    flat: list[Any], image_positions: list[int]
+) -> tuple[dict[str, Any], list[tuple[int, str, Any]]]:
     """Gather tv_tensors targets as ops targets (pixel boxes XYXY, HWC masks, (N, 2) keypoints)."""
-    if not any(isinstance(x, torch.Tensor) for i, x in enumerate(flat) if i != image_pos):
+    if not any(isinstance(x, torch.Tensor) for i, x in enumerate(flat) if i not in image_positions):
         return {}, []
     from torchvision import tv_tensors
     from torchvision.transforms.v2 import functional as TF
@@ -133,7 +183,7 @@ def collect_tv_targets(flat: list[Any], image_pos: int) -> tuple[dict[str, Any],
     slots: list[tuple[int, str, Any]] = []
     masks: list[np.ndarray] = []
     for i, x in enumerate(flat):
-        if i == image_pos:
+        if i in image_positions:
             continue
         if isinstance(x, tv_tensors.BoundingBoxes):
             if "bboxes" in targets:
@@ -179,7 +229,7 @@ def restore_tv_targets(
             mask, lead = orig
             hwc = moved["masks"][int(key.split(":")[1])]
             chw = torch.from_numpy(np.ascontiguousarray(hwc)).reshape(h, w, -1).permute(2, 0, 1)
-            flat[i] = tv_tensors.wrap(chw.reshape(*lead, h, w).to(mask.device, mask.dtype), like=mask)
+            flat[i] = tv_tensors.wrap(chw.reshape(*lead, h, w).contiguous().to(mask.device, mask.dtype), like=mask)
         elif key == "keypoints":
             pts = torch.from_numpy(moved["keypoints"][:, :2]).to(orig.dtype).reshape(orig.shape)
             flat[i] = tv_tensors.wrap(pts.to(orig.device), like=orig)

@@ -12,6 +12,33 @@ import numpy as np
 
 from .policy_base import PolicyTransformBase, process_rank
 
+_ANGLE, _SCALE = 3, 4
+"""Columns of a keypoint's angle and scale in Albumentations 2's internal ``[x, y, z, angle, scale, ...]``."""
+
+_STEP = 0.5
+"""Pixels between a keypoint and the points that measure how its angle and scale change. Any step is exact for
+affine TFs. A swirl's direction is then within 0.5 degrees of its derivative; an elastic field (smoothed at 1 px,
+sampled by OpenCV on a 1/32 px grid) has no direction finer than about this."""
+
+
+def _turn_and_scale(along: np.ndarray, across: np.ndarray, moved: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """How far (radians, towards +y) the sequence turns direction ``along`` at each keypoint, and by how much it
+    scales lengths there: the square root of the local area change, so rotations, flips and shears keep a scale
+    and ``zoom(z)`` multiplies it by z, as in ``A.Affine``.
+
+    ``along``, ``across``: ``(N, 2)`` steps from each keypoint before the move; ``moved``: ``(3N, 2)`` the
+    keypoints, then the points a step along, then a step across, after it.
+    """
+    along_after, across_after = moved[n : 2 * n] - moved[:n], moved[2 * n :] - moved[:n]
+
+    def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+
+    # From cross and dot products, not two atan2: a keypoint nothing moved keeps its angle to the last bit.
+    turn = np.arctan2(cross(along, along_after), (along * along_after).sum(axis=1))
+    scale = np.sqrt(np.abs(cross(along_after, across_after)) / np.abs(cross(along, across)))
+    return turn, scale
+
 
 class PolicyAlbumentationsAdapter(PolicyTransformBase):
     """The ``DualTransform`` contract over the shared core."""
@@ -82,11 +109,25 @@ class PolicyAlbumentationsAdapter(PolicyTransformBase):
         return out.astype(np.asarray(bboxes).dtype, copy=False)
 
     def apply_to_keypoints(self, keypoints: np.ndarray, tf_ids: np.ndarray, tf_seed: int, **params: Any) -> np.ndarray:
+        """Move ``(N, 5+)`` keypoints ``[x, y, z, angle, scale, ...]`` (Albumentations 2's layout: pixel-index x, y;
+        angle in radians in [0, 2 pi), measured from the x axis towards the y axis, which points down)."""
         if len(keypoints) == 0:
             return keypoints
-        moved = self._targets_only(params["shape"], tf_ids, tf_seed, keypoints=np.asarray(keypoints, np.float64))
+        kp = np.asarray(keypoints, dtype=np.float64)
+        n = len(kp)
+        # The angle and scale follow the sequence's local linear map, read off two more points a step along the
+        # angle and a step across it, moved in the same call (exact for affine TFs, a finite difference for warps).
+        along = _STEP * np.stack([np.cos(kp[:, _ANGLE]), np.sin(kp[:, _ANGLE])], axis=1)
+        across = np.stack([-along[:, 1], along[:, 0]], axis=1)
+        pts = np.concatenate([kp[:, :2], kp[:, :2] + along, kp[:, :2] + across])
+        moved = self._targets_only(params["shape"], tf_ids, tf_seed, keypoints=pts)["keypoints"]
+        turn, scale = _turn_and_scale(pts[n : 2 * n] - pts[:n], pts[2 * n :] - pts[:n], moved, n)
         out = np.asarray(keypoints).copy()
-        out[:, :2] = moved["keypoints"][:, :2]
+        out[:, :2] = moved[:n]
+        out[:, _ANGLE] = np.mod(kp[:, _ANGLE] + turn, 2.0 * np.pi)
+        # A tiny negative angle wraps to 2 pi once rounded, which Albumentations' range check refuses.
+        out[out[:, _ANGLE] >= 2.0 * np.pi, _ANGLE] = 0.0
+        out[:, _SCALE] = kp[:, _SCALE] * scale
         return out
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:

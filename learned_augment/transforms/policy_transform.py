@@ -1,8 +1,9 @@
 """``LearnedPolicyTransform``: a learned policy as a drop-in transform.
 
 Called with one positional argument it is a torchvision transform, on the model of torchvision v2's
-``flatten -> make_params -> transform -> unflatten``: the input is flattened into leaves, the image found among them,
-one call's params drawn, applied to the image and to every target with it, and the leaves put back in their places.
+``flatten -> make_params -> transform -> unflatten``: the input is flattened into leaves, the images found among them,
+one call's params drawn, applied to every image and to every target with them, and the leaves put back in their
+places.
 Called with keyword arguments it is an Albumentations ``DualTransform`` (see ``policy_albumentations``).
 """
 
@@ -18,12 +19,13 @@ from ..ops.sequence import apply_sequence
 from ..pretrained import card_p
 from .inputs import (
     collect_tv_targets,
-    find_image,
+    find_images,
     flatten,
-    image_hw,
     is_target,
     map_single_image,
+    match_layout,
     restore_tv_targets,
+    shared_size,
     unflatten,
     wrap_like,
 )
@@ -70,20 +72,28 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
     * torch tensors ``(C, H, W)`` with C in {1, 3}, uint8 or floating (float16, bfloat16, float32, float64) in
       [0, 1], on any device, and batches ``(B, C, H, W)`` (a different sequence per sample, vectorised on the
       tensor's device); ``tv_tensors.Image`` stays a ``tv_tensors.Image``;
-    * torchvision v2 samples (tuples, dicts) holding an image plus ``BoundingBoxes``, ``Mask`` and ``KeyPoints``,
-      which move with the image;
+    * torchvision v2 samples (tuples, dicts) holding images plus ``BoundingBoxes``, ``Mask`` and ``KeyPoints``,
+      which move with the images. As in v2, every ``tv_tensors.Image`` and PIL image of a sample is an image (where
+      there is none, the first plain tensor or array only), and all get the same params: the same TF sequence and
+      the same random draws (stereo pairs, multi-view samples). They must then share height and width (and batch
+      size), else ``ValueError``; ``tv_tensors.Video`` raises ``TypeError``;
     * Albumentations calls with ``image``, ``mask``, ``masks``, ``bboxes`` and ``keypoints`` (with Albumentations
       installed: ``pip install 'learned-augment[albumentations]'``);
     * for a policy whose TFs are all custom ones (:func:`~learned_augment.register_tf`, e.g. over token lists or
       audio): any data, passed to the TFs as it is given (a copy, so TFs may change it in place), as
       :func:`~learned_augment.fit_policy` passed it when fitting.
 
+    Tensor outputs are contiguous, as torchvision's kernels return them; an input in channels-last memory (HWC
+    behind the ``(C, H, W)`` shape, as ``torch.from_numpy(hwc).permute(2, 0, 1)`` gives) keeps that layout.
+
     After each call :attr:`last_params` holds what was applied (``{"applied", "tf_ids", "tf_seed", "tf_ids_str"}``;
     for a batch ``applied`` is a list and ``tf_ids`` is ``(B, L)``); pass it to :meth:`replay` to apply exactly the
     same to another input.
 
     Keypoints (torchvision ``KeyPoints``, Albumentations ``keypoints``) are in pixel-index coordinates (a mirror maps
-    ``x`` to ``W - 1 - x``), boxes in continuous ones (``x`` to ``W - x``), as in both libraries.
+    ``x`` to ``W - 1 - x``), boxes in continuous ones (``x`` to ``W - x``), as in both libraries. Albumentations
+    keypoint angles (radians, y axis down) turn with the image content, as ``A.HorizontalFlip`` and
+    ``A.RandomRotate90`` turn them, and scales change by the square root of the local area change.
 
     When images differ from those the policy was fitted on (other channels, or a height or width more than twice or
     less than half the fitted one, as recorded in ``policy.provenance["image_shape"]``; without that record, colour
@@ -118,29 +128,34 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
         if self._custom_data:
             return self._call_on_data(inputs, params)
         flat, spec = flatten(inputs)
-        image_pos = find_image(flat)
-        if image_pos is None:
+        positions = find_images(flat)
+        if not positions:
             raise TypeError(
                 "no image found in the input: pass a PIL image, a numpy HWC array or a CHW/BCHW tensor "
                 f"(got {', '.join(sorted({type(x).__name__ for x in flat})) or 'nothing'}); only a policy whose TFs "
                 "are all custom (register_tf) takes other data"
             )
-        image = flat[image_pos]
-        if isinstance(image, torch.Tensor) and image.ndim == 4:
+        images = [flat[i] for i in positions]
+        batched = [isinstance(x, torch.Tensor) and x.ndim == 4 for x in images]
+        if any(batched):
+            if not all(batched):
+                raise ValueError("a sample cannot mix (B, C, H, W) batches with single images: they share one draw")
             if any(is_target(x) for x in flat):
                 raise ValueError("batched tensors with boxes, masks or keypoints are not supported; pass one sample")
-            flat[image_pos] = self._apply_batch(image, params)
-            return unflatten(flat, spec)
+            return self._batch_sample(flat, spec, positions, params)
+        # Checked before the draw, so that a sample that cannot share one fails whatever p draws.
+        h, w = shared_size(images)
         params = self._single_params(params)
         if not params["applied"]:
             return inputs
-        targets, slots = collect_tv_targets(flat, image_pos)
-        if isinstance(image, torch.Tensor) and image.device.type != "cpu" and not targets:
+        targets, slots = collect_tv_targets(flat, positions)
+        if not targets and all(isinstance(x, torch.Tensor) and x.device.type != "cpu" for x in images):
+            # Each image seeded alike gets the same draws; the numpy path draws differently, hence all or none here.
             ids = torch.as_tensor(params["tf_ids"]).unsqueeze(0)
-            out = self._batch_kernel(image.as_subclass(torch.Tensor).unsqueeze(0), ids, params["tf_seed"])[0]
-            flat[image_pos] = wrap_like(out, image)
+            for i, image in zip(positions, images):
+                out = self._batch_kernel(image.as_subclass(torch.Tensor).unsqueeze(0), ids, params["tf_seed"])[0]
+                flat[i] = wrap_like(match_layout(out, image), image)
             return unflatten(flat, spec)
-        h, w = image_hw(image)
         if targets:
             moved_targets: Any = None
 
@@ -149,10 +164,12 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
                 res, moved_targets = self._apply_image(a, params, targets)
                 return res
 
-            flat[image_pos] = map_single_image(image, run)
+            # The targets move once, with the first image: the others share its size and its params.
+            flat[positions[0]] = map_single_image(images[0], run)
             restore_tv_targets(flat, slots, moved_targets, h, w)
-        else:
-            flat[image_pos] = map_single_image(image, lambda a: self._apply_image(a, params))
+            positions, images = positions[1:], images[1:]
+        for i, image in zip(positions, images):
+            flat[i] = map_single_image(image, lambda a: self._apply_image(a, params))
         return unflatten(flat, spec)
 
     def _single_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -186,25 +203,45 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
         self._check_fit(int(images.shape[1]), int(images.shape[2]), int(images.shape[3]))
         return out
 
-    def _apply_batch(self, images: torch.Tensor, params: dict[str, Any] | None = None) -> torch.Tensor:
-        """(B, C, H, W): one sequence per sample, Bernoulli(p) per sample, on the tensor's device."""
-        b = images.shape[0]
+    def _batch_sample(self, flat: list[Any], spec: Any, positions: list[int], params: dict[str, Any] | None) -> Any:
+        """A sample of ``(B, C, H, W)`` batches: one draw of B sequences, sample ``b`` of every batch gets the
+        ``b``-th."""
+        images = [flat[i] for i in positions]
+        shapes = {(int(x.shape[0]), int(x.shape[2]), int(x.shape[3])) for x in images}
+        if len(shapes) > 1:
+            shown = " and ".join("x".join(str(n) for n in (b, h, w)) for b, h, w in sorted(shapes))
+            raise ValueError(
+                "the batches of a sample share one draw, so they must have the same batch size, height and width; "
+                f"got B x H x W = {shown}"
+            )
+        drawn = self._batch_params(int(images[0].shape[0]), params)
+        if drawn is not None:
+            for i, image in zip(positions, images):
+                flat[i] = self._apply_batch(image, *drawn)
+        return unflatten(flat, spec)
+
+    def _batch_params(self, b: int, params: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """Per sample of a batch of ``b``: whether it is augmented (Bernoulli(p)), its sequence, and the seed; a
+        fresh draw recorded as :attr:`last_params` (``None`` for an empty batch), or ``params`` checked."""
         if params is None:
             if b == 0:
-                return images
+                return None
             self._reseed_for_context()
             apply = self._rng.random(b) < self.p if self.p < 1.0 else np.ones(b, dtype=bool)
             ids = self._sampler.take(b)
             seed = int(self._rng.integers(2**63 - 1))
             self.last_params = {"applied": apply.tolist(), "tf_ids": ids, "tf_seed": seed}
-        else:
-            ids = np.asarray(params["tf_ids"])
-            if ids.ndim != 2 or ids.shape[0] != b:
-                raise ValueError(
-                    f"params hold sequences of shape {ids.shape}, which cannot be replayed on a batch of {b} images"
-                )
-            apply = np.broadcast_to(np.asarray(params.get("applied", True), dtype=bool), (b,))
-            seed = int(params["tf_seed"])
+            return apply, ids, seed
+        ids = np.asarray(params["tf_ids"])
+        if ids.ndim != 2 or ids.shape[0] != b:
+            raise ValueError(
+                f"params hold sequences of shape {ids.shape}, which cannot be replayed on a batch of {b} images"
+            )
+        apply = np.broadcast_to(np.asarray(params.get("applied", True), dtype=bool), (b,))
+        return apply, ids, int(params["tf_seed"])
+
+    def _apply_batch(self, images: torch.Tensor, apply: np.ndarray, ids: np.ndarray, seed: int) -> torch.Tensor:
+        """(B, C, H, W): sequence ``ids[b]`` on sample ``b`` where ``apply[b]``, on the tensor's device."""
         if not apply.any():
             return images
         plain = images.as_subclass(torch.Tensor)
@@ -212,4 +249,4 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
         if not apply.all():
             keep = torch.from_numpy(~apply).to(images.device)
             out = torch.where(keep.view(-1, 1, 1, 1), plain, out)
-        return wrap_like(out, images)
+        return wrap_like(match_layout(out, images), images)

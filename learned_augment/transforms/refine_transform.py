@@ -9,7 +9,7 @@ import torch
 
 from .albumentations_base import ImageOnlyTransform, public_class_fullname
 from .arguments import check_probability, check_seed
-from .inputs import find_image, flatten, map_single_image, unflatten, wrap_like
+from .inputs import find_images, flatten, map_single_image, unflatten, wrap_like
 from .sources import resolve_refiner
 
 
@@ -70,25 +70,32 @@ class RefineSynthetic(ImageOnlyTransform):
             return super().__call__(*args, force_apply=force_apply, **kwargs)
         inputs = args[0] if len(args) == 1 else args
         flat, spec = flatten(inputs)
-        pos = find_image(flat)
-        if pos is None:
+        positions = find_images(flat)
+        if not positions:
             raise TypeError("no image found in the input: pass a PIL image, a numpy HWC array or a CHW/BCHW tensor")
-        image = flat[pos]
-        if isinstance(image, torch.Tensor) and image.ndim == 4:
-            keep = torch.from_numpy(self._rng.random(image.shape[0]) >= self.p).to(image.device)
-            out = self.refiner_obj.refine(image.as_subclass(torch.Tensor), self.direction)
-            if keep.any():
-                if out.shape[1] != image.shape[1]:
-                    raise ValueError("p < 1 on a batch needs a refiner that keeps the channel count")
-                out = torch.where(keep.view(-1, 1, 1, 1), image.as_subclass(torch.Tensor), out)
-            flat[pos] = wrap_like(out, image)
+        # As torchvision v2 does, every image of a sample (each tv_tensors.Image and PIL image) is refined, with one
+        # draw of p: the refiner itself is deterministic.
+        images = [flat[i] for i in positions]
+        batches = [isinstance(x, torch.Tensor) and x.ndim == 4 for x in images]
+        if any(batches):
+            if not all(batches) or len({x.shape[0] for x in images}) > 1:
+                raise ValueError("the images of a sample share one draw, so batches must all have the same size")
+            keep = torch.from_numpy(self._rng.random(images[0].shape[0]) >= self.p)
+            for i, image in zip(positions, images):
+                out = self.refiner_obj.refine(image.as_subclass(torch.Tensor), self.direction)
+                if keep.any():
+                    if out.shape[1] != image.shape[1]:
+                        raise ValueError("p < 1 on a batch needs a refiner that keeps the channel count")
+                    out = torch.where(keep.to(image.device).view(-1, 1, 1, 1), image.as_subclass(torch.Tensor), out)
+                flat[i] = wrap_like(out, image)
             return unflatten(flat, spec)
         if self.p < 1.0 and self._rng.random() >= self.p:
             return inputs
-        if isinstance(image, torch.Tensor) and image.ndim == 3:
-            flat[pos] = wrap_like(self.refiner_obj.refine(image.as_subclass(torch.Tensor), self.direction), image)
-        else:
-            flat[pos] = map_single_image(image, self._refine_np)
+        for i, image in zip(positions, images):
+            if isinstance(image, torch.Tensor) and image.ndim == 3:
+                flat[i] = wrap_like(self.refiner_obj.refine(image.as_subclass(torch.Tensor), self.direction), image)
+            else:
+                flat[i] = map_single_image(image, self._refine_np)
         return unflatten(flat, spec)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:

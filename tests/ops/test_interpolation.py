@@ -91,8 +91,44 @@ def test_nearest_mask_and_image_move_together() -> None:
     x = _image(np.uint8, channels=None)
     seq = ["rotate(+17)", "shear_x(+0.3)", "zoom(1.2)", "swirl(+0.4)"]
     img, t = apply_sequence(x, seq, targets={"mask": x.copy()}, interpolation="nearest")
-    # OpenCV's fixed-point nearest and the mask's exact rounding may pick different neighbours at near-ties.
-    assert (img != t["mask"]).mean() < 0.01
+    assert np.array_equal(img, t["mask"])
+
+
+MASK_SEQUENCES = [
+    ["zoom(1.1)"],  # even sizes put many source coordinates exactly half-way between two pixels
+    ["zoom(1.25)"],
+    ["zoom(0.8)", "translate_x(+0.25)"],
+    ["rotate(+17)", "shear_y(-0.3)"],
+    ["hflip", "zoom(1.25)", "swirl(+0.4)"],
+    ["elastic(1.5)", "zoom(1.1)"],
+]
+
+
+@pytest.mark.parametrize("seq", MASK_SEQUENCES, ids=lambda s: "+".join(s))
+@pytest.mark.parametrize("channels", [None, 1, 3])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize(("h", "w"), [(40, 60), (41, 61)])
+def test_nearest_mask_equals_the_image_pixel_for_pixel(
+    seq: list[str], channels: int | None, dtype: type, h: int, w: int
+) -> None:
+    rng = np.random.default_rng(h + w)
+    x = rng.integers(0, 256, (h, w) if channels is None else (h, w, channels), dtype=np.uint8)
+    x = x if dtype == np.uint8 else x.astype(np.float32) / np.float32(255.0)
+    img, t = apply_sequence(x, seq, targets={"mask": x.copy(), "masks": [x.copy()]}, rng=1, interpolation="nearest")
+    assert np.array_equal(img, t["mask"]) and np.array_equal(img, t["masks"][0])
+
+
+@pytest.mark.parametrize("seq", MASK_SEQUENCES, ids=lambda s: "+".join(s))
+def test_masks_of_any_dtype_take_the_pixels_the_image_takes(seq: list[str]) -> None:
+    """Masks OpenCV cannot resample (int64 labels, bool) pick the same source pixels as the nearest image."""
+    h, w = 40, 60
+    x = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    labels = np.arange(h * w, dtype=np.int64).reshape(h, w)
+    on = x[..., 0] > 127
+    img, t = apply_sequence(x, seq, targets={"masks": [labels, on]}, rng=1, interpolation="nearest")
+    assert t["masks"][0].dtype == np.int64 and t["masks"][1].dtype == np.bool_
+    assert np.array_equal(img, x.reshape(h * w, 3)[t["masks"][0]])
+    assert np.array_equal(img[..., 0] > 127, t["masks"][1])
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])

@@ -54,6 +54,23 @@ def test_in_torchvision_v1_and_v2_targets_pass_through(tf, digit):
     assert isinstance(img, tv_tensors.Image)
 
 
+def test_every_image_of_a_v2_sample_is_refined(tf, digit):
+    ref = tf(digit)
+    left, right = tv_tensors.Image(torch.from_numpy(digit)[None]), Image.fromarray(255 - digit)
+    label = torch.tensor(3)
+    out = tf({"left": left, "right": right, "label": label})
+    assert isinstance(out["left"], tv_tensors.Image) and np.array_equal(out["left"][0].numpy(), ref)
+    assert np.array_equal(np.asarray(out["right"]), tf(255 - digit))
+    assert out["label"] is label
+    batch = torch.from_numpy(np.stack([digit, digit]))[:, None]
+    batches = tf([tv_tensors.Image(batch), tv_tensors.Image(batch)])
+    assert all(np.array_equal(b[1, 0].numpy(), ref) for b in batches)
+    plain = tf([batch, batch])  # v2's rule: without a tv_tensors.Image, only the first plain tensor is an image
+    assert np.array_equal(plain[0][1, 0].numpy(), ref) and torch.equal(plain[1], batch)
+    with pytest.raises(ValueError, match="same size"):
+        tf([tv_tensors.Image(batch), tv_tensors.Image(batch[:1].repeat(3, 1, 1, 1))])
+
+
 def test_albumentations_compose_dict_round_trip_and_p(digit):
     pipe = A.Compose([la.RefineSynthetic(NAME)], bbox_params=A.BboxParams(format="pascal_voc", label_fields=["l"]))
     r = pipe(image=digit, mask=(digit > 0).astype(np.uint8), bboxes=[[12, 5, 16, 22]], l=[3])

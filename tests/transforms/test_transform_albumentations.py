@@ -15,6 +15,7 @@ from transform_helpers import (
     check_box_encloses,
     check_keypoint,
     check_mask,
+    dot_centre,
     rect_mask,
     scene,
     smooth_image,
@@ -213,3 +214,141 @@ def test_a_compose_random_state_still_gives_ranks_their_own_streams(cifar_policy
 
     assert not np.array_equal(ids_on(0), ids_on(1))
     assert np.array_equal(ids_on(1), ids_on(1))
+
+
+# Keypoints with an angle (degrees here; radians inside Albumentations 2) and a scale, one row per format column
+# order. Angles 0 and 90 sit on the axes, where a sign error or a wrap past 360 shows.
+ORIENTED = [(21.0, 6.0, 30.0, 2.0), (5.0, 20.0, 200.0, 1.5), (14.0, 27.0, 0.0, 0.5), (27.0, 13.0, 90.0, 3.0)]
+KEYPOINT_FORMATS = ["xya", "xys", "xyas", "xysa"]
+
+
+def oriented_keypoints(fmt: str) -> list[list[float]]:
+    cols = {"x": 0, "y": 1, "a": 2, "s": 3}
+    return [[row[cols[c]] for c in fmt] for row in ORIENTED]
+
+
+def keypoint_pipeline(t: A.BasicTransform, fmt: str) -> A.Compose:
+    return A.Compose([t], keypoint_params=A.KeypointParams(format=fmt, remove_invisible=False))
+
+
+def single_tf(tf_id: str) -> LearnedPolicyTransform:
+    return LearnedPolicyTransform(MeanFieldPolicy(TFSet([tf_id]), seq_len=1), p=1.0, seed=0)
+
+
+class QuarterTurn(A.RandomRotate90):
+    """``A.RandomRotate90`` always turning once counter-clockwise, as ``rotate(+90)`` does."""
+
+    def get_params(self) -> dict[str, int]:
+        return {"factor": 1}
+
+
+def assert_keypoints_close(ours: object, theirs: object, fmt: str) -> None:
+    a, b = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+    assert a.shape == b.shape
+    for i, c in enumerate(fmt):
+        if c == "a":
+            turn = (a[:, i] - b[:, i] + 180.0) % 360.0 - 180.0
+            np.testing.assert_allclose(turn, 0.0, atol=1e-3, err_msg=f"angles {a[:, i]} vs {b[:, i]}")
+            assert ((a[:, i] >= 0.0) & (a[:, i] < 360.0)).all(), a[:, i]
+        else:
+            np.testing.assert_allclose(a[:, i], b[:, i], atol=1e-4, err_msg=f"column {c!r}")
+
+
+@pytest.mark.parametrize("fmt", KEYPOINT_FORMATS)
+@pytest.mark.parametrize(
+    ("tf_id", "theirs"),
+    [
+        ("hflip", A.HorizontalFlip(p=1.0)),
+        ("vflip", A.VerticalFlip(p=1.0)),
+        ("rotate(+90)", QuarterTurn(p=1.0)),
+        ("zoom(1.25)", A.Affine(scale=1.25, p=1.0)),
+        ("zoom(0.8)", A.Affine(scale=0.8, p=1.0)),
+        ("translate_x(+0.25)", A.Affine(translate_percent={"x": 0.25, "y": 0.0}, p=1.0)),
+    ],
+    ids=lambda v: v if isinstance(v, str) else type(v).__name__,
+)
+def test_keypoint_angle_and_scale_match_albumentations(tf_id: str, theirs: A.BasicTransform, fmt: str) -> None:
+    image = scene()
+    data = {"image": image, "keypoints": oriented_keypoints(fmt)}
+    ours = keypoint_pipeline(single_tf(tf_id), fmt)(**data)["keypoints"]
+    assert_keypoints_close(ours, keypoint_pipeline(theirs, fmt)(**data)["keypoints"], fmt)
+
+
+@pytest.mark.parametrize("fmt", ["xyas", "xysa"])
+def test_keypoint_scale_of_a_shear_matches_albumentations(fmt: str) -> None:
+    """A shear keeps areas, so scales stay (A.Affine's angle under a shear is only its rotation part: not compared)."""
+    data = {"image": scene(), "keypoints": oriented_keypoints(fmt)}
+    ours = np.asarray(keypoint_pipeline(single_tf("shear_y(+0.3)"), fmt)(**data)["keypoints"])
+    theirs = np.asarray(keypoint_pipeline(A.Affine(shear={"x": 0.0, "y": -16.7}, p=1.0), fmt)(**data)["keypoints"])
+    s = fmt.index("s")
+    np.testing.assert_allclose(ours[:, s], theirs[:, s], atol=1e-4)
+    np.testing.assert_allclose(ours[:, :2], theirs[:, :2], atol=0.1)
+
+
+def arrow_scene(base: tuple[float, float], angle: float, length: float) -> np.ndarray:
+    """(48, 48, 3) uint8: a Gaussian dot at ``base`` in green and one ``length`` px along ``angle`` (degrees,
+    y axis down) in blue."""
+    tip = (base[0] + length * np.cos(np.radians(angle)), base[1] + length * np.sin(np.radians(angle)))
+    ys, xs = np.mgrid[0:48, 0:48].astype(np.float64)
+    img = np.zeros((48, 48, 3), np.uint8)
+    for channel, (cx, cy) in ((1, base), (2, tip)):
+        img[..., channel] = np.rint(255.0 * np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * 1.2**2)))
+    return img
+
+
+@pytest.mark.parametrize("angle", [20.0, 135.0, 270.0])
+@pytest.mark.parametrize(
+    "seq",
+    [["rotate(+30)"], ["rotate(-15)"], ["shear_x(+0.3)"], ["zoom(1.25)"], ["hflip", "rotate(+30)"]],
+    ids=lambda s: "+".join(s),
+)
+def test_keypoint_angle_points_where_the_image_content_went(seq: list[str], angle: float) -> None:
+    """The angle keeps pointing from the keypoint's dot to a second dot drawn along it (y axis down, as
+    A.HorizontalFlip and A.RandomRotate90 turn angles). Affine maps only: a warp bends the line between the dots."""
+    base, length = (22.0, 25.0), 9.0
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet(seq), seq_len=len(seq)), p=1.0, seed=0)
+    pipeline = keypoint_pipeline(t, "xyas")
+    for _ in range(3):  # sequences of two TFs draw both orders, or one TF twice
+        out = pipeline(image=arrow_scene(base, angle, length), keypoints=[[*base, angle, 2.0]])
+        what = t.last_params["tf_ids_str"]
+        x, y, a, _ = (float(v) for v in out["keypoints"][0])
+        from_dot, to_dot = dot_centre(out["image"][..., 1]), dot_centre(out["image"][..., 2])
+        assert from_dot is not None and to_dot is not None, what
+        assert np.hypot(from_dot[0] - x, from_dot[1] - y) < 0.75, what
+        seen = np.degrees(np.arctan2(to_dot[1] - from_dot[1], to_dot[0] - from_dot[0]))
+        assert abs((a - seen + 180.0) % 360.0 - 180.0) < 4.0, f"{what}: angle {a:.1f}, the dots point at {seen:.1f}"
+
+
+@pytest.mark.parametrize(
+    ("tf_id", "step", "tol"),
+    [
+        ("swirl(+0.6)", 1e-4, 1.0),  # smooth: its derivative
+        ("swirl(-0.6)", 1e-4, 1.0),
+        # An elastic field bends within a pixel, so the direction depends on the step: compare with a 1-px one.
+        ("elastic(0.5)", 1.0, 3.0),
+    ],
+)
+def test_keypoint_angle_under_a_warp_is_its_local_direction(tf_id: str, step: float, tol: float) -> None:
+    t = single_tf(tf_id)
+    keypoints = [list(row) for row in ORIENTED]
+    out = np.asarray(keypoint_pipeline(t, "xyas")(image=scene(), keypoints=keypoints)["keypoints"], np.float64)
+    a = np.radians(np.asarray(ORIENTED)[:, 2])
+    base = np.asarray(ORIENTED)[:, :2]
+    pts = np.concatenate([base, base + step * np.stack([np.cos(a), np.sin(a)], axis=1)])
+    rng = np.random.default_rng(t.last_params["tf_seed"])
+    _, moved = apply_sequence(scene(), [tf_id], targets={"keypoints": pts}, rng=rng)
+    d = moved["keypoints"][len(base) :] - moved["keypoints"][: len(base)]
+    np.testing.assert_allclose(out[:, :2], moved["keypoints"][: len(base)], atol=1e-4)
+    turn = (out[:, 2] - np.degrees(np.arctan2(d[:, 1], d[:, 0])) + 180.0) % 360.0 - 180.0
+    np.testing.assert_allclose(turn, 0.0, atol=tol)
+
+
+@pytest.mark.parametrize("fmt", KEYPOINT_FORMATS)
+def test_intensity_tfs_leave_keypoint_angle_and_scale_alone(fmt: str) -> None:
+    ts = TFSet(["brightness(1.5)", "contrast(0.5)", "hue(+0.15)", "blur(1)", "noise(0.04)", "cutout(0.25)"])
+    t = LearnedPolicyTransform(MeanFieldPolicy(ts, seq_len=3), p=1.0, seed=0)
+    data = {"image": scene(), "keypoints": oriented_keypoints(fmt)}
+    pipeline = keypoint_pipeline(t, fmt)
+    plain = keypoint_pipeline(A.NoOp(p=1.0), fmt)(**data)["keypoints"]
+    for _ in range(4):
+        assert np.array_equal(pipeline(**data)["keypoints"], plain)

@@ -138,6 +138,53 @@ def test_batch_respects_p_per_sample(cifar_policy: LSTMPolicy) -> None:
     assert sum(not torch.equal(out[i], x[i]) for i in np.flatnonzero(applied)) >= applied.sum() - 2
 
 
+def _in_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """``x`` (CHW or BCHW, a tv_tensor kept one) copied into contiguous or channels-last (HWC) memory."""
+    plain = x.as_subclass(torch.Tensor)
+    if layout == "contiguous":
+        out = plain.contiguous()
+    else:
+        batch = plain if plain.ndim == 4 else plain.unsqueeze(0)
+        out = batch.contiguous(memory_format=torch.channels_last)
+        out = out if plain.ndim == 4 else out[0]
+    return tv_tensors.wrap(out, like=x) if isinstance(x, tv_tensors.TVTensor) else out
+
+
+def _has_layout(x: torch.Tensor, layout: str) -> bool:
+    if layout == "contiguous":
+        return x.is_contiguous()
+    return (x if x.ndim == 4 else x.unsqueeze(0)).is_contiguous(memory_format=torch.channels_last)
+
+
+TENSOR_INPUTS = [name for name in INPUTS if name.startswith(("torch_", "tv_"))]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("name", TENSOR_INPUTS)
+def test_tensor_outputs_are_contiguous_or_keep_channels_last(
+    name: str, layout: str, changing: LearnedPolicyTransform
+) -> None:
+    """As torchvision's kernels: a contiguous tensor comes back contiguous (``.view(-1)`` works); a channels-last
+    one (HWC memory behind the CHW shape) may keep that layout, and does here."""
+    x = _in_layout(INPUTS[name][0](), layout)
+    assert _has_layout(x, layout)
+    out = changing(x)
+    assert type(out) is type(x) and _has_layout(out, layout), f"strides {out.stride()} from {x.stride()}"
+    if layout == "contiguous":
+        out.view(-1)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("p", [1.0, 0.5])
+def test_batch_outputs_are_contiguous_or_keep_channels_last(layout: str, p: float, cifar_policy: LSTMPolicy) -> None:
+    pytest.importorskip("learned_augment.ops.batch")
+    t = LearnedPolicyTransform(cifar_policy, p=p, seed=0)
+    x = _in_layout(torch.from_numpy(np.stack([smooth_image(s) for s in range(6)])).permute(0, 3, 1, 2), layout)
+    for form in (x, x.float() / 255.0):
+        out = t(form)
+        assert _has_layout(out, layout), f"strides {out.stride()} from {form.stride()}"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_batch_stays_on_device_and_matches_cpu(cifar_policy: LSTMPolicy) -> None:
     t = LearnedPolicyTransform(cifar_policy, p=1.0, seed=0)

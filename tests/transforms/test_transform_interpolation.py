@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode, v2
 from transform_helpers import smooth_image
 
+from learned_augment.ops import TFSet
 from learned_augment.policy import MeanFieldPolicy
 from learned_augment.transforms import LearnedPolicyTransform
 
@@ -71,3 +73,24 @@ def test_kept_by_to_dict_pickle_repr_and_v2_compose(geo_policy: MeanFieldPolicy,
     out = v2.Compose([v2.ToImage(), geo_policy.as_transform(p=1.0, seed=1, interpolation="nearest")])(img)
     assert _pixels(out.permute(1, 2, 0).numpy()) <= _pixels(img)
     assert LearnedPolicyTransform.from_pretrained("cifar10-lstm", interpolation="nearest").interpolation == "nearest"
+
+
+@pytest.mark.parametrize("tfs", [["zoom(1.1)"], ["zoom(1.25)", "rotate(+17)", "swirl(+0.4)", "hflip"]])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_nearest_masks_equal_the_image_on_every_call_path(tfs: list[str], dtype: type) -> None:
+    """Zooms on even sizes put source coordinates half-way between pixels: the mask must break those ties as the
+    image does."""
+    policy = MeanFieldPolicy(TFSet(tfs), seq_len=len(tfs))
+    t = LearnedPolicyTransform(policy, p=1.0, seed=0, interpolation="nearest")
+    im = np.random.default_rng(0).integers(0, 256, (40, 60), dtype=np.uint8)
+    im = im if dtype == np.uint8 else im.astype(np.float32) / np.float32(255.0)
+    for _ in range(4):
+        out = t(image=im, mask=im.copy(), masks=[im.copy()])
+        what = t.last_params["tf_ids_str"]
+        assert np.array_equal(out["image"], out["mask"]) and np.array_equal(out["image"], out["masks"][0]), what
+        out = A.Compose([t])(image=im, mask=im.copy())
+        assert np.array_equal(out["image"], out["mask"]), t.last_params["tf_ids_str"]
+    u8 = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (1, 40, 60), dtype=np.uint8))
+    for _ in range(4):
+        image, mask = t(tv_tensors.Image(u8), tv_tensors.Mask(u8[0]))
+        assert torch.equal(image[0], mask), t.last_params["tf_ids_str"]

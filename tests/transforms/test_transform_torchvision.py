@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils._pytree import tree_flatten
 from torchvision import transforms, tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
@@ -23,7 +27,7 @@ from transform_helpers import (
 )
 
 from learned_augment.ops import TFSet
-from learned_augment.policy import MeanFieldPolicy
+from learned_augment.policy import LSTMPolicy, MeanFieldPolicy
 from learned_augment.transforms import LearnedPolicyTransform
 
 N_DRAWS = 16
@@ -157,3 +161,119 @@ def test_v2_unsupported_targets_fail_clearly(geo_policy: MeanFieldPolicy) -> Non
         )
         with pytest.raises(NotImplementedError, match="XYWHR"):
             t(torch.zeros(3, H, W, dtype=torch.uint8), rboxes)
+
+
+# ------------------------------------------------------------------------------------------------ several images
+
+
+def _tv_image(seed: int, w: int = W) -> tv_tensors.Image:
+    return tv_tensors.Image(torch.from_numpy(smooth_image(seed, w=w)).permute(2, 0, 1).contiguous())
+
+
+def _pil(seed: int) -> Image.Image:
+    return Image.fromarray(smooth_image(seed))
+
+
+def _plain(seed: int) -> torch.Tensor:
+    return torch.from_numpy(smooth_image(seed)).permute(2, 0, 1).contiguous()
+
+
+def _mask_and_boxes() -> tuple[tv_tensors.Mask, tv_tensors.BoundingBoxes]:
+    mask = tv_tensors.Mask(torch.from_numpy(rect_mask()))
+    return mask, tv_tensors.BoundingBoxes(torch.tensor([RECT]), format="XYXY", canvas_size=(H, W))
+
+
+# Samples with several image-like leaves. v2's rule: every Image and PIL image is an image; plain tensors are images
+# only when there is none, and then only the first one.
+MULTI_IMAGE_SAMPLES: dict[str, Callable[[], Any]] = {
+    "dict of two Images": lambda: {"left": _tv_image(0), "right": _tv_image(1)},
+    "list of two PIL images": lambda: [_pil(0), _pil(1)],
+    "two Images with a mask and boxes": lambda: (_tv_image(0), _tv_image(1), *_mask_and_boxes()),
+    "nested views and a label": lambda: {"views": [_tv_image(0), _tv_image(1)], "label": 3},
+    "PIL image and Image": lambda: (_pil(0), _tv_image(1)),
+    "Image and a plain tensor": lambda: (_tv_image(0), _plain(1)),
+    "two plain tensors": lambda: (_plain(0), _plain(1)),
+}
+
+
+@pytest.mark.parametrize("name", list(MULTI_IMAGE_SAMPLES))
+def test_v2_every_image_of_a_sample_is_transformed_as_v2_does(name: str) -> None:
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet(["hflip"]), seq_len=1), p=1.0)
+    sample = MULTI_IMAGE_SAMPLES[name]()
+    ours, ours_spec = tree_flatten(t(sample))
+    theirs, theirs_spec = tree_flatten(v2.RandomHorizontalFlip(p=1.0)(sample))
+    assert ours_spec == theirs_spec
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        assert type(a) is type(b), f"leaf {i}"
+        if isinstance(a, Image.Image):
+            assert a.mode == b.mode and np.array_equal(np.asarray(a), np.asarray(b)), f"leaf {i}"
+        elif isinstance(a, torch.Tensor):
+            assert torch.equal(a, b), f"leaf {i}"
+        else:
+            assert a == b, f"leaf {i}"
+
+
+RANDOM_IDS = ["elastic(1.5)", "noise(0.04)", "cutout(0.25)", "rotate(+20)", "hue(+0.1)", "hflip"]
+"""TFs that draw random numbers (elastic, noise, cutout) among deterministic ones."""
+
+
+@pytest.mark.parametrize("kind", ["Image", "PIL"])
+def test_v2_images_of_a_sample_share_one_draw(kind: str) -> None:
+    """Same sequence and same random draws: each image comes out as the replay of the call's params on it alone,
+    also the one whose targets moved with it."""
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet(RANDOM_IDS), seq_len=3), p=1.0, seed=3)
+    make = _tv_image if kind == "Image" else _pil
+    a, b = make(0), make(1)
+    mask, boxes = _mask_and_boxes()
+
+    def pixels(x: Any) -> np.ndarray:
+        return np.asarray(x) if isinstance(x, Image.Image) else x.numpy()
+
+    for _ in range(N_DRAWS):
+        out = t({"first": a, "twin": a.copy() if kind == "PIL" else a.clone(), "other": b, "mask": mask, "box": boxes})
+        params = t.last_params
+        assert np.array_equal(pixels(out["first"]), pixels(out["twin"])), params["tf_ids_str"]
+        assert np.array_equal(pixels(out["first"]), pixels(t.replay(a, params))), params["tf_ids_str"]
+        assert np.array_equal(pixels(out["other"]), pixels(t.replay(b, params))), params["tf_ids_str"]
+        assert np.array_equal(out["mask"].numpy(), t.replay((a, mask), params)[1].numpy())
+
+
+def test_v2_batched_images_of_a_sample_share_the_sequences(cifar_policy: LSTMPolicy) -> None:
+    pytest.importorskip("learned_augment.ops.batch")
+    t = LearnedPolicyTransform(cifar_policy, p=0.5, seed=1)
+    x = torch.from_numpy(np.stack([smooth_image(s) for s in range(8)])).permute(0, 3, 1, 2).contiguous()
+    y = torch.from_numpy(np.stack([smooth_image(s + 8) for s in range(8)])).permute(0, 3, 1, 2).contiguous()
+    extra = torch.zeros(8, 2)
+    out = t({"x": tv_tensors.Image(x), "twin": tv_tensors.Image(x.clone()), "y": tv_tensors.Image(y), "extra": extra})
+    params = t.last_params
+    assert 0 < sum(params["applied"]) < 8
+    assert torch.equal(out["x"], out["twin"])
+    assert torch.equal(out["x"], t.replay(x, params)) and torch.equal(out["y"], t.replay(y, params))
+    assert out["extra"] is extra, "a plain tensor next to Images is not an image (v2's rule)"
+
+
+@pytest.mark.parametrize(
+    ("make", "exc", "match"),
+    [
+        (lambda: {"a": _tv_image(0), "b": _tv_image(1, w=W + 2)}, ValueError, "same height and width"),
+        (lambda: [_pil(0), Image.fromarray(smooth_image(1, w=W + 2))], ValueError, "same height and width"),
+        (lambda: (_tv_image(0), tv_tensors.Image(torch.stack([_plain(1)] * 2))), ValueError, "batch"),
+        (lambda: (_tv_image(0), tv_tensors.Video(torch.stack([_plain(1)] * 2))), TypeError, "Video"),
+    ],
+    ids=["Image sizes differ", "PIL sizes differ", "batch and single image", "Video"],
+)
+def test_v2_samples_the_images_cannot_share_a_draw_fail_clearly(
+    make: Callable[[], Any], exc: type, match: str, geo_policy: MeanFieldPolicy
+) -> None:
+    # p = 0 too: the check does not depend on the draw.
+    for p in (1.0, 0.0):
+        with pytest.raises(exc, match=match):
+            LearnedPolicyTransform(geo_policy, p=p, seed=0)(make())
+
+
+def test_v2_mask_outputs_are_contiguous(geo_policy: MeanFieldPolicy) -> None:
+    t = LearnedPolicyTransform(geo_policy, p=1.0, seed=0)
+    img, target = _sample("XYXY")
+    _, out = t((img, target))
+    assert out["masks"].shape == (2, H, W) and out["masks"].is_contiguous()
+    out["masks"].view(-1)
