@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .data import as_images, load_sample
+from .errors import UnknownNameError
 from .fit import DCGANDiscriminator, fit_policy
 from .io import ArtifactError
 from .module import PolicyAugment
@@ -41,6 +42,7 @@ __all__ = [
     "TFEntry",
     "TFSet",
     "UniformPolicy",
+    "UnknownNameError",
     "__version__",
     "apply_sequence",
     "apply_sequence_batch",

@@ -106,24 +106,6 @@ def _check_out(path: str, suffix: str, option: str = "--out") -> None:
         raise UserError(f"{option} {path}: folder {p.parent} does not exist")
 
 
-def _check_device(spec: str) -> None:
-    import torch
-
-    try:
-        dev = torch.device(spec)
-    except RuntimeError:
-        raise UserError(f"--device {spec!r} is not a device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cpu":
-        return
-    if dev.type != "cuda":
-        raise UserError(f"--device {spec!r}: only cpu and cuda are supported")
-    if not torch.cuda.is_available():
-        raise UserError(f"--device {spec}: torch sees no CUDA GPU on this machine; use --device cpu")
-    n = torch.cuda.device_count()
-    if dev.index is not None and dev.index >= n:
-        raise UserError(f"--device {spec}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}")
-
-
 def _set_threads(n: int) -> None:
     import cv2
     import torch
@@ -164,11 +146,12 @@ def _is_refiner(artifact: Any) -> bool:
 
 
 def cmd_fit(a: argparse.Namespace) -> int:
+    from .arguments import check_device
     from .fit import fit_policy
 
     _check_out(a.out, ".safetensors")
     if a.device is not None:
-        _check_device(a.device)
+        check_device(a.device, "--device")
     _set_threads(a.threads)
     images = _load_images(a.data, a.limit)
     policy = fit_policy(images, **_given(a, FIT_OPTIONS), progress=not a.no_progress)
@@ -180,11 +163,12 @@ def cmd_fit(a: argparse.Namespace) -> int:
 
 
 def cmd_refine_fit(a: argparse.Namespace) -> int:
+    from .arguments import check_device
     from .refine import fit_refiner
 
     _check_out(a.out, ".safetensors")
     if a.device is not None:
-        _check_device(a.device)
+        check_device(a.device, "--device")
     _set_threads(a.threads)
     syn = _load_images(a.synthetic, a.limit)
     real = _load_images(a.real, a.limit)

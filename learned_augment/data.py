@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .arguments import check_int
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
@@ -72,11 +75,37 @@ def _read_image(path: Path) -> np.ndarray:
         raise ValueError(f"cannot read image file {path}")
     if img.ndim == 3:
         img = img[:, :, :3][:, :, ::-1] if img.shape[2] >= 3 else img[:, :, :1]
-    return to_hwc_uint8(img)
+    try:
+        return to_hwc_uint8(img)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+
+
+def _read_npz(path: Path) -> np.ndarray:
+    """The image array of an ``.npz`` file: ``images``, else ``x``, else its first array."""
+    # numpy's message for a file it cannot parse advises allow_pickle=True: pickle is never loaded here.
+    unreadable = f"{path} is not a readable .npz archive of image arrays (pickled arrays are refused)"
+    broken = (ValueError, OSError, EOFError, zipfile.BadZipFile)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except broken:
+        raise ValueError(unreadable) from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a lone .npy array under an .npz name
+        raise ValueError(unreadable)
+    with loaded as d:
+        if not d.files:
+            raise ValueError(f"{path} holds no arrays; expected an 'images' array")
+        key = "images" if "images" in d.files else ("x" if "x" in d.files else d.files[0])
+        try:
+            return d[key]
+        except broken:
+            raise ValueError(unreadable) from None
 
 
 def as_images(data: Any, limit: int | None = None) -> np.ndarray:
     """Collect ``data`` into one ``(N, H, W, C)`` uint8 array (C is 1 or 3). See the module docstring."""
+    if limit is not None:
+        check_int(limit, "limit", 1)
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
         if not path.exists():
@@ -85,9 +114,7 @@ def as_images(data: Any, limit: int | None = None) -> np.ndarray:
             files = _image_files(path, limit)
             return _stack([_read_image(f) for f in files], [str(f.relative_to(path)) for f in files])
         if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as d:
-                key = "images" if "images" in d.files else ("x" if "x" in d.files else d.files[0])
-                return as_images(d[key], limit)
+            return as_images(_read_npz(path), limit)
         raise ValueError(f"{path}: expected a folder of images or an .npz file with an 'images' array")
     if isinstance(data, np.ndarray):
         arr = data[:limit] if limit is not None else data

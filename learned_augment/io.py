@@ -298,6 +298,31 @@ def unflatten_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
+def check_optimizer_state(optimizer: torch.optim.Optimizer, name: str) -> None:
+    """Raise ``ValueError`` unless every state tensor of a just-loaded ``optimizer`` fits its parameter.
+
+    ``Optimizer.load_state_dict`` does not compare them: a wrong shape would fail only inside the first step, in
+    torch. ``step`` must be one number; every other entry (Adam's moments, SGD's momentum) ``None`` or a tensor of
+    its parameter's shape. ``name`` formats the stored name of an entry from ``index`` and ``key``.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, param in enumerate(params):
+        for key, value in optimizer.state.get(param, {}).items():
+            where = name.format(index=index, key=key)
+            if key == "step":
+                if isinstance(value, torch.Tensor) and value.numel() == 1 or isinstance(value, (int, float)):
+                    continue
+                raise ValueError(f"optimizer state {where!r} must be one number")
+            if value is None:
+                continue
+            if not isinstance(value, torch.Tensor):
+                raise ValueError(f"optimizer state {where!r} must be a tensor, got {type(value).__name__}")
+            if value.shape != param.shape:
+                raise ValueError(
+                    f"optimizer state {where!r} has shape {tuple(value.shape)}, expected {tuple(param.shape)}"
+                )
+
+
 _MOVED = {"save_policy", "load_policy", "policy_from_state"}
 
 

@@ -113,3 +113,14 @@ def test_refiner_preview_refuses_images_of_the_wrong_channel_count(tmp_path, cap
     _folder(tmp_path, [np.zeros((28, 28, 3), np.uint8)] * 2)
     args = ["preview", "digits-synthetic-to-mnist", str(tmp_path), "--out", str(tmp_path / "g.png")]
     assert "1-channel" in _error_line(args, capsys)
+
+
+@pytest.mark.parametrize("make", ["empty", "garbage"])
+def test_an_unreadable_npz_is_one_line(make, tmp_path, capsys, no_fit):
+    path = tmp_path / "d.npz"
+    if make == "empty":
+        np.savez(path)
+    else:
+        path.write_bytes(b"not a zip archive" * 20)
+    line = _error_line(["fit", str(path), "--out", str(tmp_path / "o.safetensors"), "--no-progress"], capsys)
+    assert "d.npz" in line and "allow_pickle" not in line

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -19,6 +20,25 @@ def test_registry_lists_the_shipped_artifacts():
     assert EXPECTED <= set(la.list_pretrained())
     with pytest.raises(KeyError, match="available"):
         pretrained_path("imagenet-transformer")
+
+
+def test_unknown_names_are_refused_plainly():
+    with pytest.raises(la.UnknownNameError) as info:
+        la.load_pretrained("nope")
+    assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
+    assert str(info.value).startswith("no pretrained artifact named 'nope'; available: ['cifar10-lstm', ")
+
+
+def test_names_that_are_paths_are_refused(tmp_path):
+    # Only the shipped artifacts load by name: a path, even to a valid policy file, is not a name.
+    la.UniformPolicy(["hflip"], 1).save(tmp_path / "elsewhere.safetensors")
+    folder = pretrained_path("mnist-lstm").parent
+    outside = os.path.relpath(tmp_path / "elsewhere", folder)
+    for name in [outside, "../pretrained/mnist-lstm", "./mnist-lstm", str(folder / "mnist-lstm")]:
+        with pytest.raises(la.UnknownNameError, match=r"^no pretrained artifact named .*; available: \["):
+            la.load_pretrained(name)
+        with pytest.raises(ValueError, match="no pretrained artifact named"):
+            la.LearnedPolicyTransform.from_pretrained(name)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

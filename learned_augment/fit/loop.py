@@ -33,8 +33,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._version import __version__
+from ..arguments import MAX_SEED, check_device, check_int, check_number
 from ..data import as_images, fingerprint
-from ..io import ArtifactError, flatten_state, load_artifact, save_artifact, unflatten_state
+from ..io import (
+    ArtifactError,
+    check_optimizer_state,
+    flatten_state,
+    load_artifact,
+    save_artifact,
+    unflatten_state,
+)
 from ..ops.base import Kind
 from ..ops.batch import has_batched_form
 from ..ops.tfset import TFSet, get_tfset
@@ -287,7 +295,7 @@ def fit_policy(
         so interpolation blur is not a shortcut for telling them apart. Off by default: on 28x28 digits it
         slowed learning that destructive TFs are destructive (share after 60 steps 0.12 vs 0.02 without).
     eval_every:
-        Steps between measurements of the R/G model-selection ratio.
+        Steps between measurements of the R/G model-selection ratio (0: never).
     reward_precision:
         Arithmetic of the discriminator's pass that scores every prefix for the rewards (about two thirds of a
         step; its training pass stays float32): ``"float32"``, ``"bfloat16"`` or ``"auto"`` (default: bfloat16
@@ -295,7 +303,7 @@ def fit_policy(
         discriminator; else float32).
         See :func:`reward_dtype` for what was measured.
     device:
-        ``"cpu"`` or ``"cuda"``: where the policy and the discriminator run.
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``: where the policy and the discriminator run.
     rollouts:
         How the prefixes ``x_0 .. x_L`` are made: ``"per_image"`` (numpy / OpenCV, one sequence at a time, on the
         CPU), ``"batched"`` (all sequences of a step in one call of
@@ -305,7 +313,7 @@ def fit_policy(
         makes, up to resampling round-off; see :func:`~learned_augment.fit.rollout.batch_prefixes` for how their
         random draws differ.
     seed:
-        Makes the fit reproducible: same seed, data and device give the same policy.
+        Makes the fit reproducible: same seed, data and device give the same policy. An integer in [0, 2**64).
     checkpoint:
         Path of a checkpoint file, written atomically every ``checkpoint_every`` steps and at the end.
     resume:
@@ -333,8 +341,37 @@ def fit_policy(
     """
     t_start = time.perf_counter()
     tfset = get_tfset(tfs if not isinstance(tfs, (list, tuple)) else list(tfs))
-    dev = torch.device(device)
+    # Every setting is checked before the data is read: a mistake costs no time and names its argument.
+    seq_len = check_int(seq_len, "seq_len", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    n_seqs = check_int(n_seqs, "n_seqs", 1)
+    hidden = check_int(hidden, "hidden", 1)
+    d_width = check_int(d_width, "d_width", 1)
+    eval_every = check_int(eval_every, "eval_every", 0)
+    checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 1)
+    min_steps = check_int(min_steps, "min_steps", 1)
+    steps = None if steps is None else check_int(steps, "steps", 1)
+    limit = None if limit is None else check_int(limit, "limit", 1)
+    check_number(epochs, "epochs", positive=True)
+    for name, value in (
+        ("d_lr", d_lr),
+        ("g_lr", g_lr),
+        ("diversity", diversity),
+        ("gamma", gamma),
+        ("entropy", entropy),
+    ):
+        # SGD accepts lr=nan, which would only surface at the first checkpoint as a JSON error about the config.
+        check_number(value, name)
+    seed = check_int(seed, "seed", 0, MAX_SEED)
+    dev = check_device(device)
+    if g_optimizer not in ("adam", "sgd"):
+        raise ValueError(f"g_optimizer must be 'adam' or 'sgd', got {g_optimizer!r}")
+    callback_list = list(callbacks)
+    if not all(callable(cb) for cb in callback_list):
+        raise TypeError(f"callbacks must be functions cb(step, metrics, policy), got {callbacks!r}")
     is_image = _is_image_data(tfset) and collate is None
+    dtype = reward_dtype(reward_precision, dev, builtin_discriminator=discriminator is None)
+    rollout_mode = resolve_rollouts(rollouts, dev, tfset, is_image)
     if is_image:
         items = as_images(data, limit=limit)
         collate_fn: Callable[[list[Any]], torch.Tensor] = lambda xs: _images_to_tensor(np.stack(xs))
@@ -349,20 +386,6 @@ def fit_policy(
         collate_fn = collate
         data_fp = f"n={len(items)}"
         n_items = len(items)
-    if batch_size < 1 or n_seqs < 1:
-        raise ValueError("batch_size and n_seqs must be >= 1")
-    for name, value in (
-        ("d_lr", d_lr),
-        ("g_lr", g_lr),
-        ("diversity", diversity),
-        ("gamma", gamma),
-        ("entropy", entropy),
-    ):
-        # SGD accepts lr=nan, which would only surface at the first checkpoint as a JSON error about the config.
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
-    dtype = reward_dtype(reward_precision, dev, builtin_discriminator=discriminator is None)
-    rollout_mode = resolve_rollouts(rollouts, dev, tfset, is_image)
     per_epoch = steps_per_epoch(n_items, batch_size)
     batch_size = min(batch_size, n_items)
     total_steps = fit_length(n_items, batch_size, epochs, steps, min_steps)
@@ -381,10 +404,8 @@ def fit_policy(
     opt_d = torch.optim.Adam(disc.parameters(), lr=d_lr, betas=(0.5, 0.999))
     if g_optimizer == "adam":
         opt_g: torch.optim.Optimizer = torch.optim.Adam(policy.parameters(), lr=g_lr)
-    elif g_optimizer == "sgd":
-        opt_g = torch.optim.SGD(policy.parameters(), lr=g_lr)
     else:
-        raise ValueError(f"g_optimizer must be 'adam' or 'sgd', got {g_optimizer!r}")
+        opt_g = torch.optim.SGD(policy.parameters(), lr=g_lr)
 
     config = {
         "model": policy.model_name,
@@ -433,7 +454,7 @@ def fit_policy(
         n_items=n_items,
         jitter=jitter and is_image,
         eval_every=eval_every,
-        callbacks=list(callbacks),
+        callbacks=callback_list,
     )
     if checkpoint is not None and resume and Path(checkpoint).exists():
         run.start, run.history, run.elapsed_before = _load_checkpoint(checkpoint, config, policy, disc, opt_d, opt_g)
@@ -786,8 +807,9 @@ def _load_checkpoint(path, config, policy, disc, opt_d, opt_g) -> tuple[int, dic
             raise ArtifactError(f"checkpoint {path}: {name} weights do not fit ({exc})") from None
     try:
         optim = meta.get("optim", {})
-        opt_d.load_state_dict(unflatten_state(optim["opt_d"], tensors))
-        opt_g.load_state_dict(unflatten_state(optim["opt_g"], tensors))
+        for opt_name, opt in (("opt_d", opt_d), ("opt_g", opt_g)):
+            opt.load_state_dict(unflatten_state(optim[opt_name], tensors))
+            check_optimizer_state(opt, opt_name + "/state/{index}/{key}")
         history = {k: list(v) for k, v in meta["history"].items()}
         step = int(meta["step"])
         if not 0 <= step <= config["total_steps"]:
@@ -800,9 +822,11 @@ def _load_checkpoint(path, config, policy, disc, opt_d, opt_g) -> tuple[int, dic
 def load_checkpoint_policy(path: str | Path) -> Policy:
     """The policy stored in a fit checkpoint (e.g. to inspect a fit that is still running)."""
     tensors, meta = load_artifact(path, kind=CHECKPOINT_KIND)
-    cfg = meta["config"]
+    try:
+        cfg = meta["config"]
+        hp = {"hidden": cfg["hidden"]} if cfg["model"] in ("lstm", "gru") else {}
+        state = {"tfs": cfg["tfs"], "model": cfg["model"], "seq_len": cfg["seq_len"], "hparams": hp}
+    except (KeyError, TypeError) as exc:
+        raise ArtifactError(f"checkpoint {path}: incomplete fit config ({type(exc).__name__}: {exc})") from None
     pol = {k[len("policy/") :]: v for k, v in tensors.items() if k.startswith("policy/")}
-    hp = {"hidden": cfg["hidden"]} if cfg["model"] in ("lstm", "gru") else {}
-    return policy_from_state(
-        {"tfs": cfg["tfs"], "model": cfg["model"], "seq_len": cfg["seq_len"], "hparams": hp}, pol, str(path)
-    )
+    return policy_from_state(state, pol, str(path))

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UnknownNameError
+
 
 class Kind(str, Enum):
     AFFINE = "affine"
@@ -92,6 +94,9 @@ class TF:
     batched:
         The batched torch form of ``fn`` (see the module docstring for its signature by kind), or ``None``: the TF
         then runs per image only. Not for affine TFs.
+    valid:
+        The closed range ``(lo, hi)`` its magnitudes must lie in, checked wherever an entry is made (parsing an id,
+        building a TF set, loading a policy file) rather than at the first call; ``None`` accepts any finite one.
     """
 
     name: str
@@ -104,6 +109,7 @@ class TF:
     pixelwise: bool = False
     batched: Callable[..., Any] | None = field(default=None, repr=False)
     _custom_args: tuple[bool, bool] = field(default=(False, False), repr=False)
+    valid: tuple[float, float] | None = None
 
     def __repr__(self) -> str:
         return f"TF({self.name!r}, kind={self.kind.value})"
@@ -133,6 +139,10 @@ def register(tf: TF, *, overwrite: bool = False) -> TF:
         raise ValueError(
             f"affine TF {tf.name!r} takes no batched form: the batched path composes its matrices and resamples itself"
         )
+    if tf.valid is not None:
+        lo, hi = tf.valid
+        if not lo <= hi:
+            raise ValueError(f"the valid magnitudes of TF {tf.name!r} must be a range (lo, hi) with lo <= hi")
     if tf.name in _REGISTRY and not overwrite and _REGISTRY[tf.name] is not tf:
         raise ValueError(f"a TF named {tf.name!r} is already registered; pass overwrite=True to replace it")
     _REGISTRY[tf.name] = tf
@@ -149,6 +159,7 @@ def register_builtin(
     signed: bool = False,
     rng: bool = False,
     pixelwise: bool = False,
+    valid: tuple[float, float] | None = None,
     description: str = "",
 ) -> None:
     """Register one of the library's own TFs (the geometric and intensity modules' one-line declarations)."""
@@ -163,19 +174,21 @@ def register_builtin(
             description=description,
             pixelwise=pixelwise,
             batched=batched,
+            valid=valid,
         )
     )
 
 
 def get_tf(name: str) -> TF:
-    """Look up a registered TF by name; unknown names raise ``KeyError`` with close matches."""
+    """Look up a registered TF by name; unknown names raise :class:`~learned_augment.UnknownNameError` (a
+    ``KeyError`` and a ``ValueError``) with close matches."""
     try:
         return _REGISTRY[name]
     except KeyError:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(
-            f"unknown TF {name!r}.{hint} Register your own with @learned_augment.register_tf({name!r})."
+        raise UnknownNameError(
+            f"unknown TF {name!r}.{hint} Register your own with @learned_augment.register_tf({name!r}).", name
         ) from None
 
 
@@ -190,6 +203,7 @@ def register_tf(
     signed: bool = False,
     overwrite: bool = False,
     batched: Callable[..., Any] | None = None,
+    valid: tuple[float, float] | None = None,
 ) -> Callable[[Callable[..., Any]], TF]:
     """Decorator that turns a user function into a registered ``custom`` TF.
 
@@ -233,11 +247,15 @@ def register_tf(
                 y = np.clip(0.5 + (x - 0.5) * magnitude, 0.0, 1.0)
                 return np.rint(y * 255).astype(np.uint8) if image.dtype == np.uint8 else y.astype(np.float32)
 
+    valid:
+        The closed range ``(lo, hi)`` of magnitudes the function accepts: ids outside it (``fade(7)``) are refused
+        when parsed, in a TF set or a policy file, not when the TF first runs. ``None`` accepts any finite magnitude.
+
     Raises
     ------
     ValueError
-        If the name is invalid or taken (without ``overwrite``), or ``batched`` declares other arguments than the
-        function (``magnitude``; ``generator`` for ``rng``).
+        If the name is invalid or taken (without ``overwrite``), ``valid`` is not a range, or ``batched`` declares
+        other arguments than the function (``magnitude``; ``generator`` for ``rng``).
     TypeError
         If ``batched`` is not callable.
     """
@@ -257,6 +275,7 @@ def register_tf(
             description=(fn.__doc__ or "").strip().split("\n")[0],
             batched=None if batched is None else _batched_call(tf_name, batched, takes_mag, takes_rng),
             _custom_args=(takes_mag, takes_rng),
+            valid=None if valid is None else (float(valid[0]), float(valid[1])),
         )
         return register(tf, overwrite=overwrite)
 

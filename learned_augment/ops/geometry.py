@@ -360,12 +360,47 @@ def boxes_from_points(boxes: np.ndarray, pts: np.ndarray, h: int, w: int) -> np.
     return out
 
 
-_reg("rotate", Kind.AFFINE, rotate_matrix, signed=True, description="rotate by degrees, counter-clockwise")
-_reg("shear_x", Kind.AFFINE, shear_x_matrix, signed=True, description="horizontal shear (x += s * y)")
-_reg("shear_y", Kind.AFFINE, shear_y_matrix, signed=True, description="vertical shear (y += s * x)")
-_reg("translate_x", Kind.AFFINE, translate_x_matrix, signed=True, description="shift right by a fraction of width")
-_reg("translate_y", Kind.AFFINE, translate_y_matrix, signed=True, description="shift down by a fraction of height")
-_reg("zoom", Kind.AFFINE, zoom_matrix, description="scale about the centre (>1 zooms in)")
+_reg(
+    "rotate",
+    Kind.AFFINE,
+    rotate_matrix,
+    signed=True,
+    valid=(-360.0, 360.0),
+    description="rotate by degrees, counter-clockwise",
+)
+_reg(
+    "shear_x",
+    Kind.AFFINE,
+    shear_x_matrix,
+    signed=True,
+    valid=(-10.0, 10.0),
+    description="horizontal shear (x += s * y)",
+)
+_reg(
+    "shear_y",
+    Kind.AFFINE,
+    shear_y_matrix,
+    signed=True,
+    valid=(-10.0, 10.0),
+    description="vertical shear (y += s * x)",
+)
+_reg(
+    "translate_x",
+    Kind.AFFINE,
+    translate_x_matrix,
+    signed=True,
+    valid=(-1.0, 1.0),
+    description="shift right by a fraction of width",
+)
+_reg(
+    "translate_y",
+    Kind.AFFINE,
+    translate_y_matrix,
+    signed=True,
+    valid=(-1.0, 1.0),
+    description="shift down by a fraction of height",
+)
+_reg("zoom", Kind.AFFINE, zoom_matrix, valid=(0.01, 100.0), description="scale about the centre (>1 zooms in)")
 _reg("hflip", Kind.AFFINE, hflip_matrix, takes_magnitude=False, description="mirror left-right")
 _reg("vflip", Kind.AFFINE, vflip_matrix, takes_magnitude=False, description="mirror top-bottom")
 _reg(
@@ -373,6 +408,7 @@ _reg(
     Kind.WARP,
     swirl_warp,
     signed=True,
+    valid=(-100.0, 100.0),
     description="skimage-style swirl (strength in radians)",
     batched=bk.swirl,
 )
@@ -381,6 +417,7 @@ _reg(
     Kind.WARP,
     elastic_warp,
     rng=True,
+    valid=(0.0, 1000.0),
     description="elastic deformation (alpha in pixels, sigma 1)",
     batched=bk.elastic,
 )

@@ -237,15 +237,39 @@ def dilation(image: np.ndarray, _: float | None = None, rng: np.random.Generator
 
 
 # Identity needs no batched form: float images go through its (identity) look-up table.
-_reg("brightness", Kind.POINT, brightness, bk.brightness, description="multiply intensities by f")
-_reg("contrast", Kind.POINT, contrast, bk.contrast, description="scale distance from mid-grey by f")
-_reg("gamma", Kind.POINT, gamma, bk.gamma, description="x ** g")
-_reg("posterize", Kind.POINT, posterize, bk.posterize, description="keep the top bits of each value")
-_reg("solarize", Kind.POINT, solarize, bk.solarize, description="invert values above a threshold in [0, 1]")
+_reg("brightness", Kind.POINT, brightness, bk.brightness, valid=(0.0, 100.0), description="multiply intensities by f")
+_reg("contrast", Kind.POINT, contrast, bk.contrast, valid=(0.0, 100.0), description="scale distance from mid-grey by f")
+_reg("gamma", Kind.POINT, gamma, bk.gamma, valid=(0.01, 100.0), description="x ** g")
+_reg("posterize", Kind.POINT, posterize, bk.posterize, valid=(1.0, 8.0), description="keep the top bits of each value")
+_reg(
+    "solarize",
+    Kind.POINT,
+    solarize,
+    bk.solarize,
+    valid=(0.0, 1.0),
+    description="invert values above a threshold in [0, 1]",
+)
 _reg("identity", Kind.POINT, identity, None, takes_magnitude=False, description="leave the image unchanged")
 _reg("invert", Kind.POINT, invert, bk.invert, takes_magnitude=False, description="1 - x")
-_reg("color", Kind.IMAGE, color, bk.color, pixelwise=True, description="saturation: blend with grayscale by f")
-_reg("hue", Kind.IMAGE, hue, bk.hue, signed=True, pixelwise=True, description="rotate hue by a fraction of a full turn")
+_reg(
+    "color",
+    Kind.IMAGE,
+    color,
+    bk.color,
+    pixelwise=True,
+    valid=(0.0, 100.0),
+    description="saturation: blend with grayscale by f",
+)
+_reg(
+    "hue",
+    Kind.IMAGE,
+    hue,
+    bk.hue,
+    signed=True,
+    pixelwise=True,
+    valid=(-1.0, 1.0),
+    description="rotate hue by a fraction of a full turn",
+)
 _reg("equalize", Kind.IMAGE, equalize, bk.equalize, takes_magnitude=False, description="histogram equalisation")
 _reg(
     "autocontrast",
@@ -255,9 +279,32 @@ _reg(
     takes_magnitude=False,
     description="stretch to full range",
 )
-_reg("sharpness", Kind.IMAGE, sharpness, bk.sharpness, description="blend with a smoothed copy by f")
-_reg("blur", Kind.IMAGE, blur, bk.blur, description="Gaussian blur, sigma in pixels")
-_reg("noise", Kind.IMAGE, noise, bk.noise, rng=True, description="additive Gaussian noise, std on [0, 1] scale")
-_reg("cutout", Kind.IMAGE, cutout, bk.cutout, rng=True, description="zero a random square, side as a fraction of size")
+_reg(
+    "sharpness",
+    Kind.IMAGE,
+    sharpness,
+    bk.sharpness,
+    valid=(0.0, 100.0),
+    description="blend with a smoothed copy by f",
+)
+_reg("blur", Kind.IMAGE, blur, bk.blur, valid=(0.0, 50.0), description="Gaussian blur, sigma in pixels")
+_reg(
+    "noise",
+    Kind.IMAGE,
+    noise,
+    bk.noise,
+    rng=True,
+    valid=(0.0, 1.0),
+    description="additive Gaussian noise, std on [0, 1] scale",
+)
+_reg(
+    "cutout",
+    Kind.IMAGE,
+    cutout,
+    bk.cutout,
+    rng=True,
+    valid=(0.0, 1.0),
+    description="zero a random square, side as a fraction of size",
+)
 _reg("erosion", Kind.IMAGE, erosion, bk.erosion, takes_magnitude=False, description="grey erosion, 3x3 cross")
 _reg("dilation", Kind.IMAGE, dilation, bk.dilation, takes_magnitude=False, description="grey dilation, 3x3 cross")

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Union, overload
 
+from ..errors import UnknownNameError
 from .base import NAME_PATTERN, TF, get_tf
 
-_ID = re.compile(rf"^\s*({NAME_PATTERN.pattern})\s*(?:\(\s*([^()]*?)\s*\))?\s*$")
+# Applied to stripped text, with the magnitude stripped afterwards: every part matches a disjoint set of characters,
+# so matching takes linear time (optional spaces on both sides of a lazy group made hostile ids cost minutes).
+_ID = re.compile(rf"({NAME_PATTERN.pattern})\s*(?:\(([^()]*)\))?")
+
+MAX_ID_CHARS = 200
+"""Longest TF id accepted: longer ones are refused before they are parsed (and before an error message quotes
+them)."""
 
 
 @dataclass(frozen=True)
@@ -35,10 +43,13 @@ class TFEntry:
         """Parse an id like ``rotate(+5)``, ``zoom(1.1)`` or ``hflip``; the TF must be registered."""
         if not isinstance(text, str):
             raise TypeError(f"TF id must be a string, got {type(text).__name__}")
-        m = _ID.match(text)
+        if len(text) > MAX_ID_CHARS:
+            raise ValueError(f"TF id of {len(text)} characters, more than {MAX_ID_CHARS}: {text[:40]!r}...")
+        m = _ID.fullmatch(text.strip())
         if m is None:
             raise ValueError(f"malformed TF id {text!r}; expected 'name' or 'name(magnitude)', e.g. 'rotate(+5)'")
         name, mag = m.group(1), m.group(2)
+        mag = None if mag is None else mag.strip()
         if mag is None or mag == "":
             return _checked_entry(name, None, text)
         try:
@@ -55,7 +66,8 @@ EntryLike = Union[TFEntry, str, tuple]
 
 
 def _checked_entry(name: str, magnitude: float | None, text: str | None = None) -> TFEntry:
-    """An entry whose TF is registered and whose magnitude fits it (present and finite, or absent)."""
+    """An entry whose TF is registered and whose magnitude fits it (present, finite and in the TF's valid range, or
+    absent)."""
     tf = get_tf(name)
     shown = text if text is not None else f"{name}({magnitude})"
     if magnitude is None:
@@ -67,6 +79,9 @@ def _checked_entry(name: str, magnitude: float | None, text: str | None = None) 
     value = float(magnitude)
     if not math.isfinite(value):
         raise ValueError(f"magnitude must be finite in TF id {shown!r}")
+    if tf.valid is not None and not tf.valid[0] <= value <= tf.valid[1]:
+        lo, hi = tf.valid
+        raise ValueError(f"TF {name!r} takes magnitudes in [{lo:g}, {hi:g}], got {shown!r}")
     return TFEntry(name, value)
 
 
@@ -107,9 +122,10 @@ class TFSet(Sequence[TFEntry]):
         if not self._entries:
             raise ValueError("a TF set needs at least one entry")
         ids = [e.id for e in self._entries]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
         if dupes:
-            raise ValueError(f"duplicate entries in TF set: {dupes}")
+            more = f" and {len(dupes) - 5} more" if len(dupes) > 5 else ""
+            raise ValueError(f"duplicate entries in TF set: {dupes[:5]}{more}")
         self.name = name
         self._index = {i: k for k, i in enumerate(ids)}
 
@@ -142,7 +158,7 @@ class TFSet(Sequence[TFEntry]):
         try:
             return self._index[key]
         except KeyError:
-            raise KeyError(f"{key!r} is not in this TF set ({len(self)} entries)") from None
+            raise UnknownNameError(f"{key!r} is not in this TF set ({len(self)} entries)", key) from None
 
     def __repr__(self) -> str:
         shown = ", ".join(self.ids[:6]) + (", ..." if len(self) > 6 else "")
@@ -227,7 +243,7 @@ def get_tfset(spec: str | TFSet | Iterable[EntryLike]) -> TFSet:
         try:
             factory = NAMED_SETS[spec]
         except KeyError:
-            raise KeyError(f"unknown TF set {spec!r}; named sets are {sorted(NAMED_SETS)}") from None
+            raise UnknownNameError(f"unknown TF set {spec!r}; named sets are {sorted(NAMED_SETS)}", spec) from None
         # Keyed by the factory too: a set registered anew under the same name is built afresh.
         cached = _NAMED_CACHE.get((spec, factory))
         if cached is None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..errors import UnknownNameError
 from ..io import ArtifactError, load_artifact, save_artifact
 from ..ops.tfset import TFSet
 from .models import make_policy
@@ -33,8 +34,11 @@ def save_policy(policy: Any, path: str | os.PathLike[str]) -> Path:
     return save_artifact(path, dict(policy.state_dict()), "policy", meta)
 
 
-_CHEAP_HIDDEN = 1024
-"""Recurrent policies up to this state size (an LSTM of 32 MB) are built directly when loaded."""
+MAX_FILE_TFS = 10_000
+"""Most TFs a policy file may name (the named sets have 25 to 60); more is refused before any id is parsed."""
+
+_CHEAP_PARAMS = 2**22
+"""Policies whose declared size is at most this many parameters (16 MB) are built directly when loaded."""
 
 
 def _int_or_zero(value: Any) -> int:
@@ -42,6 +46,13 @@ def _int_or_zero(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError, OverflowError):
         return 0  # not a size: make_policy refuses it with its own message
+
+
+def _declared_params(k: int, hidden: int) -> int:
+    """An upper bound on the parameters of a policy over ``k`` TFs with state size ``hidden``: the embedding, an
+    LSTM cell (a GRU cell is smaller), the head; ``k`` for the state-free models."""
+    h = max(hidden, 0)
+    return (k + 1) * h + 4 * h * (2 * h + 2) + (h + 1) * k
 
 
 def policy_from_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor], source: str) -> Any:
@@ -55,6 +66,8 @@ def policy_from_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor], so
         raise ArtifactError(f"{source}: policy metadata is incomplete ({exc})") from None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise ArtifactError(f"{source}: 'tfs' must be a list of TF ids")
+    if len(ids) > MAX_FILE_TFS:
+        raise ArtifactError(f"{source}: {len(ids)} TFs, more than the {MAX_FILE_TFS} a policy file may name")
     if not isinstance(model, str):
         raise ArtifactError(f"{source}: 'model' must be a policy name, got {model!r}")
     if type(seq_len) is not int or not 1 <= seq_len <= 1000:
@@ -72,17 +85,16 @@ def policy_from_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor], so
         raise ArtifactError(f"{source}: 'tfset_name' must be a string, got {name!r}")
     try:
         tfset = TFSet(ids, name=name)
-    except KeyError as exc:
+    except UnknownNameError as exc:
         raise ArtifactError(
-            f"{source} uses a TF this session does not know: {exc.args[0]} "
-            "(register custom TFs with @learned_augment.register_tf before loading)"
+            f"{source} uses unknown TF {exc.name!r}: register it with @learned_augment.register_tf before loading"
         ) from None
-    except ValueError as exc:
+    except (KeyError, ValueError) as exc:
         raise ArtifactError(f"{source}: bad TF list ({exc})") from None
-    # A hostile ``hidden`` (10**6 asks for a 16 TB LSTM) must be refused, not allocated: beyond a size that is cheap
-    # to build, the policy is first built on the meta device (no memory) and its shapes compared with the file's,
-    # which are bounded by the file size. Not always: the first meta build imports torch._dynamo (about a second).
-    big = _int_or_zero(hparams.get("hidden")) > _CHEAP_HIDDEN
+    # A hostile ``hidden`` (10**6 asks for a 16 TB LSTM) or TF count must be refused, not allocated: beyond a size
+    # that is cheap to build, the policy is first built on the meta device (no memory) and its shapes compared with
+    # the file's, which are bounded by the file size. Not always: the first meta build costs about a second.
+    big = _declared_params(len(tfset), _int_or_zero(hparams.get("hidden"))) > _CHEAP_PARAMS
     try:
         with torch.device("meta") if big else contextlib.nullcontext():
             skeleton = make_policy(model, tfset, seq_len, **hparams)

@@ -10,6 +10,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..errors import UnknownNameError
+
 _SUFFIX = ".safetensors"
 
 
@@ -23,11 +25,12 @@ def list_pretrained() -> list[str]:
 
 
 def pretrained_path(name: str) -> Path:
-    """File path of a shipped artifact; unknown names raise ``KeyError`` listing the available ones."""
-    path = _folder() / f"{name}{_SUFFIX}"
-    if not path.is_file():
-        raise KeyError(f"no pretrained artifact named {name!r}; available: {list_pretrained()}")
-    return path
+    """File path of a shipped artifact; other names (paths such as ``"../x"`` included) raise
+    :class:`~learned_augment.UnknownNameError` (a ``KeyError`` and a ``ValueError``) listing the available ones."""
+    available = list_pretrained()
+    if name not in available:
+        raise UnknownNameError(f"no pretrained artifact named {name!r}; available: {available}", name)
+    return _folder() / f"{name}{_SUFFIX}"
 
 
 def model_card(name: str) -> dict[str, Any]:

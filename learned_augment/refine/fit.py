@@ -47,9 +47,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._version import __version__
+from ..arguments import MAX_SEED, check_device, check_int, check_number
 from ..data import as_images, fingerprint
-from ..io import ArtifactError, load_artifact, save_artifact
+from ..io import ArtifactError, check_optimizer_state, load_artifact, save_artifact
 from .networks import (
+    MAX_BLOCKS,
+    MAX_LAYERS,
+    MAX_WIDTH,
     DiscriminatorConfig,
     GeneratorConfig,
     PatchDiscriminator,
@@ -237,6 +241,7 @@ class _Stage:
             for g in groups:
                 g["betas"] = tuple(g["betas"])
             opt.load_state_dict({"state": state, "param_groups": groups})
+            check_optimizer_state(opt, f"{p}.{name}.{{index}}.{{key}}")
         for name, pool in self.pools.items():
             pool.restore(f"{p}.{name}", tensors, int(meta["pools"][name]), device)
 
@@ -325,9 +330,10 @@ def fit_refiner(
         Discriminator width (default: see ``steps``) and stride-2 layers (default: the deepest that leaves a 4x4
         grid of patches).
     device:
-        ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
     seed:
-        Makes the fit repeatable (bit for bit on CPU; CUDA kernels may differ in the last bits).
+        Makes the fit repeatable (bit for bit on CPU; CUDA kernels may differ in the last bits). An integer in
+        [0, 2**64).
     progress:
         Show a tqdm bar with the current losses.
     checkpoint, checkpoint_every, resume:
@@ -347,6 +353,50 @@ def fit_refiner(
     FloatingPointError
         A loss became NaN or infinite; training stops before any update or checkpoint with the broken values.
     """
+    # Every setting is checked before the images are read: a mistake costs no time and names its argument.
+    seed = check_int(seed, "seed", 0, MAX_SEED)
+    dev = check_device(device)
+    check_int(stages, "stages", 1, MAX_STAGES)
+    check_int(checkpoint_every, "checkpoint_every", 1)
+    check_number(lr, "lr", positive=True)
+    for name, value in (
+        ("lambda_cycle", lambda_cycle),
+        ("lambda_identity", lambda_identity),
+        ("lambda_self_reg", lambda_self_reg),
+    ):
+        check_number(value, name)
+    if not (
+        isinstance(betas, (tuple, list))
+        and len(betas) == 2
+        and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 <= b < 1.0 for b in betas)
+    ):
+        raise ValueError(f"betas must be two numbers in [0, 1); got {betas!r}")
+    if stage2 not in STAGE2_MODES:
+        raise ValueError(f"stage2 must be one of {', '.join(map(repr, STAGE2_MODES))}; got {stage2!r}")
+    check_int(pool_size, "pool_size", 0)
+    if lambda_semantic is not None:
+        check_number(lambda_semantic, "lambda_semantic")
+    check_int(classifier_steps, "classifier_steps", 1)
+    check_int(eval_every, "eval_every", 1)
+    check_int(eval_images, "eval_images", 1)
+    for name, size, low, high in (
+        ("batch_size", batch_size, 1, None),
+        ("ngf", ngf, 1, MAX_WIDTH),
+        ("n_blocks", n_blocks, 0, MAX_BLOCKS),
+        ("ndf", ndf, 1, MAX_WIDTH),
+        ("disc_layers", disc_layers, 1, MAX_LAYERS),
+    ):
+        if size is not None:  # None: sized by the images below
+            check_int(size, name, low, high)
+    if steps is not None and epochs is not None:
+        raise ValueError("give steps or epochs, not both")
+    if steps is not None:
+        check_int(steps, "steps", 1)
+    if epochs is not None:
+        check_number(epochs, "epochs", positive=True)
+    callback_list = list(callbacks or ())
+    if not all(callable(cb) for cb in callback_list):
+        raise TypeError(f"callbacks must be functions cb(info), got {callbacks!r}")
     xs = _as_tensor(synthetic, "synthetic")
     ys = _as_tensor(real, "real")
     if xs.shape[2:] != ys.shape[2:]:
@@ -362,28 +412,8 @@ def fit_refiner(
     if steps is None and epochs is None:
         steps, epochs = sized["steps"], sized["epochs"]
     c_syn, c_real = xs.shape[1], ys.shape[1]
-    _check_positive_int("stages", stages, MAX_STAGES)
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("checkpoint_every", checkpoint_every)
-    _check_nonneg("lr", lr, positive=True)
-    for name, value in (
-        ("lambda_cycle", lambda_cycle),
-        ("lambda_identity", lambda_identity),
-        ("lambda_self_reg", lambda_self_reg),
-    ):
-        _check_nonneg(name, value)
-    if not (len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas)):
-        raise ValueError(f"betas must be two numbers in [0, 1); got {betas!r}")
-    if stage2 not in STAGE2_MODES:
-        raise ValueError(f"stage2 must be one of {', '.join(map(repr, STAGE2_MODES))}; got {stage2!r}")
-    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 0:
-        raise ValueError(f"pool_size must be a non-negative integer; got {pool_size!r}")
     if lambda_semantic is None:
         lambda_semantic = 1.0 if synthetic_labels is not None else 0.0
-    _check_nonneg("lambda_semantic", lambda_semantic)
-    _check_positive_int("classifier_steps", classifier_steps)
-    _check_positive_int("eval_every", eval_every)
-    _check_positive_int("eval_images", eval_images)
     labels = _as_labels(synthetic_labels, len(xs)) if synthetic_labels is not None else None
     if lambda_semantic > 0 and labels is None:
         raise ValueError("lambda_semantic > 0 needs synthetic_labels (the class of every synthetic image)")
@@ -393,9 +423,6 @@ def fit_refiner(
             f"synthetic has {c_syn}, real has {c_real}"
         )
     per_stage = _stage_steps(steps, epochs, max(len(xs), len(ys)), batch_size)
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was asked for, but torch sees no CUDA device; use device='cpu'")
     layers = disc_layers if disc_layers is not None else patch_layers_for(min(xs.shape[2], xs.shape[3]))
     cfg: dict[str, Any] = _jsonable(
         {
@@ -429,7 +456,7 @@ def fit_refiner(
             eval_images=eval_images,
             synthetic_labels=fingerprint(labels.numpy()),
         )
-    run = _Run(cfg, xs.to(dev), ys.to(dev), dev, progress, checkpoint, checkpoint_every, list(callbacks or ()))
+    run = _Run(cfg, xs.to(dev), ys.to(dev), dev, progress, checkpoint, checkpoint_every, callback_list)
     run.labels = labels.to(dev) if labels is not None else None
     run.start(resume)
     return run.train()
@@ -859,27 +886,11 @@ def default_sizes(height: int, width: int) -> dict[str, Any]:
 
 
 def _stage_steps(steps: int | None, epochs: float | None, n: int, batch_size: int) -> int:
-    if steps is not None and epochs is not None:
-        raise ValueError("give steps or epochs, not both")
+    """Steps per stage (``steps`` and ``epochs`` were checked by ``fit_refiner``)."""
     if steps is not None:
-        _check_positive_int("steps", steps)
         return steps
     ep = 5.0 if epochs is None else epochs
-    if not (isinstance(ep, (int, float)) and math.isfinite(ep) and ep > 0):
-        raise ValueError(f"epochs must be a positive number; got {epochs!r}")
     return max(1, math.ceil(ep * n / batch_size))
-
-
-def _check_positive_int(name: str, value: Any, hi: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (hi is not None and value > hi):
-        bound = f" and at most {hi}" if hi is not None else ""
-        raise ValueError(f"{name} must be a positive integer{bound}; got {value!r}")
-
-
-def _check_nonneg(name: str, value: Any, positive: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be a finite {'positive' if positive else 'non-negative'} number; got {value!r}")
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .arguments import check_probability
+from ..arguments import check_probability
 
 
 class PolicyAugmentedDataset(torch.utils.data.Dataset):

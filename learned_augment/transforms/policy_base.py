@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..arguments import check_probability, check_seed
 from ..ops.base import Kind
 from ..ops.geometry import resolve_interpolation
 from ..ops.sequence import apply_sequence
 from ..policy.base import Policy
 from ..policy.sampler import BlockSampler
 from .albumentations_base import DualTransform, public_class_fullname
-from .arguments import check_probability, check_seed
 from .fit_check import PolicyMismatchWarning, caller_stacklevel, mismatch_message
 from .sources import resolve_policy
 

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..arguments import check_probability, check_seed
 from .albumentations_base import ImageOnlyTransform, public_class_fullname
-from .arguments import check_probability, check_seed
 from .inputs import find_images, flatten, map_single_image, unflatten, wrap_like
 from .sources import resolve_refiner
 

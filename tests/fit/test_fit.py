@@ -230,6 +230,66 @@ def test_bad_arguments(digits):
         fit_policy("/nonexistent/folder", "mnist", "lstm", **FAST)
 
 
+class _Unread:
+    """Data that fails the test when read: bad settings must be refused before any data is."""
+
+    def __len__(self):
+        raise AssertionError("the data was read before the settings were checked")
+
+    def __getitem__(self, i):
+        raise AssertionError("the data was read before the settings were checked")
+
+
+BAD_SETTINGS = [
+    ({"seed": "a"}, TypeError, "^seed must be an integer"),
+    ({"seed": -1}, ValueError, r"^seed must be an integer in \[0, 2\*\*64 - 1\], got -1$"),
+    ({"seed": None}, TypeError, "^seed must be an integer"),
+    ({"seed": 2**70}, ValueError, "^seed must be an integer"),
+    ({"seed": 1.5}, TypeError, "^seed must be an integer"),
+    ({"seed": True}, TypeError, "^seed must be an integer"),
+    ({"device": "bogus"}, ValueError, "^device 'bogus' is not a device"),
+    ({"device": "mps"}, ValueError, "only cpu and cuda"),
+    ({"device": 0}, TypeError, "^device must be"),
+    ({"limit": -1}, ValueError, "^limit must be an integer >= 1"),
+    ({"limit": 2.5}, TypeError, "^limit"),
+    ({"hidden": 0}, ValueError, "^hidden"),
+    ({"checkpoint_every": 0}, ValueError, "^checkpoint_every"),
+    ({"n_seqs": 1.5}, TypeError, "^n_seqs"),
+    ({"d_width": 0}, ValueError, "^d_width"),
+    ({"seq_len": 2.7}, TypeError, "^seq_len"),
+    ({"batch_size": "8"}, TypeError, "^batch_size"),
+    ({"eval_every": -1}, ValueError, "^eval_every"),
+    ({"steps": 0}, ValueError, "^steps"),
+    ({"steps": None, "epochs": "1"}, TypeError, "^epochs"),
+    ({"steps": None, "min_steps": 0}, ValueError, "^min_steps"),
+    ({"g_lr": "0.1"}, TypeError, "^g_lr"),
+    ({"g_optimizer": "rmsprop"}, ValueError, "^g_optimizer"),
+    ({"rollouts": "fast"}, ValueError, "^rollouts"),
+    ({"reward_precision": "half"}, ValueError, "^reward_precision"),
+    ({"callbacks": [1]}, TypeError, "^callbacks"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), BAD_SETTINGS, ids=[str(c[0]) for c in BAD_SETTINGS])
+def test_bad_settings_fail_in_one_line_before_the_data_is_read(kwargs, error, match):
+    with pytest.raises(error, match=match) as info:
+        fit_policy(_Unread(), "mnist", "lstm", **{**FAST, **kwargs})
+    assert "\n" not in str(info.value) and len(str(info.value)) <= 200
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_without_a_gpu_is_refused_up_front():
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        fit_policy(_Unread(), "mnist", "lstm", device="cuda", **FAST)
+
+
+def test_integral_settings_of_other_types_are_accepted(digits):
+    """numpy integers are integers: they fit as the same Python ints and are stored as such."""
+    a = fit_policy(digits, "mnist", "lstm", seed=np.int64(3), **{**FAST, "batch_size": np.int32(16)})
+    b = fit_policy(digits, "mnist", "lstm", seed=3, **FAST)
+    assert _same_weights(a, b) and type(a.provenance["fit_args"]["seed"]) is int
+
+
 def test_entropy_bonus_keeps_the_policy_diverse():
     """On the planted problem the bonus must hold the policy nearer uniform than the plain fit does."""
     plain, bonus = _planted_fit(0.0), _planted_fit(2.0)

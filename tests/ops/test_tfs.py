@@ -486,9 +486,12 @@ def test_unknown_tf_id_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("tf_id", "match"),
-    [("zoom(0)", "zoom factor must be positive"), ("zoom(-1)", "zoom factor must be positive"),
-     ("gamma(0)", "gamma must be positive"), ("posterize(0)", "posterize bits must be in 1..8"),
-     ("posterize(9)", "posterize bits must be in 1..8")],
+    [("zoom(0)", r"TF 'zoom' takes magnitudes in \[0.01, 100\]"),
+     ("zoom(-1)", r"TF 'zoom' takes magnitudes in \[0.01, 100\]"),
+     ("gamma(0)", r"TF 'gamma' takes magnitudes in \[0.01, 100\]"),
+     ("posterize(0)", r"TF 'posterize' takes magnitudes in \[1, 8\]"),
+     ("posterize(9)", r"TF 'posterize' takes magnitudes in \[1, 8\]"),
+     ("blur(1e9)", r"TF 'blur' takes magnitudes in \[0, 50\]")],
 )  # fmt: skip
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_bad_magnitudes_are_refused(tf_id: str, match: str, dtype: type) -> None:

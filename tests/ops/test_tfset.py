@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from learned_augment import UnknownNameError
 from learned_augment.ops import (
     NAMED_SETS,
     Kind,
@@ -90,13 +92,18 @@ def test_id_formats() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    name=st.sampled_from([n for n in BUILTIN_TFS if get_tf(n).takes_magnitude]),
-    magnitude=st.floats(allow_nan=False, allow_infinity=False),
-)
-def test_ids_round_trip_any_magnitude(name: str, magnitude: float) -> None:
-    # Ids are what policy files store: every magnitude must survive, not just the short ones the shipped sets use.
+@given(name=st.sampled_from([n for n in BUILTIN_TFS if get_tf(n).takes_magnitude]), data=st.data())
+def test_ids_round_trip_any_magnitude(name: str, data: st.DataObject) -> None:
+    # Ids are what policy files store: every valid magnitude must survive, not just the short ones the shipped sets
+    # use; every other finite one is refused.
+    lo, hi = get_tf(name).valid or (-math.inf, math.inf)
+    magnitude = data.draw(st.floats(allow_nan=False, allow_infinity=False))
     entry = TFEntry(name, magnitude)
+    if not lo <= magnitude <= hi:
+        with pytest.raises(ValueError, match=f"TF '{name}' takes magnitudes in"):
+            TFEntry.parse(entry.id)
+        magnitude = data.draw(st.floats(lo, hi))
+        entry = TFEntry(name, magnitude)
     assert TFEntry.parse(entry.id) == entry
     assert TFSet([entry.id]).ids == [entry.id]
 
@@ -126,6 +133,16 @@ def test_duplicates_are_rejected() -> None:
         TFSet(["rotate(+5)", "zoom(1.1)", "rotate(5)"])
     with pytest.raises(ValueError, match="duplicate"):
         TFSet([("hflip",), "hflip"])
+
+
+def test_duplicate_check_takes_linear_time() -> None:
+    # Checking K ids against each other pairwise took 6 s at K = 20,000 (hours for a hostile policy file).
+    entries = [TFEntry("rotate", i / 100) for i in range(20_000)]
+    start = time.perf_counter()
+    assert len(TFSet(entries)) == 20_000
+    assert time.perf_counter() - start < 2.0
+    with pytest.raises(ValueError, match=r"duplicate entries in TF set: \['rotate\(\+0\)', .*\] and 95 more$"):
+        TFSet(entries[:100] * 2)
 
 
 def test_empty_set_is_rejected() -> None:
@@ -202,6 +219,66 @@ def test_get_tfset_errors() -> None:
 def test_malformed_ids(text: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         TFEntry.parse(text)
+
+
+def test_hostile_ids_are_refused_in_linear_time() -> None:
+    # Spaces on both sides of the magnitude made matching cubic: 1,500 of them took seconds.
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="malformed TF id"):
+        TFEntry.parse("a(" + " " * 190 + "x")
+    with pytest.raises(ValueError, match=r"^TF id of 1502 characters, more than 200: 'a\(  "):
+        TFEntry.parse("a(" + " " * 1500)
+    assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        ("blur(1e9)", r"TF 'blur' takes magnitudes in \[0, 50\], got 'blur\(1e9\)'"),
+        ("zoom(0)", r"TF 'zoom' takes magnitudes in \[0.01, 100\], got 'zoom\(0\)'"),
+        ("zoom(-1)", r"TF 'zoom' takes magnitudes in \[0.01, 100\]"),
+        ("posterize(100)", r"TF 'posterize' takes magnitudes in \[1, 8\]"),
+        ("posterize(0)", r"TF 'posterize' takes magnitudes in \[1, 8\]"),
+        ("sharpness(1e308)", r"TF 'sharpness' takes magnitudes in \[0, 100\]"),
+        ("gamma(0)", r"TF 'gamma' takes magnitudes in \[0.01, 100\]"),
+        ("cutout(2)", r"TF 'cutout' takes magnitudes in \[0, 1\]"),
+        (("blur", 1e9), r"TF 'blur' takes magnitudes in \[0, 50\], got 'blur\(1000000000.0\)'"),
+        (TFEntry("noise", -0.1), r"TF 'noise' takes magnitudes in \[0, 1\]"),
+    ],
+)
+def test_magnitudes_outside_the_valid_range_are_refused_when_the_entry_is_made(entry: object, match: str) -> None:
+    # Not at the first call, inside a DataLoader worker, with OpenCV's message.
+    with pytest.raises(ValueError, match=match):
+        TFSet([entry])
+    if isinstance(entry, str):
+        with pytest.raises(ValueError, match=match):
+            TFEntry.parse(entry)
+
+
+@pytest.mark.parametrize("name", BUILTIN_TFS)
+def test_every_builtin_tf_with_a_magnitude_declares_its_valid_range(name: str) -> None:
+    tf = get_tf(name)
+    assert (tf.valid is not None) == tf.takes_magnitude, name
+    if tf.valid is not None:
+        lo, hi = tf.valid
+        TFEntry.parse(f"{name}({lo})")
+        TFEntry.parse(f"{name}({hi})")
+
+
+def test_unknown_names_are_key_and_value_errors_that_print_plainly() -> None:
+    # KeyError's str() is its repr (quoted, escaped); these print the message as written and are ValueErrors too.
+    for lookup, start in [
+        (lambda: get_tf("rotat"), "unknown TF 'rotat'."),
+        (lambda: TFEntry.parse("warp_drive(+5)"), "unknown TF 'warp_drive'."),
+        (lambda: get_tfset("imagenet"), "unknown TF set 'imagenet'; named sets are"),
+        (lambda: get_tfset(["hflip", "nope"]), "unknown TF 'nope'."),
+        (lambda: mnist_tfs().index_of("rotate(+7)"), "'rotate(+7)' is not in this TF set"),
+    ]:
+        with pytest.raises(UnknownNameError) as info:
+            lookup()
+        assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
+        assert str(info.value).startswith(start), str(info.value)
+        assert "\n" not in str(info.value) and "\\" not in str(info.value)
 
 
 def test_unknown_name_suggests_close_matches() -> None:

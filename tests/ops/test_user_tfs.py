@@ -187,6 +187,21 @@ def test_unnamed_lambda_is_refused() -> None:
         register_tf()(lambda data: data)
 
 
+def test_declared_valid_range_is_checked_when_ids_are_parsed(tf_name: Any) -> None:
+    name = tf_name("fade")
+
+    @register_tf(name, valid=(0, 2))
+    def fade(data: Any, magnitude: float) -> Any:
+        return data
+
+    assert get_tf(name).valid == (0.0, 2.0)
+    assert TFSet([f"{name}(0)", f"{name}(2)"]).ids == [f"{name}(0)", f"{name}(2)"]
+    with pytest.raises(ValueError, match=rf"^TF '{name}' takes magnitudes in \[0, 2\], got '{name}\(2.5\)'$"):
+        TFEntry.parse(f"{name}(2.5)")
+    with pytest.raises(ValueError, match="must be a range"):
+        register_tf(tf_name("backwards"), valid=(1, 0))(fade.fn)
+
+
 def test_unknown_tf_suggests_and_explains() -> None:
     with pytest.raises(KeyError, match=r"unknown TF 'dilate'\. Did you mean dilation.*register_tf\('dilate'\)"):
         get_tf("dilate")

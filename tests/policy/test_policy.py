@@ -1,4 +1,5 @@
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -127,6 +128,14 @@ def test_make_policy_names_and_errors():
         MeanFieldPolicy("mnist", 3).log_prob(torch.zeros(2, 4, dtype=torch.long))
     with pytest.raises(IndexError, match="ids must lie"):
         MeanFieldPolicy("mnist", 3).log_prob(torch.full((2, 3), 25))
+
+
+@pytest.mark.parametrize("tf_id", ["blur(1e9)", "zoom(0)", "posterize(100)"])
+@pytest.mark.parametrize("cls", KINDS)
+def test_a_policy_over_an_out_of_range_magnitude_is_refused_when_built(cls, tf_id):
+    # Accepted, it would raise inside every call of the transform (OpenCV's error for blur).
+    with pytest.raises(ValueError, match=r"takes magnitudes in \[.*\], got " + re.escape(repr(tf_id))):
+        cls(["hflip", tf_id], 2)
 
 
 def test_repr_names_kind_tfset_length_and_top_tfs():

@@ -184,6 +184,52 @@ def test_bad_arguments(digits16, kwargs: dict, match: str) -> None:
         fit_refiner(x, x, **args)
 
 
+class _Unread:
+    """Images that fail the test when read: bad settings must be refused before any image is."""
+
+    def __len__(self) -> int:
+        raise AssertionError("the images were read before the settings were checked")
+
+    def __getitem__(self, i: int) -> None:
+        raise AssertionError("the images were read before the settings were checked")
+
+
+BAD_SETTINGS = [
+    ({"seed": -1}, ValueError, r"^seed must be an integer in \[0, 2\*\*64 - 1\], got -1$"),
+    ({"seed": "a"}, TypeError, "^seed"),
+    ({"seed": None}, TypeError, "^seed"),
+    ({"seed": 2**70}, ValueError, "^seed"),
+    ({"seed": 1.5}, TypeError, "^seed"),
+    ({"device": "bogus"}, ValueError, "^device 'bogus' is not a device"),
+    ({"device": "mps"}, ValueError, "only cpu and cuda"),
+    ({"stages": 1.5}, TypeError, "^stages"),
+    ({"stages": 9}, ValueError, "^stages"),
+    ({"ngf": 0}, ValueError, "^ngf"),
+    ({"n_blocks": -1}, ValueError, "^n_blocks"),
+    ({"ndf": "4"}, TypeError, "^ndf"),
+    ({"disc_layers": 0}, ValueError, "^disc_layers"),
+    ({"batch_size": 0}, ValueError, "^batch_size"),
+    ({"steps": 0}, ValueError, "^steps"),
+    ({"steps": None, "epochs": -1.0}, ValueError, "^epochs"),
+    ({"lr": "1e-3"}, TypeError, "^lr"),
+    ({"betas": 0.5}, ValueError, "^betas"),
+    ({"callbacks": [1]}, TypeError, "^callbacks"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), BAD_SETTINGS, ids=[str(c[0]) for c in BAD_SETTINGS])
+def test_bad_settings_fail_in_one_line_before_the_images_are_read(kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match) as info:
+        fit_refiner(_Unread(), _Unread(), **{**TINY, "steps": 1, **kwargs})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_without_a_gpu_is_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        fit_refiner(_Unread(), _Unread(), device="cuda", **{**TINY, "steps": 1})
+
+
 def test_bad_data(digits16) -> None:
     x, _ = digits16
     with pytest.raises(ValueError, match="one size"):

@@ -23,7 +23,7 @@ import torch
 from reliability_helpers import POLICY_FIT, REFINER_FIT, WORKER, policy_data, refiner_data
 from safetensors.torch import load_file
 
-from learned_augment.fit import fit_policy
+from learned_augment.fit import fit_policy, load_checkpoint_policy
 from learned_augment.io import ArtifactError, load_artifact, load_policy, read_metadata, save_artifact
 from learned_augment.refine import Refiner, fit_refiner
 
@@ -265,3 +265,42 @@ def test_corrupt_checkpoint_state_is_an_artifact_error(tmp_path: Path) -> None:
         save_artifact(ckpt, tensors, "fit_checkpoint", broken)
         with pytest.raises(ArtifactError, match="cannot resume"):
             fit_policy(policy_data(), checkpoint=ckpt, **kw)
+
+
+def test_optimizer_state_of_the_wrong_shape_is_an_artifact_error(tmp_path: Path) -> None:
+    """torch's Optimizer.load_state_dict takes any shape: the fit would resume and then fail inside Adam's step."""
+    ckpt = tmp_path / "c.safetensors"
+    kw = {**POLICY_FIT, "steps": 2}
+    fit_policy(policy_data(), checkpoint=ckpt, **kw)
+    tensors, meta = load_artifact(ckpt)
+    body = {k: v for k, v in meta.items() if k not in ("format_version", "kind", "library_version")}
+    for name, bad in (("opt_d/state/0/exp_avg", torch.zeros(3)), ("opt_d/state/0/step", torch.zeros(2))):
+        save_artifact(ckpt, {**tensors, name: bad}, "fit_checkpoint", body)
+        with pytest.raises(ArtifactError, match=f"optimizer state '{name}'") as info:
+            fit_policy(policy_data(), checkpoint=ckpt, **kw)
+        assert "\n" not in str(info.value)
+
+
+def test_refiner_optimizer_state_of_the_wrong_shape_is_an_artifact_error(tmp_path: Path) -> None:
+    ckpt = tmp_path / "c.safetensors"
+    x, y = refiner_data()
+    kw = {**REFINER_FIT, "stages": 1, "steps": 2}
+    fit_refiner(x, y, checkpoint=ckpt, **kw)
+    tensors, meta = load_artifact(ckpt)
+    body = {k: v for k, v in meta.items() if k not in ("format_version", "kind", "library_version")}
+    name = next(k for k in tensors if k.startswith("stage1.opt_") and k.endswith(".exp_avg"))
+    save_artifact(ckpt, {**tensors, name: torch.zeros(3)}, "refiner_checkpoint", body)
+    with pytest.raises(ArtifactError, match=f"optimizer state '{name}' has shape \\(3,\\)"):
+        fit_refiner(x, y, checkpoint=ckpt, **kw)
+
+
+def test_checkpoint_policy_without_its_config_is_an_artifact_error(tmp_path: Path) -> None:
+    ckpt = tmp_path / "c.safetensors"
+    fit_policy(policy_data(), checkpoint=ckpt, **{**POLICY_FIT, "steps": 1})
+    tensors, meta = load_artifact(ckpt)
+    body = {k: v for k, v in meta.items() if k not in ("format_version", "kind", "library_version", "config")}
+    config = meta["config"]
+    for broken in (body, {**body, "config": {k: v for k, v in config.items() if k != "tfs"}}, {**body, "config": 1}):
+        save_artifact(ckpt, tensors, "fit_checkpoint", broken)
+        with pytest.raises(ArtifactError, match="incomplete fit config"):
+            load_checkpoint_policy(ckpt)

@@ -15,6 +15,7 @@ import os
 import pickle
 import struct
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,11 @@ INVALID: dict[str, Callable[[Ctx], bytes]] = {
     "TF list empty": lambda c: with_meta(c.policy, tfs=[]),
     "TF list not a list": lambda c: with_meta(c.policy, tfs="mnist"),
     "TF magnitude NaN": lambda c: with_meta(c.policy, tfs=["rotate(nan)"] + meta_of(split(c.policy)[0])["tfs"][1:]),
+    "TF magnitude out of range": lambda c: with_meta(
+        c.policy, tfs=["blur(1e9)"] + meta_of(split(c.policy)[0])["tfs"][1:]
+    ),
+    "TF list over the cap": lambda c: with_meta(c.policy, tfs=[f"rotate({i / 100:+g})" for i in range(10_001)]),
+    "TF id of 100k characters": lambda c: with_meta(c.policy, tfs=["a(" + " " * 100_000 + "x"] * 25),
     "model unknown": lambda c: with_meta(c.policy, model="transformer"),
     "model not a string": lambda c: with_meta(c.policy, model=["lstm"]),
     "seq_len 10**9": lambda c: with_meta(c.policy, seq_len=10**9),
@@ -581,3 +587,49 @@ def test_save_artifact_writes_what_the_loader_reads(tmp_path: Path) -> None:
     path = save_artifact(tmp_path / "a.safetensors", {"x": torch.arange(5.0), "y": torch.zeros(0)}, "thing", {})
     tensors, meta = load_artifact(path, kind="thing")
     assert torch.equal(tensors["x"], torch.arange(5.0)) and tensors["y"].numel() == 0 and meta["format_version"] == 1
+
+
+# ------------------------------------------------------------------------------------------------ bounded cost
+
+
+def test_many_tfs_are_refused_before_they_are_parsed(ctx: Ctx, tmp_path: Path) -> None:
+    # Checking the ids for duplicates pairwise cost time in K**2: 6 s at K = 20,000, hours in a 16 MiB header.
+    path = tmp_path / "many.safetensors"
+    path.write_bytes(with_meta(ctx.policy, tfs=[f"rotate({i / 1000:+g})" for i in range(30_000)]))
+    start = time.perf_counter()
+    with pytest.raises(
+        ArtifactError, match=r"many.safetensors: 30000 TFs, more than the 10000 a policy file may name$"
+    ):
+        la.load_policy(path)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_declared_sizes_are_checked_before_memory_is_allocated(
+    ctx: Ctx, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # hidden = 1024 over 8,000 TFs declares an LSTM of 74 MB, for a file of a few kB: it must not be built for real
+    # before its shapes are compared with the file's.
+    import learned_augment.policy.files as files_module
+
+    built: list[int] = []
+    make = files_module.make_policy
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        policy = make(*args, **kwargs)
+        built.append(sum(p.numel() for p in policy.parameters() if not p.is_meta))
+        return policy
+
+    monkeypatch.setattr(files_module, "make_policy", spy)
+    path = tmp_path / "wide.safetensors"
+    tfs = [f"rotate({i / 100:+g})" for i in range(8_000)]
+    path.write_bytes(with_meta(ctx.policy, tfs=tfs, hparams={"hidden": 1024, "cell": "lstm"}))
+    with pytest.raises(ArtifactError, match="weights do not match|has shape"):
+        la.load_policy(path)
+    assert built and max(built) <= 2**22, built  # at most 16 MB built before the shapes are compared
+
+
+def test_an_unknown_tf_in_a_file_is_one_short_line(files: dict[str, Path]) -> None:
+    with pytest.raises(ArtifactError) as info:
+        la.load_policy(files["unknown TF"])
+    message = str(info.value).replace(str(files["unknown TF"]), "FILE")
+    assert message == "FILE uses unknown TF 'teleport': register it with @learned_augment.register_tf before loading"
