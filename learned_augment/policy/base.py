@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..arguments import check_int
 from ..ops.tfset import TFSet, get_tfset
 
 
@@ -31,8 +32,7 @@ class Policy(nn.Module):
 
     def __init__(self, tfs: TFSet | str | list[str], seq_len: int = 10) -> None:
         super().__init__()
-        if int(seq_len) < 1:
-            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        seq_len = check_int(seq_len, "seq_len", low=1)
         self.tfset = get_tfset(tfs)
         self.seq_len = int(seq_len)
         self.history: dict[str, list[float]] = {}

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..arguments import check_int
 from ..ops.tfset import TFSet
 from .base import Policy
 
@@ -94,7 +95,7 @@ class RecurrentPolicy(Policy):
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
         self.cell_type = cell
-        self.hidden = int(hidden)
+        self.hidden = check_int(hidden, "hidden", low=1)
         self.logit_range = float(logit_range if logit_range is not None else (4.0 if cell == "lstm" else 6.0))
         k = self.num_tfs
         # Input index k is the start token (no previous TF).

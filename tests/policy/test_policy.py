@@ -158,3 +158,20 @@ def test_a_subclass_that_names_its_model_kind_keeps_that_name() -> None:
         kind = "legacy"
 
     assert Legacy("mnist", 2).model_name == "legacy"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"seq_len": 2.7}, TypeError),
+        ({"seq_len": 0}, ValueError),
+        ({"seq_len": True}, TypeError),
+        ({"hidden": 0}, ValueError),
+        ({"hidden": 1.5}, TypeError),
+    ],
+)
+def test_policy_sizes_must_be_positive_integers(kwargs, error):
+    from learned_augment.policy.models import LSTMPolicy
+
+    with pytest.raises(error, match=next(iter(kwargs))):
+        LSTMPolicy("mnist", **kwargs)
