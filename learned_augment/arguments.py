@@ -64,8 +64,9 @@ def check_number(value: Any, name: str, positive: bool = False) -> float:
 
 
 def check_device(spec: Any, name: str = "device") -> torch.device:
-    """``spec`` (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``) as a device this machine has."""
-    if not isinstance(spec, (str, torch.device)):
+    """``spec`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``, a ``torch.device`` or a CUDA index ``N``, as ``torch.device``
+    takes it) as a device this machine has."""
+    if isinstance(spec, bool) or not isinstance(spec, (str, torch.device, int)):
         raise TypeError(f"{name} must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got {spec!r}")
     try:
         dev = torch.device(spec)

@@ -338,6 +338,15 @@ def fit_policy(
     Policy
         The fitted policy, in eval mode, with ``history`` (``d_loss``, ``g_loss``, ``reward``, ``diversity``,
         ``rg_ratio`` measured at steps ``rg_step``) and ``provenance``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A setting of the wrong kind or out of range (``seed``, ``device``, sizes, rates), in one line naming it,
+        before any data is read (:class:`~learned_augment.UnknownNameError`, a ``ValueError``, for an unknown TF or
+        TF set).
+    FloatingPointError
+        A loss became NaN or infinite.
     """
     t_start = time.perf_counter()
     tfset = get_tfset(tfs if not isinstance(tfs, (list, tuple)) else list(tfs))
@@ -352,16 +361,12 @@ def fit_policy(
     min_steps = check_int(min_steps, "min_steps", 1)
     steps = None if steps is None else check_int(steps, "steps", 1)
     limit = None if limit is None else check_int(limit, "limit", 1)
-    check_number(epochs, "epochs", positive=True)
-    for name, value in (
-        ("d_lr", d_lr),
-        ("g_lr", g_lr),
-        ("diversity", diversity),
-        ("gamma", gamma),
-        ("entropy", entropy),
-    ):
-        # SGD accepts lr=nan, which would only surface at the first checkpoint as a JSON error about the config.
-        check_number(value, name)
+    # The checked values are the ones used: SGD accepts lr=nan, and a numpy scalar would pass; either would only
+    # surface at the first checkpoint, as a JSON error about the config.
+    epochs = check_number(epochs, "epochs", positive=True)
+    d_lr, g_lr = check_number(d_lr, "d_lr"), check_number(g_lr, "g_lr")
+    diversity, gamma = check_number(diversity, "diversity"), check_number(gamma, "gamma")
+    entropy = check_number(entropy, "entropy")
     seed = check_int(seed, "seed", 0, MAX_SEED)
     dev = check_device(device)
     if g_optimizer not in ("adam", "sgd"):

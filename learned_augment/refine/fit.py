@@ -350,50 +350,48 @@ def fit_refiner(
 
     Raises
     ------
+    TypeError, ValueError
+        A setting of the wrong kind or out of range (``seed``, ``device``, sizes, rates), in one line naming it,
+        before the images are read.
     FloatingPointError
         A loss became NaN or infinite; training stops before any update or checkpoint with the broken values.
     """
     # Every setting is checked before the images are read: a mistake costs no time and names its argument.
     seed = check_int(seed, "seed", 0, MAX_SEED)
     dev = check_device(device)
-    check_int(stages, "stages", 1, MAX_STAGES)
-    check_int(checkpoint_every, "checkpoint_every", 1)
-    check_number(lr, "lr", positive=True)
-    for name, value in (
-        ("lambda_cycle", lambda_cycle),
-        ("lambda_identity", lambda_identity),
-        ("lambda_self_reg", lambda_self_reg),
-    ):
-        check_number(value, name)
-    if not (
-        isinstance(betas, (tuple, list))
-        and len(betas) == 2
-        and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 <= b < 1.0 for b in betas)
-    ):
+    stages = check_int(stages, "stages", 1, MAX_STAGES)
+    checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 1)
+    # The checked values are the ones used: a numpy scalar would fail much later, in the checkpoint's JSON.
+    lr = check_number(lr, "lr", positive=True)
+    lambda_cycle = check_number(lambda_cycle, "lambda_cycle")
+    lambda_identity = check_number(lambda_identity, "lambda_identity")
+    lambda_self_reg = check_number(lambda_self_reg, "lambda_self_reg")
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"betas must be two numbers in [0, 1); got {betas!r}")
+    b1, b2 = (check_number(b, "betas") for b in betas)
+    if not (b1 < 1.0 and b2 < 1.0):
         raise ValueError(f"betas must be two numbers in [0, 1); got {betas!r}")
+    betas = (b1, b2)
     if stage2 not in STAGE2_MODES:
         raise ValueError(f"stage2 must be one of {', '.join(map(repr, STAGE2_MODES))}; got {stage2!r}")
-    check_int(pool_size, "pool_size", 0)
+    pool_size = check_int(pool_size, "pool_size", 0)
     if lambda_semantic is not None:
-        check_number(lambda_semantic, "lambda_semantic")
-    check_int(classifier_steps, "classifier_steps", 1)
-    check_int(eval_every, "eval_every", 1)
-    check_int(eval_images, "eval_images", 1)
-    for name, size, low, high in (
-        ("batch_size", batch_size, 1, None),
-        ("ngf", ngf, 1, MAX_WIDTH),
-        ("n_blocks", n_blocks, 0, MAX_BLOCKS),
-        ("ndf", ndf, 1, MAX_WIDTH),
-        ("disc_layers", disc_layers, 1, MAX_LAYERS),
-    ):
-        if size is not None:  # None: sized by the images below
-            check_int(size, name, low, high)
+        lambda_semantic = check_number(lambda_semantic, "lambda_semantic")
+    classifier_steps = check_int(classifier_steps, "classifier_steps", 1)
+    eval_every = check_int(eval_every, "eval_every", 1)
+    eval_images = check_int(eval_images, "eval_images", 1)
+    batch_size = None if batch_size is None else check_int(batch_size, "batch_size", 1)
+    # None: sized by the images below.
+    ngf = None if ngf is None else check_int(ngf, "ngf", 1, MAX_WIDTH)
+    n_blocks = None if n_blocks is None else check_int(n_blocks, "n_blocks", 0, MAX_BLOCKS)
+    ndf = None if ndf is None else check_int(ndf, "ndf", 1, MAX_WIDTH)
+    disc_layers = None if disc_layers is None else check_int(disc_layers, "disc_layers", 1, MAX_LAYERS)
     if steps is not None and epochs is not None:
         raise ValueError("give steps or epochs, not both")
     if steps is not None:
-        check_int(steps, "steps", 1)
+        steps = check_int(steps, "steps", 1)
     if epochs is not None:
-        check_number(epochs, "epochs", positive=True)
+        epochs = check_number(epochs, "epochs", positive=True)
     callback_list = list(callbacks or ())
     if not all(callable(cb) for cb in callback_list):
         raise TypeError(f"callbacks must be functions cb(info), got {callbacks!r}")

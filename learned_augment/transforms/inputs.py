@@ -73,12 +73,6 @@ def find_images(flat: list[Any]) -> list[int]:
     return [] if first is None else [first]
 
 
-def find_image(flat: list[Any]) -> int | None:
-    """The first of :func:`find_images`, ``None`` where there is none."""
-    positions = find_images(flat)
-    return positions[0] if positions else None
-
-
 def is_pure_tensor(x: Any) -> bool:
     """A tensor that is not a tv_tensor (call only where a tensor is present: it imports torchvision)."""
     from torchvision import tv_tensors

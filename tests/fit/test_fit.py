@@ -249,7 +249,7 @@ BAD_SETTINGS = [
     ({"seed": True}, TypeError, "^seed must be an integer"),
     ({"device": "bogus"}, ValueError, "^device 'bogus' is not a device"),
     ({"device": "mps"}, ValueError, "only cpu and cuda"),
-    ({"device": 0}, TypeError, "^device must be"),
+    ({"device": 1.5}, TypeError, "^device must be"),
     ({"limit": -1}, ValueError, "^limit must be an integer >= 1"),
     ({"limit": 2.5}, TypeError, "^limit"),
     ({"hidden": 0}, ValueError, "^hidden"),
@@ -281,6 +281,8 @@ def test_bad_settings_fail_in_one_line_before_the_data_is_read(kwargs, error, ma
 def test_cuda_without_a_gpu_is_refused_up_front():
     with pytest.raises(ValueError, match="no CUDA GPU"):
         fit_policy(_Unread(), "mnist", "lstm", device="cuda", **FAST)
+    with pytest.raises(ValueError, match="no CUDA GPU"):  # an index means cuda:N, as torch.device(0) does
+        fit_policy(_Unread(), "mnist", "lstm", device=0, **FAST)
 
 
 def test_integral_settings_of_other_types_are_accepted(digits):
@@ -288,6 +290,15 @@ def test_integral_settings_of_other_types_are_accepted(digits):
     a = fit_policy(digits, "mnist", "lstm", seed=np.int64(3), **{**FAST, "batch_size": np.int32(16)})
     b = fit_policy(digits, "mnist", "lstm", seed=3, **FAST)
     assert _same_weights(a, b) and type(a.provenance["fit_args"]["seed"]) is int
+
+
+def test_numpy_float_settings_are_stored_as_floats(digits, tmp_path):
+    """A numpy float passes the check, so it must also reach the checkpoint's JSON as a plain float."""
+    ckpt = tmp_path / "fit.ckpt"
+    a = fit_policy(digits, "mnist", "lstm", g_lr=np.float32(0.5), diversity=np.float64(1e-3), checkpoint=ckpt, **FAST)
+    b = fit_policy(digits, "mnist", "lstm", g_lr=0.5, diversity=1e-3, **FAST)
+    assert ckpt.exists() and _same_weights(a, b)
+    assert type(a.provenance["fit_args"]["g_lr"]) is float
 
 
 def test_entropy_bonus_keeps_the_policy_diverse():

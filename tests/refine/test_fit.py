@@ -212,7 +212,9 @@ BAD_SETTINGS = [
     ({"steps": 0}, ValueError, "^steps"),
     ({"steps": None, "epochs": -1.0}, ValueError, "^epochs"),
     ({"lr": "1e-3"}, TypeError, "^lr"),
-    ({"betas": 0.5}, ValueError, "^betas"),
+    ({"betas": 0.5}, TypeError, "^betas"),
+    ({"betas": (0.5, 1.0)}, ValueError, "^betas"),
+    ({"betas": (0.5, "x")}, TypeError, "^betas"),
     ({"callbacks": [1]}, TypeError, "^callbacks"),
 ]
 
@@ -222,6 +224,18 @@ def test_bad_settings_fail_in_one_line_before_the_images_are_read(kwargs: dict, 
     with pytest.raises(error, match=match) as info:
         fit_refiner(_Unread(), _Unread(), **{**TINY, "steps": 1, **kwargs})
     assert "\n" not in str(info.value)
+
+
+def test_numpy_scalar_settings_fit_as_python_numbers(digits16, tmp_path) -> None:
+    """numpy scalars pass the checks, so they must reach the checkpoint's JSON as plain numbers."""
+    x, _ = digits16
+    ckpt = tmp_path / "r.ckpt"
+    a = fit_refiner(
+        x, 255 - x, stages=np.int64(1), steps=np.int64(2), lr=np.float32(1e-3), checkpoint=ckpt, seed=1, **TINY
+    )
+    b = fit_refiner(x, 255 - x, stages=1, steps=2, lr=float(np.float32(1e-3)), seed=1, **TINY)
+    assert ckpt.exists()
+    assert all(torch.equal(p, q) for p, q in zip(_weights(a), _weights(b)))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
