@@ -73,6 +73,15 @@ def find_images(flat: list[Any]) -> list[int]:
     return [] if first is None else [first]
 
 
+def are_batches(images: list[Any]) -> bool:
+    """Whether the images of one sample are ``(B, C, H, W)`` batches (else single images); a sample that mixes the
+    two cannot share one draw and is refused."""
+    batched = [isinstance(x, torch.Tensor) and x.ndim == 4 for x in images]
+    if any(batched) and not all(batched):
+        raise ValueError("a sample cannot mix (B, C, H, W) batches with single images: they share one draw")
+    return any(batched)
+
+
 def is_pure_tensor(x: Any) -> bool:
     """A tensor that is not a tv_tensor (call only where a tensor is present: it imports torchvision)."""
     from torchvision import tv_tensors

@@ -18,6 +18,7 @@ import torch
 from ..ops.sequence import apply_sequence
 from ..pretrained import card_p
 from .inputs import (
+    are_batches,
     collect_tv_targets,
     find_images,
     flatten,
@@ -136,10 +137,7 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
                 "are all custom (register_tf) takes other data"
             )
         images = [flat[i] for i in positions]
-        batched = [isinstance(x, torch.Tensor) and x.ndim == 4 for x in images]
-        if any(batched):
-            if not all(batched):
-                raise ValueError("a sample cannot mix (B, C, H, W) batches with single images: they share one draw")
+        if are_batches(images):
             if any(is_target(x) for x in flat):
                 raise ValueError("batched tensors with boxes, masks or keypoints are not supported; pass one sample")
             return self._batch_sample(flat, spec, positions, params)

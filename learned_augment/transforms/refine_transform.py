@@ -9,7 +9,7 @@ import torch
 
 from ..arguments import check_probability, check_seed
 from .albumentations_base import ImageOnlyTransform, public_class_fullname
-from .inputs import find_images, flatten, map_single_image, unflatten, wrap_like
+from .inputs import are_batches, find_images, flatten, map_single_image, unflatten, wrap_like
 from .sources import resolve_refiner
 
 
@@ -76,9 +76,8 @@ class RefineSynthetic(ImageOnlyTransform):
         # As torchvision v2 does, every image of a sample (each tv_tensors.Image and PIL image) is refined, with one
         # draw of p: the refiner itself is deterministic.
         images = [flat[i] for i in positions]
-        batches = [isinstance(x, torch.Tensor) and x.ndim == 4 for x in images]
-        if any(batches):
-            if not all(batches) or len({x.shape[0] for x in images}) > 1:
+        if are_batches(images):
+            if len({x.shape[0] for x in images}) > 1:
                 raise ValueError("the images of a sample share one draw, so batches must all have the same size")
             keep = torch.from_numpy(self._rng.random(images[0].shape[0]) >= self.p)
             for i, image in zip(positions, images):

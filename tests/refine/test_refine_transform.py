@@ -69,6 +69,8 @@ def test_every_image_of_a_v2_sample_is_refined(tf, digit):
     assert np.array_equal(plain[0][1, 0].numpy(), ref) and torch.equal(plain[1], batch)
     with pytest.raises(ValueError, match="same size"):
         tf([tv_tensors.Image(batch), tv_tensors.Image(batch[:1].repeat(3, 1, 1, 1))])
+    with pytest.raises(ValueError, match="cannot mix"):
+        tf([tv_tensors.Image(batch), tv_tensors.Image(batch[0])])
 
 
 def test_albumentations_compose_dict_round_trip_and_p(digit):
