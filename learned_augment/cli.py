@@ -39,6 +39,7 @@ FIT_OPTIONS = (
     "device",
     "seed",
     "checkpoint",
+    "restarts",
 )
 REFINE_FIT_OPTIONS = ("stages", "steps", "device", "seed")
 
@@ -114,12 +115,12 @@ def _set_threads(n: int) -> None:
     cv2.setNumThreads(1)
 
 
-def _load_images(spec: str, limit: int | None = None) -> np.ndarray:
+def _load_images(spec: str, limit: int | None = None, image_size: Sequence[int] | None = None) -> np.ndarray:
     from .data import as_images, load_sample
 
     if spec == "sample":
-        return as_images(load_sample()[0], limit=limit)
-    return as_images(spec, limit=limit)
+        return as_images(load_sample()[0], limit=limit, image_size=image_size)
+    return as_images(spec, limit=limit, image_size=image_size)
 
 
 def _open(spec: str) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
@@ -153,7 +154,7 @@ def cmd_fit(a: argparse.Namespace) -> int:
     if a.device is not None:
         check_device(a.device, "--device")
     _set_threads(a.threads)
-    images = _load_images(a.data, a.limit)
+    images = _load_images(a.data, a.limit, a.image_size)
     policy = fit_policy(images, **_given(a, FIT_OPTIONS), progress=not a.no_progress)
     policy.save(a.out)
     prov = policy.provenance
@@ -344,7 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--device", help="cpu, cuda or cuda:N")
     f.add_argument("--seed", type=_non_negative)
     f.add_argument("--checkpoint", help="checkpoint file: written during the fit, resumed from if it exists")
+    f.add_argument(
+        "--restarts", type=_positive, help="fits with seeds seed, seed+1, ...; keeps the highest final reward"
+    )
     f.add_argument("--limit", type=_positive, help="use at most this many images")
+    f.add_argument(
+        "--image-size", type=_positive, nargs=2, metavar=("H", "W"), help="resize every image to H x W as it is read"
+    )
     f.add_argument("--threads", type=_positive, default=1, help=THREADS_HELP)
     f.add_argument("--no-progress", action="store_true")
     f.set_defaults(func=cmd_fit)

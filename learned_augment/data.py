@@ -1,16 +1,18 @@
 """Turn the many ways users hold images into one array, and the shipped sample data.
 
-``as_images`` accepts a torch ``Dataset`` (items may be images or ``(image, label, ...)`` tuples: labels are
-ignored), any iterable of images, a numpy array ``(N, H, W[, C])``, a folder of image files or an ``.npz`` file.
-Images may be PIL images, HWC numpy arrays or CHW tensors; all must share one size and one channel count.
+``as_images`` accepts a torch ``Dataset`` (items may be images, ``(image, label, ...)`` tuples, whose labels are
+ignored, dicts with an ``"image"`` entry, or paths to image files), any iterable of such items, a numpy array
+``(N, H, W[, C])``, a folder of image files or an ``.npz`` file. Images may be PIL images, HWC numpy arrays or CHW
+tensors; all must share one size and one channel count.
 """
 
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,10 @@ def load_sample(name: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
 def to_hwc_uint8(item: Any) -> np.ndarray:
     """One image (PIL, HWC/HW numpy, CHW torch tensor; uint8 or float in [0, 1]) as an HWC uint8 array."""
     if hasattr(item, "mode") and hasattr(item, "size") and hasattr(item, "convert"):
-        if item.mode not in ("L", "RGB"):
+        # Integer and float modes (16-bit PNGs, TIFFs) keep their values for the dtype checks below:
+        # convert("L") would clip them, to white or to black, without a word.
+        wide = item.mode in ("I", "F") or item.mode.startswith("I;")
+        if item.mode not in ("L", "RGB") and not wide:
             item = item.convert("RGB" if item.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA") else "L")
         arr = np.asarray(item)
     elif hasattr(item, "detach") and hasattr(item, "permute"):
@@ -57,7 +62,8 @@ def to_hwc_uint8(item: Any) -> np.ndarray:
         if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
             raise ValueError("float images must hold finite values in [0, 1]")
         return np.clip(np.rint(arr * 255), 0, 255).astype(np.uint8)
-    raise TypeError(f"unsupported image dtype {arr.dtype}; use uint8 or float in [0, 1]")
+    hint = " (scale wider integers to 8 bits first, e.g. (a >> 8).astype(np.uint8) for 16-bit)"
+    raise TypeError(f"unsupported image dtype {arr.dtype}; use uint8 or float in [0, 1]" + hint)
 
 
 def _image_files(folder: Path, limit: int | None) -> list[Path]:
@@ -102,19 +108,48 @@ def _read_npz(path: Path) -> np.ndarray:
             raise ValueError(unreadable) from None
 
 
-def as_images(data: Any, limit: int | None = None) -> np.ndarray:
-    """Collect ``data`` into one ``(N, H, W, C)`` uint8 array (C is 1 or 3). See the module docstring."""
+def check_size(size: Any, name: str = "image_size") -> tuple[int, int] | None:
+    """``None``, or ``size`` (an int or ``(height, width)``) as ``(height, width)``; one-line errors otherwise."""
+    if size is None:
+        return None
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2:
+            raise ValueError(f"{name} must be an int or (height, width), got {size!r}")
+        return check_int(size[0], name, 1), check_int(size[1], name, 1)
+    side = check_int(size, name, 1)
+    return side, side
+
+
+def _resized(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """``image`` (HWC) at ``size``: area interpolation when shrinking both sides, else bilinear."""
+    if size is None or image.shape[:2] == size:
+        return image
+    import cv2
+
+    h, w = size
+    shrink = h <= image.shape[0] and w <= image.shape[1]
+    out = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return out[:, :, None] if out.ndim == 2 else out
+
+
+def as_images(data: Any, limit: int | None = None, image_size: Any = None) -> np.ndarray:
+    """Collect ``data`` into one ``(N, H, W, C)`` uint8 array (C is 1 or 3). See the module docstring.
+
+    ``image_size`` (an int or ``(height, width)``) resizes every image to it as it is read, so that a folder of
+    photos of many sizes can be used; without it all images must have one size.
+    """
     if limit is not None:
         check_int(limit, "limit", 1)
+    hw = check_size(image_size)
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
         if not path.exists():
             raise FileNotFoundError(f"no such file or folder: {path}")
         if path.is_dir():
             files = _image_files(path, limit)
-            return _stack([_read_image(f) for f in files], [str(f.relative_to(path)) for f in files])
-        if path.suffix == ".npz":
-            return as_images(_read_npz(path), limit)
+            return _stack([_resized(_read_image(f), hw) for f in files], [str(f.relative_to(path)) for f in files])
+        if path.suffix.lower() == ".npz":
+            return as_images(_read_npz(path), limit, hw)
         raise ValueError(f"{path}: expected a folder of images or an .npz file with an 'images' array")
     if isinstance(data, np.ndarray):
         arr = data[:limit] if limit is not None else data
@@ -124,25 +159,38 @@ def as_images(data: Any, limit: int | None = None) -> np.ndarray:
             raise ValueError(f"image array must be (N, H, W) or (N, H, W, C) with C in (1, 3); got {data.shape}")
         if len(arr) == 0:
             raise ValueError("no images given")
+        if hw is not None and arr.shape[1:3] != hw:
+            return np.stack([_resized(to_hwc_uint8(a), hw) for a in arr])
         if arr.dtype != np.uint8:
             return np.stack([to_hwc_uint8(a) for a in arr])
         return np.ascontiguousarray(arr)
     if hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (list, tuple)):
         n = len(data) if limit is None else min(limit, len(data))
-        return _stack([_image_of(data[i]) for i in range(n)])
+        return _stack([_resized(_image_of(data[i]), hw) for i in range(n)])
     if isinstance(data, Iterable):
         items = []
         for i, item in enumerate(data):
             if limit is not None and i >= limit:
                 break
-            items.append(_image_of(item))
+            items.append(_resized(_image_of(item), hw))
         return _stack(items)
     raise TypeError(f"cannot read images from {type(data).__name__}")
 
 
 def _image_of(item: Any) -> np.ndarray:
-    if isinstance(item, (tuple, list)) and item and not isinstance(item[0], (int, float)):
-        item = item[0]
+    """The image of one item: an image, a path to an image file, an ``(image, label)`` pair (in either order) or
+    a dict with an ``"image"`` (or ``"img"``) entry, as Hugging Face datasets give."""
+    if isinstance(item, (str, os.PathLike)):
+        return _read_image(Path(item))
+    if isinstance(item, Mapping):
+        key = next((k for k in ("image", "img") if k in item), None)
+        if key is None:
+            raise ValueError(f"a dict item needs an 'image' (or 'img') entry; got keys {sorted(map(str, item))[:8]}")
+        item = item[key]
+    elif isinstance(item, (tuple, list)) and item:
+        item = next((x for x in item if not isinstance(x, (numbers.Number, np.generic, str))), item[0])
+    if isinstance(item, (numbers.Number, np.generic, str)):
+        raise ValueError(f"expected an image, got the {type(item).__name__} {item!r}")
     return to_hwc_uint8(item)
 
 
@@ -160,7 +208,10 @@ def _stack(items: list[np.ndarray], names: Sequence[str] | None = None) -> np.nd
         )
     shapes = {a.shape for a in items}
     if len(shapes) > 1:
-        raise ValueError(f"all images must have one size; found {sorted(shapes)[:4]}. Resize them first.")
+        raise ValueError(
+            f"all images must have one size; found {sorted(shapes)[:4]}. Resize them first, or have them resized "
+            "as they are read (image_size=(h, w); on the command line --image-size H W)"
+        )
     return np.stack(items)
 
 

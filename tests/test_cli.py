@@ -231,3 +231,25 @@ def test_threads_is_documented_in_help(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "--threads" in capsys.readouterr().out
+
+
+def test_python_m_learned_augment_is_the_command_line():
+    proc = subprocess.run(
+        [sys.executable, "-m", "learned_augment", "list"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and "mnist-lstm" in proc.stdout, proc.stderr
+
+
+def test_fit_on_a_folder_of_many_sizes_with_image_size(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(30, 40), (64, 48), (20, 20), (33, 17)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    out = tmp_path / "p.safetensors"
+    args = ["fit", str(tmp_path), "--out", str(out), "--steps", "2", "--no-progress", "--batch-size", "4"]
+    proc = subprocess.run(PY + args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--image-size" in proc.stderr
+    proc = subprocess.run(PY + args + ["--image-size", "24", "28"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert load_policy(out).provenance["image_shape"] == [24, 28, 3]

@@ -77,3 +77,58 @@ def test_16_bit_image_in_a_folder_names_the_file(tmp_path: Path) -> None:
 def test_bad_limit_is_refused(limit, error) -> None:
     with pytest.raises(error, match="^limit must be an integer >= 1"):
         as_images(np.zeros((4, 8, 8), np.uint8), limit=limit)
+
+
+def test_pil_images_of_wide_modes_are_refused_or_scaled_not_clipped() -> None:
+    from PIL import Image
+
+    ramp16 = Image.fromarray(np.linspace(0, 65535, 64).reshape(8, 8).astype(np.uint16))
+    with pytest.raises(TypeError, match="uint16.*8 bits"):
+        as_images([ramp16])
+    with pytest.raises(TypeError, match="int32"):
+        as_images([Image.fromarray(np.arange(64, dtype=np.int32).reshape(8, 8))])
+    ramp = np.linspace(0, 1, 64).reshape(8, 8).astype(np.float32)
+    got = as_images([Image.fromarray(ramp)])
+    assert np.array_equal(got[0, :, :, 0], np.rint(ramp * 255).astype(np.uint8))
+
+
+def test_items_may_be_paths_dicts_or_pairs_in_either_order(tmp_path: Path) -> None:
+    from PIL import Image
+
+    images = np.stack([np.full((8, 8), 40 * i, np.uint8) for i in range(3)])
+    paths = []
+    for i, im in enumerate(images):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(im).save(paths[-1])
+    expected = images[..., None]
+    assert np.array_equal(as_images(paths), expected)
+    assert np.array_equal(as_images([str(p) for p in paths]), expected)
+    assert np.array_equal(as_images([{"image": Image.open(p), "label": 1} for p in paths]), expected)
+    assert np.array_equal(as_images([(np.int64(i), im) for i, im in enumerate(images)]), expected)
+    assert np.array_equal(as_images([(i, im) for i, im in enumerate(images)]), expected)
+    with pytest.raises(ValueError, match="'image'.*keys \\['x'\\]"):
+        as_images([{"x": images[0]}])
+    with pytest.raises(ValueError, match="expected an image, got the int 5"):
+        as_images([5])
+
+
+def test_npz_suffix_in_capitals_is_read(tmp_path: Path) -> None:
+    with open(tmp_path / "a.NPZ", "wb") as f:  # np.savez would add ".npz" to the name
+        np.savez(f, images=np.zeros((2, 8, 8), np.uint8))
+    assert as_images(tmp_path / "a.NPZ").shape == (2, 8, 8, 1)
+
+
+def test_images_of_many_sizes_are_resized_as_they_are_read(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for i, (h, w) in enumerate([(30, 40), (64, 48), (16, 16)]):
+        Image.fromarray(np.full((h, w, 3), 50 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    with pytest.raises(ValueError, match="one size.*image_size"):
+        as_images(tmp_path)
+    got = as_images(tmp_path, image_size=(24, 20))
+    assert got.shape == (3, 24, 20, 3) and [int(g[0, 0, 0]) for g in got] == [0, 50, 100]
+    assert as_images(np.zeros((2, 8, 8), np.uint8), image_size=4).shape == (2, 4, 4, 1)
+    assert as_images([np.zeros((8, 6), np.uint8), np.zeros((5, 9), np.uint8)], image_size=(7, 7)).shape == (2, 7, 7, 1)
+    for bad, error in [((0, 4), ValueError), ((4, 4, 4), ValueError), (2.5, TypeError)]:
+        with pytest.raises(error, match="^image_size"):
+            as_images(tmp_path, image_size=bad)

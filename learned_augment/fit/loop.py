@@ -19,6 +19,7 @@ bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +35,7 @@ from torch.nn import functional as F
 
 from .._version import __version__
 from ..arguments import MAX_SEED, check_device, check_int, check_number
-from ..data import as_images, fingerprint
+from ..data import as_images, check_size, fingerprint
 from ..io import (
     ArtifactError,
     check_optimizer_state,
@@ -48,7 +49,7 @@ from ..ops.batch import has_batched_form
 from ..ops.tfset import TFSet, get_tfset
 from ..policy.base import Policy
 from ..policy.files import policy_from_state
-from ..policy.models import make_policy
+from ..policy.models import make_policy, policy_kind
 from .discriminator import DCGANDiscriminator
 from .distributed import FitGroup
 from .rollout import batch_prefixes, custom_prefixes, image_prefixes, padded_tfset
@@ -67,6 +68,9 @@ MIN_STEPS = 500
 # a step. With 1e-3 (at most 1 nat) the policy tracks realism instead, and lost on digits (README, "Why CIFAR-10
 # still loses"); kept at 1e-6 until something better is measured. ``examples/policy_realism.py`` varies it.
 NO_OP_FLOOR = 1e-6
+
+# Steps at the end of a fit whose mean reward ranks restarts (fit_policy(restarts=...)).
+RESTART_WINDOW = 20
 
 # fit_policy's ``rollouts`` values: how the prefixes x_0 .. x_L are made.
 ROLLOUTS = ("auto", "per_image", "batched")
@@ -237,7 +241,9 @@ def fit_policy(
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
     limit: int | None = None,
+    image_size: int | tuple[int, int] | None = None,
     distributed: bool = False,
+    restarts: int = 1,
 ) -> Policy:
     """Learn a TF-sequence policy that keeps ``data`` realistic, from unlabeled data.
 
@@ -324,6 +330,9 @@ def fit_policy(
         Called as ``cb(step, metrics, policy)`` after every step.
     limit:
         Use at most this many items of ``data``.
+    image_size:
+        Resize every image to this size (an int or ``(height, width)``) as it is read: a folder of photos of many
+        sizes needs it (images of one size need nothing). The transform then applies the policy at any size.
     distributed:
         ``True``: a data-parallel fit over the processes of ``torch.distributed``'s default group (launch with
         ``torchrun``; gloo on CPUs, NCCL on GPUs with ``device=f"cuda:{local_rank}"``), called on every rank with
@@ -332,6 +341,12 @@ def fit_policy(
         ``callbacks`` run on every rank. A resumed fit may use another number of processes. Off by default: a
         fit inside a distributed training script that runs on rank 0 only must not wait for the others. See
         :mod:`learned_augment.fit.distributed` for how far a fit on ``W`` processes equals a single-process one.
+    restarts:
+        Fit this many times, with seeds ``seed``, ``seed + 1``, ..., and keep the fit whose generator earned the
+        highest mean reward over its last :data:`RESTART_WINDOW` steps (no labels are used); its provenance lists
+        every restart's seed and reward. Costs ``restarts`` fits. A fit settles within its first steps on one subset
+        of the TFs, which depends on the seed, and some subsets train worse end models (README, "One fit is one
+        draw"). With ``checkpoint``, restart ``k`` checkpoints to ``<name>.restart<k><suffix>`` and resumes from it.
 
     Returns
     -------
@@ -348,6 +363,7 @@ def fit_policy(
     FloatingPointError
         A loss became NaN or infinite.
     """
+    given = dict(locals())  # the arguments as passed: restarts repeat the call with another seed
     t_start = time.perf_counter()
     tfset = get_tfset(tfs if not isinstance(tfs, (list, tuple)) else list(tfs))
     # Every setting is checked before the data is read: a mistake costs no time and names its argument.
@@ -361,14 +377,18 @@ def fit_policy(
     min_steps = check_int(min_steps, "min_steps", 1)
     steps = None if steps is None else check_int(steps, "steps", 1)
     limit = None if limit is None else check_int(limit, "limit", 1)
+    image_size = check_size(image_size)
     # The checked values are the ones used: SGD accepts lr=nan, and a numpy scalar would pass; either would only
     # surface at the first checkpoint, as a JSON error about the config.
     epochs = check_number(epochs, "epochs", positive=True)
     d_lr, g_lr = check_number(d_lr, "d_lr"), check_number(g_lr, "g_lr")
     diversity, gamma = check_number(diversity, "diversity"), check_number(gamma, "gamma")
     entropy = check_number(entropy, "entropy")
-    seed = check_int(seed, "seed", 0, MAX_SEED)
+    restarts = check_int(restarts, "restarts", 1)
+    seed = check_int(seed, "seed", 0, MAX_SEED - restarts + 1)
     dev = check_device(device)
+    if policy_kind(model) == "uniform":
+        raise ValueError("model='uniform' has nothing to fit: use UniformPolicy(tfs, seq_len) as it is")
     if g_optimizer not in ("adam", "sgd"):
         raise ValueError(f"g_optimizer must be 'adam' or 'sgd', got {g_optimizer!r}")
     callback_list = list(callbacks)
@@ -377,8 +397,10 @@ def fit_policy(
     is_image = _is_image_data(tfset) and collate is None
     dtype = reward_dtype(reward_precision, dev, builtin_discriminator=discriminator is None)
     rollout_mode = resolve_rollouts(rollouts, dev, tfset, is_image)
+    if restarts > 1:
+        return _best_of_restarts(given, restarts, seed, is_image, limit, image_size)
     if is_image:
-        items = as_images(data, limit=limit)
+        items = as_images(data, limit=limit, image_size=image_size)
         collate_fn: Callable[[list[Any]], torch.Tensor] = lambda xs: _images_to_tensor(np.stack(xs))
         data_fp = fingerprint(items)
         n_items = len(items)
@@ -399,94 +421,144 @@ def fit_policy(
     mine = group.local(batch_size)  # this rank's item positions in each batch
     my_seqs = group.local(batch_size * n_seqs)  # and its sequences (sequence j rolls out item j % batch_size)
 
-    torch.manual_seed(seed)
-    policy = make_policy(model, tfset, seq_len, hidden=hidden).to(dev)
-    built_disc = discriminator is None
-    if discriminator is None:
-        h, w, c = items.shape[1:]
-        discriminator = DCGANDiscriminator(c, (h, w), width=d_width)
-    disc = discriminator.to(dev)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=d_lr, betas=(0.5, 0.999))
-    if g_optimizer == "adam":
-        opt_g: torch.optim.Optimizer = torch.optim.Adam(policy.parameters(), lr=g_lr)
-    else:
-        opt_g = torch.optim.SGD(policy.parameters(), lr=g_lr)
+    # The fit seeds a fork of the global generators: the caller's are left as they were, so a study that builds
+    # its end model after a fit still gets its own seed's weights and shuffles.
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        policy = make_policy(model, tfset, seq_len, hidden=hidden).to(dev)
+        built_disc = discriminator is None
+        if discriminator is None:
+            h, w, c = items.shape[1:]
+            discriminator = DCGANDiscriminator(c, (h, w), width=d_width)
+        disc = discriminator.to(dev)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=d_lr, betas=(0.5, 0.999))
+        if g_optimizer == "adam":
+            opt_g: torch.optim.Optimizer = torch.optim.Adam(policy.parameters(), lr=g_lr)
+        else:
+            opt_g = torch.optim.SGD(policy.parameters(), lr=g_lr)
 
-    config = {
-        "model": policy.model_name,
-        "tfs": tfset.ids,
-        "seq_len": seq_len,
-        "batch_size": batch_size,
-        "n_seqs": n_seqs,
-        "d_lr": d_lr,
-        "g_lr": g_lr,
-        "g_optimizer": g_optimizer,
-        "diversity": diversity,
-        "gamma": gamma,
-        "entropy": entropy,
-        "hidden": hidden,
-        "d_width": d_width,
-        "jitter": jitter,
-        "reward_precision": reward_precision,
-        "rollouts": rollouts,
-        "seed": seed,
-        "total_steps": total_steps,
-        "data": data_fp,
-    }
-    # Before any collective that would hang on ranks that disagree.
-    group.check_same(config)
-    group.broadcast(policy)
-    run = _Run(
-        policy=policy,
-        disc=disc,
-        # DistributedDataParallel over several processes (it copies rank 0's discriminator weights to the others).
-        disc_train=group.wrap(disc, dev, sync_batch_norm=built_disc),
-        opt_d=opt_d,
-        opt_g=opt_g,
-        group=group,
-        items=items,
-        tfset=tfset,
-        collate=collate_fn,
-        rollout=image_prefixes if is_image else custom_prefixes,
-        prefix_set=padded_tfset(tfset) if rollout_mode == "batched" else None,
-        is_image=is_image,
-        config=config,
-        device=dev,
-        reward_dtype=dtype,
-        mine=mine,
-        my_seqs=my_seqs,
-        per_epoch=per_epoch,
-        n_items=n_items,
-        jitter=jitter and is_image,
-        eval_every=eval_every,
-        callbacks=callback_list,
-    )
-    if checkpoint is not None and resume and Path(checkpoint).exists():
-        run.start, run.history, run.elapsed_before = _load_checkpoint(checkpoint, config, policy, disc, opt_d, opt_g)
-    run.train(checkpoint, checkpoint_every, progress, t_start)
+        config = {
+            "model": policy.model_name,
+            "tfs": tfset.ids,
+            "seq_len": seq_len,
+            "batch_size": batch_size,
+            "n_seqs": n_seqs,
+            "d_lr": d_lr,
+            "g_lr": g_lr,
+            "g_optimizer": g_optimizer,
+            "diversity": diversity,
+            "gamma": gamma,
+            "entropy": entropy,
+            "hidden": hidden,
+            "d_width": d_width,
+            "jitter": jitter,
+            "reward_precision": reward_precision,
+            "rollouts": rollouts,
+            "seed": seed,
+            "total_steps": total_steps,
+            "data": data_fp,
+        }
+        # Before any collective that would hang on ranks that disagree.
+        group.check_same(config)
+        group.broadcast(policy)
+        run = _Run(
+            policy=policy,
+            disc=disc,
+            # DistributedDataParallel over several processes (it copies rank 0's discriminator weights to the others).
+            disc_train=group.wrap(disc, dev, sync_batch_norm=built_disc),
+            opt_d=opt_d,
+            opt_g=opt_g,
+            group=group,
+            items=items,
+            tfset=tfset,
+            collate=collate_fn,
+            rollout=image_prefixes if is_image else custom_prefixes,
+            prefix_set=padded_tfset(tfset) if rollout_mode == "batched" else None,
+            is_image=is_image,
+            config=config,
+            device=dev,
+            reward_dtype=dtype,
+            mine=mine,
+            my_seqs=my_seqs,
+            per_epoch=per_epoch,
+            n_items=n_items,
+            jitter=jitter and is_image,
+            eval_every=eval_every,
+            callbacks=callback_list,
+        )
+        if checkpoint is not None and resume and Path(checkpoint).exists():
+            run.start, run.history, run.elapsed_before = _load_checkpoint(
+                checkpoint, config, policy, disc, opt_d, opt_g
+            )
+        run.train(checkpoint, checkpoint_every, progress, t_start)
 
-    # The loss checks above see each step's losses before its update; an update that made the weights NaN at the
-    # last step would otherwise be returned as a policy that samples one TF forever.
-    _check_finite({"policy": policy}, f"fit_policy's last update (step {total_steps - 1}) made")
-    policy.eval()
-    policy.history = run.history
-    policy.provenance = {
-        "library_version": __version__,
-        "data_fingerprint": data_fp,
-        "n_items": n_items,
-        # What the transform checks images against (channels, size): see PolicyMismatchWarning.
-        **({"image_shape": [int(v) for v in items.shape[1:]]} if is_image else {}),
-        "steps": total_steps,
-        "wall_time_s": round(run.elapsed_before + time.perf_counter() - t_start, 2),
-        "device": str(dev),
-        "processes": group.world,
-        "reward_dtype": str(dtype).removeprefix("torch."),
-        "rollouts": rollout_mode,
-        "torch": torch.__version__,
-        "fit_args": {k: v for k, v in config.items() if k not in ("tfs", "data")},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    return policy.cpu()
+        # The loss checks above see each step's losses before its update; an update that made the weights NaN at the
+        # last step would otherwise be returned as a policy that samples one TF forever.
+        _check_finite({"policy": policy}, f"fit_policy's last update (step {total_steps - 1}) made")
+        policy.eval()
+        policy.history = run.history
+        policy.provenance = {
+            "library_version": __version__,
+            "data_fingerprint": data_fp,
+            "n_items": n_items,
+            # What the transform checks images against (channels, size): see PolicyMismatchWarning.
+            **({"image_shape": [int(v) for v in items.shape[1:]]} if is_image else {}),
+            "steps": total_steps,
+            "wall_time_s": round(run.elapsed_before + time.perf_counter() - t_start, 2),
+            "device": str(dev),
+            "processes": group.world,
+            "reward_dtype": str(dtype).removeprefix("torch."),
+            "rollouts": rollout_mode,
+            "torch": torch.__version__,
+            "fit_args": {k: v for k, v in config.items() if k not in ("tfs", "data")},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        return policy.cpu()
+
+
+def final_reward(history: dict[str, list[float]]) -> float:
+    """A fit's mean reward over its last :data:`RESTART_WINDOW` steps: how :func:`fit_policy` ranks restarts."""
+    tail = history["reward"][-RESTART_WINDOW:]
+    return float(np.mean(tail)) if tail else float("-inf")
+
+
+def restart_checkpoint(checkpoint: str | Path, k: int) -> Path:
+    """Where restart ``k`` of a fit with ``checkpoint`` keeps its own: ``<name>.restart<k><suffix>``."""
+    path = Path(checkpoint)
+    return path.with_name(f"{path.stem}.restart{k}{path.suffix}")
+
+
+def _best_of_restarts(
+    given: dict[str, Any], restarts: int, seed: int, is_image: bool, limit: int | None, image_size: Any
+) -> Policy:
+    """``restarts`` fits of ``given`` (seeds ``seed + k``); the one with the highest :func:`final_reward`."""
+    data = given["data"]
+    # Read once, for every restart (a folder is not decoded again, an iterator not exhausted by the first fit).
+    data = as_images(data, limit=limit, image_size=image_size) if is_image else list(data)[:limit]
+    checkpoint, disc = given["checkpoint"], given["discriminator"]
+    fits = []
+    for k in range(restarts):
+        policy = fit_policy(
+            **{
+                **given,
+                "data": data,
+                "limit": None,
+                "image_size": None,
+                "seed": seed + k,
+                "restarts": 1,
+                "checkpoint": None if checkpoint is None else restart_checkpoint(checkpoint, k),
+                # Each restart trains a discriminator from the same initial weights.
+                "discriminator": None if disc is None else copy.deepcopy(disc),
+            }
+        )
+        fits.append((final_reward(policy.history), policy))
+    best = max(range(restarts), key=lambda k: fits[k][0])  # the first of equals
+    chosen = fits[best][1]
+    chosen.provenance["restarts"] = [
+        {"seed": seed + k, "final_reward": round(r, 4), "wall_time_s": p.provenance["wall_time_s"]}
+        for k, (r, p) in enumerate(fits)
+    ]
+    return chosen
 
 
 @dataclass

@@ -192,12 +192,19 @@ POLICY_KINDS: dict[str, type[Policy]] = {
 }
 
 
-def make_policy(model: str, tfs: TFSet | str | list[str], seq_len: int = 10, **hparams: Any) -> Policy:
-    """Build a policy by model name: ``"uniform"``, ``"mean_field"`` (or ``"meanfield"``), ``"lstm"``, ``"gru"``."""
-    key = model.replace("-", "_").lower()
+def policy_kind(model: str) -> str:
+    """The canonical name of a policy model (``"mf"`` and ``"meanfield"`` are ``"mean_field"``); ValueError if
+    unknown."""
+    key = model.replace("-", "_").lower() if isinstance(model, str) else None
     key = "mean_field" if key in ("meanfield", "mf") else key
     if key not in POLICY_KINDS:
         raise ValueError(f"unknown policy model {model!r}; choose from {sorted(POLICY_KINDS)}")
+    return key
+
+
+def make_policy(model: str, tfs: TFSet | str | list[str], seq_len: int = 10, **hparams: Any) -> Policy:
+    """Build a policy by model name: ``"uniform"``, ``"mean_field"`` (or ``"meanfield"``), ``"lstm"``, ``"gru"``."""
+    key = policy_kind(model)
     if key in ("lstm", "gru"):
         hp = {k: v for k, v in hparams.items() if k in ("hidden", "logit_range")}
         return POLICY_KINDS[key](tfs, seq_len, **hp)

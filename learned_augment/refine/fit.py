@@ -320,8 +320,8 @@ def fit_refiner(
     classifier_steps:
         Adam steps (batch 64) of the synthetic-label classifier, trained once before stage 1.
     eval_every, eval_images:
-        Quality signal every ``eval_every`` steps, at the start and at the end of each stage, on ``eval_images``
-        images of each domain (needs ``synthetic_labels``).
+        Quality signal every ``eval_every`` steps (0: only) at the start and at the end of each stage, on
+        ``eval_images`` images of each domain (needs ``synthetic_labels``).
     pool_size:
         Past fakes kept per discriminator (0 disables the pool).
     ngf, n_blocks:
@@ -378,7 +378,7 @@ def fit_refiner(
     if lambda_semantic is not None:
         lambda_semantic = check_number(lambda_semantic, "lambda_semantic")
     classifier_steps = check_int(classifier_steps, "classifier_steps", 1)
-    eval_every = check_int(eval_every, "eval_every", 1)
+    eval_every = check_int(eval_every, "eval_every", 0)
     eval_images = check_int(eval_images, "eval_images", 1)
     batch_size = None if batch_size is None else check_int(batch_size, "batch_size", 1)
     # None: sized by the images below.
@@ -584,7 +584,7 @@ class _Run:
                             self.history[f"stage{stage.stage}"][n].append(losses[n])
                         self.elapsed = base_elapsed + time.perf_counter() - began
                         if self.classifier is not None and (
-                            self.step % self.cfg["eval_every"] == 0 or self.step == steps
+                            (self.cfg["eval_every"] and self.step % self.cfg["eval_every"] == 0) or self.step == steps
                         ):
                             self._evaluate(stage, xs)
                         if self.checkpoint and (self.step % self.checkpoint_every == 0 or self.step == steps):

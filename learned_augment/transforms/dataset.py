@@ -8,6 +8,8 @@ import numpy as np
 import torch
 
 from ..arguments import check_probability
+from ..policy.base import Policy
+from .policy_transform import LearnedPolicyTransform
 
 
 class PolicyAugmentedDataset(torch.utils.data.Dataset):
@@ -19,7 +21,8 @@ class PolicyAugmentedDataset(torch.utils.data.Dataset):
         Any map-style dataset whose items are images or ``(image, label, ...)`` tuples; for a policy over custom
         TFs, any data or ``(data, label, ...)`` tuples (token lists, audio arrays, ...).
     transform:
-        Usually a :class:`LearnedPolicyTransform` built with ``p=1.0``, so that ``p_augment`` alone sets the
+        Usually a :class:`LearnedPolicyTransform` built with ``p=1.0`` (a policy, a policy file's path or
+        ``"pretrained:<name>"`` is wrapped in one), so that ``p_augment`` alone sets the
         fraction replaced (a transform with ``p=0.5`` would halve it); any callable on the items' first
         element works.
     p_augment:
@@ -44,6 +47,12 @@ class PolicyAugmentedDataset(torch.utils.data.Dataset):
         seed: int = 0,
         post_transform: Any = None,
     ) -> None:
+        if isinstance(transform, (str, Policy)):
+            transform = LearnedPolicyTransform(transform)
+        elif not callable(transform):
+            raise TypeError(
+                f"transform must be callable (e.g. a LearnedPolicyTransform), got {type(transform).__name__}"
+            )
         self.dataset = dataset
         self.transform = transform
         self.schedule = p_augment if callable(p_augment) else None

@@ -137,7 +137,9 @@ class PolicyTransformBase(DualTransform):
             if self._seed is not None:
                 self._reseed([self._seed, self._epoch, info.id + 1, info.seed, rank])
             else:
-                self._reseed([info.seed, self._epoch, rank])
+                # From the worker's global generator (the DataLoader seeds it with info.seed), not from info.seed
+                # alone: two transforms in one worker (two views of a sample) must not draw alike.
+                self._reseed([int(torch.empty((), dtype=torch.int64).random_().item()), self._epoch, rank])
         elif self._seed is not None:
             self._reseed([self._seed, self._epoch, 0, rank])
         else:

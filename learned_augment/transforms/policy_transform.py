@@ -54,8 +54,9 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
         the ``DataLoader`` draws afresh every epoch from its ``generator``: every epoch gets fresh draws with no call
         needed, and a run repeats exactly when that generator (or PyTorch, ``torch.manual_seed``) is seeded too.
         With ``seed=None`` the stream's seed is drawn from PyTorch's global generator at the first call (in workers:
-        the per-worker seed), so ``torch.manual_seed`` makes runs reproducible, as for torchvision's random
-        transforms. Inside ``A.Compose(..., seed=s)`` the Compose's seed replaces this one. In a distributed job
+        the worker's, which the ``DataLoader`` seeds per worker and epoch), so ``torch.manual_seed`` makes runs
+        reproducible, as for torchvision's random transforms, and two transforms (two views of a sample) draw
+        independently. Inside ``A.Compose(..., seed=s)`` the Compose's seed replaces this one. In a distributed job
         every stream also mixes in the process's rank (the process group's, else torchrun's ``RANK``), so ranks
         seeded alike draw distinct sequences.
     interpolation:

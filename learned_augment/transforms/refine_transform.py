@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,9 @@ class RefineSynthetic(ImageOnlyTransform):
     p:
         Probability in [0, 1] of refining a given call (per sample for batches).
     seed:
-        ``None`` or an integer >= 0: seed of the apply-or-skip draws.
+        ``None`` or an integer >= 0: seed of the apply-or-skip draws. ``None`` draws them from PyTorch's global
+        generator, as ``T.RandomApply`` does (fresh in every ``DataLoader`` worker and epoch, repeated by
+        ``torch.manual_seed``); an integer gives each worker its own stream from ``seed`` and the per-worker seed.
 
     Albumentations calls (``A.Compose``, ``A.to_dict``) need Albumentations: ``pip install
     'learned-augment[albumentations]'``.
@@ -50,10 +53,26 @@ class RefineSynthetic(ImageOnlyTransform):
         self.direction = direction
         self._seed = seed
         self._rng = np.random.default_rng(seed)
+        self._stream_key: tuple[int, int | None] | None = None
 
     @classmethod
     def get_class_fullname(cls) -> str:
         return public_class_fullname(cls)
+
+    def _coins(self, n: int) -> np.ndarray:
+        """``n`` uniform draws on [0, 1) for the apply-or-skip decisions."""
+        if self._seed is None:
+            return torch.rand(n, dtype=torch.float64).numpy()
+        # A generator made at construction would be copied unchanged into every worker, every epoch.
+        info = torch.utils.data.get_worker_info()
+        key = (os.getpid(), None if info is None else info.seed)
+        if key != self._stream_key:
+            if self._stream_key is not None or info is not None:
+                self._rng = np.random.default_rng(
+                    [self._seed] if info is None else [self._seed, info.id + 1, info.seed]
+                )
+            self._stream_key = key
+        return self._rng.random(n)
 
     def _refine_np(self, img: np.ndarray) -> np.ndarray:
         squeeze = img.ndim == 2
@@ -79,7 +98,7 @@ class RefineSynthetic(ImageOnlyTransform):
         if are_batches(images):
             if len({x.shape[0] for x in images}) > 1:
                 raise ValueError("the images of a sample share one draw, so batches must all have the same size")
-            keep = torch.from_numpy(self._rng.random(images[0].shape[0]) >= self.p)
+            keep = torch.from_numpy(self._coins(images[0].shape[0]) >= self.p)
             for i, image in zip(positions, images):
                 out = self.refiner_obj.refine(image.as_subclass(torch.Tensor), self.direction)
                 if keep.any():
@@ -88,7 +107,7 @@ class RefineSynthetic(ImageOnlyTransform):
                     out = torch.where(keep.to(image.device).view(-1, 1, 1, 1), image.as_subclass(torch.Tensor), out)
                 flat[i] = wrap_like(out, image)
             return unflatten(flat, spec)
-        if self.p < 1.0 and self._rng.random() >= self.p:
+        if self.p < 1.0 and self._coins(1)[0] >= self.p:
             return inputs
         for i, image in zip(positions, images):
             if isinstance(image, torch.Tensor) and image.ndim == 3:

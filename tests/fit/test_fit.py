@@ -267,6 +267,9 @@ BAD_SETTINGS = [
     ({"rollouts": "fast"}, ValueError, "^rollouts"),
     ({"reward_precision": "half"}, ValueError, "^reward_precision"),
     ({"callbacks": [1]}, TypeError, "^callbacks"),
+    ({"restarts": 0}, ValueError, "^restarts"),
+    ({"image_size": (0, 8)}, ValueError, "^image_size"),
+    ({"restarts": 2, "seed": 2**64 - 1}, ValueError, "^seed"),
 ]
 
 
@@ -275,6 +278,12 @@ def test_bad_settings_fail_in_one_line_before_the_data_is_read(kwargs, error, ma
     with pytest.raises(error, match=match) as info:
         fit_policy(_Unread(), "mnist", "lstm", **{**FAST, **kwargs})
     assert "\n" not in str(info.value) and len(str(info.value)) <= 200
+
+
+@pytest.mark.parametrize(("model", "match"), [("uniform", "nothing to fit"), ("transformer", "unknown policy model")])
+def test_a_model_that_cannot_be_fitted_is_refused_before_the_data_is_read(model, match):
+    with pytest.raises(ValueError, match=match):
+        fit_policy(_Unread(), "mnist", model, **FAST)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
@@ -526,3 +535,53 @@ def test_resume_with_other_rollouts_is_refused(digits, tmp_path):
     fit_policy(digits, "mnist", "lstm", seed=0, checkpoint=ckpt, **FAST)
     with pytest.raises(ArtifactError, match="rollouts"):
         fit_policy(digits, "mnist", "lstm", seed=0, checkpoint=ckpt, rollouts="batched", **FAST)
+
+
+def test_a_fit_leaves_the_callers_global_generator_as_it_was(digits):
+    """A study that seeds its end model after the fit must get its own seed's weights, not the fit's."""
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    fit_policy(digits, "mnist", "lstm", **FAST)
+    assert torch.equal(torch.rand(4), expected)
+
+
+def test_restarts_keep_the_fit_with_the_highest_final_reward(digits):
+    from learned_augment.fit.loop import final_reward
+
+    singles = [fit_policy(digits, "mnist", "lstm", seed=s, **FAST) for s in (5, 6, 7)]
+    best = fit_policy(iter(list(digits)), "mnist", "lstm", seed=5, restarts=3, **FAST)  # an iterator is read once
+    rewards = [final_reward(p.history) for p in singles]
+    chosen = int(np.argmax(rewards))
+    assert _same_weights(best, singles[chosen])
+    assert best.provenance["fit_args"]["seed"] == 5 + chosen
+    listed = best.provenance["restarts"]
+    assert [r["seed"] for r in listed] == [5, 6, 7]
+    assert [r["final_reward"] for r in listed] == [round(r, 4) for r in rewards]
+    assert "restarts" not in singles[0].provenance
+
+
+def test_restarts_checkpoint_one_file_each_and_resume(digits, tmp_path):
+    ck = tmp_path / "fit.ckpt"
+    first = fit_policy(digits, "mnist", "lstm", seed=1, restarts=2, checkpoint=ck, **FAST)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.restart0.ckpt", "fit.restart1.ckpt"]
+    again = fit_policy(digits, "mnist", "lstm", seed=1, restarts=2, checkpoint=ck, **FAST)  # both resume, done
+    assert _same_weights(first, again)
+
+
+def test_restarts_start_each_from_the_given_discriminators_weights(digits):
+    from learned_augment.fit.discriminator import DCGANDiscriminator
+
+    torch.manual_seed(0)
+    disc = DCGANDiscriminator(1, 28)
+    before = {k: v.clone() for k, v in disc.state_dict().items()}
+    fit_policy(digits, "mnist", "lstm", discriminator=disc, restarts=2, **FAST)
+    assert all(torch.equal(before[k], v) for k, v in disc.state_dict().items())
+
+
+def test_images_of_many_sizes_fit_with_image_size(digits):
+    mixed = [cv2.resize(d, (20 + i % 3, 28 - i % 5)) for i, d in enumerate(digits[:32])]
+    with pytest.raises(ValueError, match="image_size"):
+        fit_policy(mixed, "mnist", "lstm", **FAST)
+    policy = fit_policy(mixed, "mnist", "lstm", image_size=(24, 20), **FAST)
+    assert policy.provenance["image_shape"] == [24, 20, 1]

@@ -117,3 +117,37 @@ def test_mixed_reality_dataset_composes_with_policy_transform(tf):
     items = [ds[i] for i in range(len(ds))]
     assert all(np.asarray(x).shape[:2] == (28, 28) for x, _ in items)
     assert {int(y) for _, y in items} <= set(range(10))
+
+
+class _Refined(torch.utils.data.Dataset):
+    def __init__(self, seed=None):
+        self.t = la.RefineSynthetic(NAME, p=0.5, seed=seed)
+        self.img = np.zeros((28, 28), np.uint8)
+        self.img[8:20, 12:16] = 255
+
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, i):
+        return int(not np.array_equal(self.t(self.img), self.img))
+
+
+@pytest.mark.parametrize("seed", [None, 3])
+def test_p_draws_differ_by_worker_and_epoch_and_repeat_under_the_loader_seed(seed):
+    def epochs(loader_seed):
+        torch.manual_seed(loader_seed)
+        ds = _Refined(seed)
+        loader = torch.utils.data.DataLoader(
+            ds,
+            batch_size=None,
+            num_workers=2,
+            multiprocessing_context="fork",
+            timeout=120,
+            generator=torch.Generator().manual_seed(loader_seed),
+        )
+        return ["".join(str(b) for b in loader) for _ in range(3)]
+
+    first = epochs(0)
+    assert len(set(first)) > 1  # fresh draws every epoch
+    assert any(e[0::2] != e[1::2] for e in first)  # workers 0 and 1 (alternate items) do not draw in lock-step
+    assert epochs(0) == first

@@ -149,7 +149,7 @@ def test_checkpoint_from_before_the_semantic_loss_resumes(digits16, tmp_path) ->
         ({"synthetic_labels": np.full(64, 0.5)}, "integers"),
         ({"synthetic_labels": np.full(64, -1)}, "class indices"),
         ({"lambda_semantic": -1.0}, "lambda_semantic"),
-        ({"eval_every": 0}, "eval_every"),
+        ({"eval_every": -1}, "eval_every"),
         ({"classifier_steps": 0}, "classifier_steps"),
     ],
 )
@@ -157,3 +157,9 @@ def test_bad_semantic_arguments(digits16, kwargs: dict, match: str) -> None:
     x, _ = digits16
     with pytest.raises(ValueError, match=match):
         fit_refiner(x, x, steps=1, **{**TINY, **kwargs})
+
+
+def test_eval_every_0_measures_only_at_the_start_and_the_end_of_a_stage(digits16) -> None:
+    x, labels = digits16
+    refiner = fit_refiner(x, 255 - x, stages=1, steps=5, eval_every=0, synthetic_labels=labels, **LABELED)
+    assert refiner.quality["stage1"]["step"] == [0.0, 5.0]

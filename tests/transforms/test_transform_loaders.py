@@ -263,3 +263,40 @@ def test_a_draw_before_the_process_group_exists_does_not_pin_rank_0s_stream(lstm
     fresh = LearnedPolicyTransform(lstm, p=1.0, seed=5)
     fresh(image)
     assert np.array_equal(early.last_params["tf_ids"], fresh.last_params["tf_ids"])
+
+
+class TwoViews(torch.utils.data.Dataset):
+    """Two ``seed=None`` transforms of one policy on the same image (two views, as SimCLR or FixMatch take)."""
+
+    def __init__(self, policy, n: int = 8) -> None:
+        self.t1, self.t2 = LearnedPolicyTransform(policy), LearnedPolicyTransform(policy)
+        self.image = smooth_image(0)
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int):
+        self.t1(self.image), self.t2(self.image)
+        p1, p2 = self.t1.last_params, self.t2.last_params
+        return torch.from_numpy(np.concatenate([p1["tf_ids"], p2["tf_ids"]]).astype(np.int64)), torch.tensor(
+            [p1["tf_seed"] == p2["tf_seed"]]
+        )
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_two_unseeded_transforms_draw_independently_and_repeat_under_the_loader_seed(lstm, workers):
+    def draws(loader_seed: int):
+        loader = make_loader(TwoViews(lstm), "fork" if workers else None, workers, loader_seed, batch_size=4)
+        ids, same_seed = zip(*loader)
+        return torch.cat(ids), torch.cat(same_seed)
+
+    torch.manual_seed(0)
+    ids, same_seed = draws(0)
+    half = ids.shape[1] // 2
+    assert not same_seed.any()
+    assert not torch.equal(ids[:, :half], ids[:, half:])
+    torch.manual_seed(0)
+    again, _ = draws(0)
+    if workers:  # a fresh dataset in fresh workers: the loader's seed alone decides the draws
+        assert torch.equal(ids, again)
