@@ -51,6 +51,14 @@ THREADS_HELP = (
 )
 
 
+def _tf_spec(text: str) -> str | list[str]:
+    """``--tfs``: a TF set's name, or TF ids joined by commas (no id has a comma)."""
+    from .ops.base import registered_tfs
+
+    ids = [t.strip() for t in text.split(",") if t.strip()]
+    return ids if "," in text or "(" in text or text.strip() in registered_tfs() else text
+
+
 class UserError(Exception):
     """A mistake in the command line or its inputs: reported as one line."""
 
@@ -328,7 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("data")
     f.add_argument("--out", required=True, help="policy file to write (.safetensors)")
-    f.add_argument("--tfs", help="TF set: mnist, cifar10 or default")
+    f.add_argument(
+        "--tfs",
+        type=_tf_spec,
+        help="TF set (mnist, cifar10 or default) or TF ids joined by commas, e.g. 'rotate(+15),hflip,blur(1)'",
+    )
     f.add_argument("--model", choices=["lstm", "gru", "mean_field"])
     f.add_argument("--seq-len", type=_positive, help="TFs per sequence")
     f.add_argument("--epochs", type=_number(positive=True), help="passes over the data (unless --steps is given)")

@@ -253,3 +253,11 @@ def test_fit_on_a_folder_of_many_sizes_with_image_size(tmp_path):
     proc = subprocess.run(PY + args + ["--image-size", "24", "28"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert load_policy(out).provenance["image_shape"] == [24, 28, 3]
+
+
+@pytest.mark.parametrize("spec", ["rotate(+15),hflip,blur(1)", "hflip"])
+def test_fit_takes_tf_ids_joined_by_commas(tmp_path, spec):
+    out = tmp_path / "p.safetensors"
+    args = ["fit", "sample", "--out", str(out), "--steps", "1", "--no-progress", "--limit", "64", "--tfs", spec]
+    assert main(args) == 0
+    assert load_policy(out).tfset.ids == spec.split(",")
