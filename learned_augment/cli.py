@@ -124,11 +124,12 @@ def _set_threads(n: int) -> None:
 
 
 def _load_images(spec: str, limit: int | None = None, image_size: Sequence[int] | None = None) -> np.ndarray:
+    size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
     from .data import as_images, load_sample
 
     if spec == "sample":
-        return as_images(load_sample()[0], limit=limit, image_size=image_size)
-    return as_images(spec, limit=limit, image_size=image_size)
+        return as_images(load_sample()[0], limit=limit, image_size=size)
+    return as_images(spec, limit=limit, image_size=size)
 
 
 def _open(spec: str) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:

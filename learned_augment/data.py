@@ -3,7 +3,7 @@
 ``as_images`` accepts a torch ``Dataset`` (items may be images, ``(image, label, ...)`` tuples, whose labels are
 ignored, dicts with an ``"image"`` entry, or paths to image files), any iterable of such items, a numpy array
 ``(N, H, W[, C])``, a folder of image files or an ``.npz`` file. Images may be PIL images, HWC numpy arrays or CHW
-tensors; all must share one size and one channel count.
+tensors; all must share one channel count, and one size unless ``image_size`` resizes them as they are read.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def _read_npz(path: Path) -> np.ndarray:
             raise ValueError(unreadable) from None
 
 
-def check_size(size: Any, name: str = "image_size") -> tuple[int, int] | None:
+def check_size(size: int | tuple[int, int] | None, name: str = "image_size") -> tuple[int, int] | None:
     """``None``, or ``size`` (an int or ``(height, width)``) as ``(height, width)``; one-line errors otherwise."""
     if size is None:
         return None
@@ -132,7 +132,7 @@ def _resized(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return out[:, :, None] if out.ndim == 2 else out
 
 
-def as_images(data: Any, limit: int | None = None, image_size: Any = None) -> np.ndarray:
+def as_images(data: Any, limit: int | None = None, image_size: int | tuple[int, int] | None = None) -> np.ndarray:
     """Collect ``data`` into one ``(N, H, W, C)`` uint8 array (C is 1 or 3). See the module docstring.
 
     ``image_size`` (an int or ``(height, width)``) resizes every image to it as it is read, so that a folder of
@@ -188,10 +188,17 @@ def _image_of(item: Any) -> np.ndarray:
             raise ValueError(f"a dict item needs an 'image' (or 'img') entry; got keys {sorted(map(str, item))[:8]}")
         item = item[key]
     elif isinstance(item, (tuple, list)) and item:
-        item = next((x for x in item if not isinstance(x, (numbers.Number, np.generic, str))), item[0])
-    if isinstance(item, (numbers.Number, np.generic, str)):
+        item = next((x for x in item if not _is_scalar(x)), item[0])
+    if isinstance(item, (str, os.PathLike)):  # (path, label), as ImageFolder.samples holds, or {"image": path}
+        return _read_image(Path(item))
+    if _is_scalar(item):
         raise ValueError(f"expected an image, got the {type(item).__name__} {item!r}")
     return to_hwc_uint8(item)
+
+
+def _is_scalar(x: Any) -> bool:
+    """A label rather than an image: a number, or a 0-d array or tensor."""
+    return isinstance(x, (numbers.Number, np.generic)) or (hasattr(x, "ndim") and x.ndim == 0)
 
 
 def _stack(items: list[np.ndarray], names: Sequence[str] | None = None) -> np.ndarray:

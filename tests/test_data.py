@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from learned_augment.data import as_images
 
@@ -106,6 +107,9 @@ def test_items_may_be_paths_dicts_or_pairs_in_either_order(tmp_path: Path) -> No
     assert np.array_equal(as_images([{"image": Image.open(p), "label": 1} for p in paths]), expected)
     assert np.array_equal(as_images([(np.int64(i), im) for i, im in enumerate(images)]), expected)
     assert np.array_equal(as_images([(i, im) for i, im in enumerate(images)]), expected)
+    assert np.array_equal(as_images([(str(p), 0) for p in paths]), expected)  # ImageFolder.samples
+    assert np.array_equal(as_images([{"image": p} for p in paths]), expected)
+    assert np.array_equal(as_images([(torch.tensor(1), im) for im in images]), expected)
     with pytest.raises(ValueError, match="'image'.*keys \\['x'\\]"):
         as_images([{"x": images[0]}])
     with pytest.raises(ValueError, match="expected an image, got the int 5"):

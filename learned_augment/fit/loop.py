@@ -327,12 +327,15 @@ def fit_policy(
     progress:
         Show a progress bar with the losses.
     callbacks:
-        Called as ``cb(step, metrics, policy)`` after every step.
+        Called as ``cb(step, metrics, policy)`` after every step (with ``restarts``, in every restart, ``step``
+        counting from 0 in each).
     limit:
         Use at most this many items of ``data``.
     image_size:
         Resize every image to this size (an int or ``(height, width)``) as it is read: a folder of photos of many
-        sizes needs it (images of one size need nothing). The transform then applies the policy at any size.
+        sizes needs it (images of one size need nothing), stretched to it without keeping their aspect ratio
+        (area interpolation when both sides shrink, else bilinear). The transform applies the policy at any size;
+        it warns once (:class:`~learned_augment.PolicyMismatchWarning`) where a size is far from the fitted one.
     distributed:
         ``True``: a data-parallel fit over the processes of ``torch.distributed``'s default group (launch with
         ``torchrun``; gloo on CPUs, NCCL on GPUs with ``device=f"cuda:{local_rank}"``), called on every rank with
@@ -424,7 +427,11 @@ def fit_policy(
     # The fit seeds a fork of the global generators: the caller's are left as they were, so a study that builds
     # its end model after a fit still gets its own seed's weights and shuffles.
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(seed)
+        # Only the generators the fork restores: torch.manual_seed would also reset every other GPU's.
+        torch.default_generator.manual_seed(seed)
+        if dev.type == "cuda":
+            with torch.cuda.device(dev):
+                torch.cuda.manual_seed(seed)
         policy = make_policy(model, tfset, seq_len, hidden=hidden).to(dev)
         built_disc = discriminator is None
         if discriminator is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,7 @@ class PolicyAugmentedDataset(torch.utils.data.Dataset):
         seed: int = 0,
         post_transform: Any = None,
     ) -> None:
-        if isinstance(transform, (str, Policy)):
+        if isinstance(transform, (str, os.PathLike, Policy)):
             transform = LearnedPolicyTransform(transform)
         elif not callable(transform):
             raise TypeError(

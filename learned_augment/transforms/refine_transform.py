@@ -11,6 +11,7 @@ import torch
 from ..arguments import check_probability, check_seed
 from .albumentations_base import ImageOnlyTransform, public_class_fullname
 from .inputs import are_batches, find_images, flatten, map_single_image, unflatten, wrap_like
+from .policy_base import process_rank
 from .sources import resolve_refiner
 
 
@@ -53,7 +54,7 @@ class RefineSynthetic(ImageOnlyTransform):
         self.direction = direction
         self._seed = seed
         self._rng = np.random.default_rng(seed)
-        self._stream_key: tuple[int, int | None] | None = None
+        self._stream_key: tuple[int, int | None, int] | None = None
 
     @classmethod
     def get_class_fullname(cls) -> str:
@@ -64,12 +65,14 @@ class RefineSynthetic(ImageOnlyTransform):
         if self._seed is None:
             return torch.rand(n, dtype=torch.float64).numpy()
         # A generator made at construction would be copied unchanged into every worker, every epoch.
-        info = torch.utils.data.get_worker_info()
-        key = (os.getpid(), None if info is None else info.seed)
+        # The rank too: ranks seeded alike would otherwise refine the same samples (as the policy transform).
+        info, rank = torch.utils.data.get_worker_info(), process_rank()
+        key = (os.getpid(), None if info is None else info.seed, rank)
         if key != self._stream_key:
-            if self._stream_key is not None or info is not None:
+            if self._stream_key is not None or info is not None or rank:
+                # A forked process that is not a worker restarts the stream, as the policy transform's does.
                 self._rng = np.random.default_rng(
-                    [self._seed] if info is None else [self._seed, info.id + 1, info.seed]
+                    [self._seed, rank] if info is None else [self._seed, info.id + 1, info.seed, rank]
                 )
             self._stream_key = key
         return self._rng.random(n)

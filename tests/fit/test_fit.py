@@ -565,18 +565,40 @@ def test_restarts_checkpoint_one_file_each_and_resume(digits, tmp_path):
     ck = tmp_path / "fit.ckpt"
     first = fit_policy(digits, "mnist", "lstm", seed=1, restarts=2, checkpoint=ck, **FAST)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.restart0.ckpt", "fit.restart1.ckpt"]
-    again = fit_policy(digits, "mnist", "lstm", seed=1, restarts=2, checkpoint=ck, **FAST)  # both resume, done
-    assert _same_weights(first, again)
+    steps = []
+    # Both restarts find their finished checkpoints: no step runs again.
+    again = fit_policy(
+        digits, "mnist", "lstm", seed=1, restarts=2, checkpoint=ck, callbacks=[lambda i, m, p: steps.append(i)], **FAST
+    )
+    assert steps == [] and _same_weights(first, again)
 
 
 def test_restarts_start_each_from_the_given_discriminators_weights(digits):
+    import copy
+
     from learned_augment.fit.discriminator import DCGANDiscriminator
+    from learned_augment.fit.loop import final_reward
 
     torch.manual_seed(0)
     disc = DCGANDiscriminator(1, 28)
-    before = {k: v.clone() for k, v in disc.state_dict().items()}
-    fit_policy(digits, "mnist", "lstm", discriminator=disc, restarts=2, **FAST)
-    assert all(torch.equal(before[k], v) for k, v in disc.state_dict().items())
+    before = copy.deepcopy(disc)
+    best = fit_policy(digits, "mnist", "lstm", discriminator=disc, restarts=2, **FAST)
+    assert _same_weights(disc, before)  # the caller's module is not trained
+    singles = [fit_policy(digits, "mnist", "lstm", seed=s, discriminator=copy.deepcopy(before), **FAST) for s in (0, 1)]
+    assert [r["final_reward"] for r in best.provenance["restarts"]] == [
+        round(final_reward(p.history), 4) for p in singles
+    ]
+    assert any(_same_weights(best, p) for p in singles)
+
+
+def test_a_fit_does_not_reseed_the_gpus(digits, monkeypatch):
+    """torch.manual_seed would reset every CUDA generator to the fit's seed, whatever device the fit runs on."""
+
+    def refuse(seed):
+        raise AssertionError("fit_policy reseeded every GPU")
+
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", refuse)
+    fit_policy(digits, "mnist", "lstm", **FAST)
 
 
 def test_images_of_many_sizes_fit_with_image_size(digits):

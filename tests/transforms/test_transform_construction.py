@@ -117,11 +117,15 @@ def test_dataset_p_augment_fails_in_one_line(policy: MeanFieldPolicy) -> None:
         la.PolicyAugmentedDataset([], t, p_augment=lambda epoch: 1.0 + epoch).set_epoch(1)
 
 
-def test_dataset_wraps_a_policy_or_a_name_and_refuses_what_it_cannot_call(policy: MeanFieldPolicy) -> None:
+def test_dataset_wraps_a_policy_or_a_name_and_refuses_what_it_cannot_call(
+    policy: MeanFieldPolicy, tmp_path: Path
+) -> None:
     import numpy as np
 
     images = [np.zeros((8, 8, 3), np.uint8)]
-    for transform in (policy, "pretrained:cifar10-lstm"):
+    saved = tmp_path / "p.safetensors"
+    policy.save(saved)
+    for transform in (policy, "pretrained:cifar10-lstm", saved):
         ds = la.PolicyAugmentedDataset(images, transform, p_augment=1.0)
         assert isinstance(ds.transform, la.LearnedPolicyTransform)
         assert ds[0].shape == (8, 8, 3)
