@@ -62,6 +62,7 @@ from torchvision.transforms import v2
 import learned_augment as la
 from learned_augment.fit import fit_policy
 from learned_augment.fit import loop as fit_loop
+from learned_augment.fit.discriminator import DCGANDiscriminator
 from learned_augment.fit.loop import MIN_STEPS
 from learned_augment.ops import TFSet, get_tfset
 from learned_augment.ops.tfset import NAMED_SETS
@@ -419,6 +420,20 @@ def fit_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {kw: getattr(args, flag) for flag, kw in FIT_FLAGS.items() if getattr(args, flag) is not None}
 
 
+class StandardizedDiscriminator(nn.Module):
+    """fit_policy's discriminator on images standardised one by one (zero mean, unit deviation): brightness and
+    contrast changes become invisible to it, so only what changes an image's shape can be detected."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        self.d = DCGANDiscriminator(*args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        mean, std = x.mean(dim=(1, 2, 3), keepdim=True), x.std(dim=(1, 2, 3), keepdim=True)
+        return self.d((x - mean) / (std + 1e-3))
+
+
 def fit_one(name: str, pool: np.ndarray, args: argparse.Namespace, log_every: int) -> Policy:
     """Fit one TANDA policy on the unlabeled pool, logging the losses and the R/G ratio as it goes."""
     if args.fit_limit is not None and args.fit_limit < len(pool):
@@ -433,9 +448,11 @@ def fit_one(name: str, pool: np.ndarray, args: argparse.Namespace, log_every: in
                 flush=True,
             )
 
-    floor = fit_loop.NO_OP_FLOOR
+    floor, disc_class = fit_loop.NO_OP_FLOOR, fit_loop.DCGANDiscriminator
     if args.no_op_floor is not None:
         fit_loop.NO_OP_FLOOR = args.no_op_floor
+    if args.d_standardize:
+        fit_loop.DCGANDiscriminator = StandardizedDiscriminator  # built where fit_policy builds its own
     try:
         return fit_policy(
             pool,
@@ -449,7 +466,7 @@ def fit_one(name: str, pool: np.ndarray, args: argparse.Namespace, log_every: in
     except FloatingPointError as exc:
         raise SystemExit(f"error: fitting {name} failed: {exc}") from None
     finally:
-        fit_loop.NO_OP_FLOOR = floor
+        fit_loop.NO_OP_FLOOR, fit_loop.DCGANDiscriminator = floor, disc_class
 
 
 def fit_summary(policy: Policy, source: str) -> dict[str, Any]:
@@ -600,6 +617,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group.add_argument("--fit-seed", type=int, default=0)
     group.add_argument("--fit-restarts", type=int, help="fits with seeds fit-seed, fit-seed+1, ...: keeps the best")
     group.add_argument("--fit-limit", type=int, help="fit on a random subset of this many pool images")
+    group.add_argument(
+        "--d-standardize",
+        action="store_true",
+        help="experiment: the fit's discriminator sees each image standardised (brightness and contrast hidden)",
+    )
     group.add_argument(
         "--no-op-floor",
         type=float,

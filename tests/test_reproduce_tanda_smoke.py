@@ -168,3 +168,23 @@ def test_no_op_floor_flag_holds_only_during_the_fit(
     for bad in ("0", "-1", "inf"):
         with pytest.raises(SystemExit):
             script.parse_args([*base, "--no-op-floor", bad])
+
+
+def test_d_standardize_flag_fits_against_standardised_images_only_during_the_fit(
+    script: ModuleType, tmp_path: Path
+) -> None:
+    """``--d-standardize``: the fit's discriminator cannot see brightness or contrast; the library's class is back
+    afterwards."""
+    import torch
+
+    from learned_augment.fit import loop
+
+    library = loop.DCGANDiscriminator
+    base = ["--data", str(tmp_path), "--dataset", "mnist", "--out", str(tmp_path / "o"), "--tfs", "default"]
+    args = script.parse_args([*base, "--d-standardize", "--fit-steps", "2", "--fit-batch-size", "4", "--n-seqs", "1"])
+    images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 1), dtype=np.uint8)
+    script.fit_one("tanda-lstm", images, args, 10)
+    assert loop.DCGANDiscriminator is library
+    d = script.StandardizedDiscriminator(1, 16).eval()
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    assert torch.allclose(d(x), d(0.5 * x + 0.2), atol=1e-3)  # a contrast and brightness change is invisible
