@@ -10,12 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .ops.batch import _FLOAT_DTYPES, _Plan, apply_sequence_batch
+from .ops.batch import _FLOAT_DTYPES, _Plan, apply_sequence_batch, check_values
 from .ops.geometry import resolve_interpolation
 from .ops.tfset import TFSet
 from .policy.base import Policy
 from .pretrained import card_p
 from .transforms import PRETRAINED_PREFIX, _resolve_policy
+from .transforms.inputs import match_layout
 from .transforms.policy_base import process_rank
 
 __all__ = ["PolicyAugment"]
@@ -153,13 +154,15 @@ class PolicyAugment(nn.Module):
         _check_batch(images)
         if not self.training:
             return images
+        return self._augment(images)
+
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        # Run eagerly under torch.compile (see _run_augment_eagerly): host-side planning (numpy, a step counter that
+        # changes every call, read and advanced here for that reason) would make it recompile each step.
         step = self.step
         self.step += 1
-        return self._augment(images, step)
-
-    def _augment(self, images: torch.Tensor, step: int) -> torch.Tensor:
-        # Run eagerly under torch.compile (see _run_augment_eagerly): host-side planning (numpy, a step counter that
-        # changes every call) would make it recompile each step.
+        # The values are checked before the draw, so that a bad batch fails whatever p draws.
+        check_values(images)
         b = images.shape[0]
         self.last_params = {"step": step, "applied": [], "tf_ids": []}
         if b == 0 or self.p == 0.0:
@@ -177,12 +180,13 @@ class PolicyAugment(nn.Module):
         # Detached: the TFs run without autograd, and samples left alone keep theirs through index_copy.
         plain = images.detach()
         if chosen.size == b:
-            return apply_sequence_batch(plain, ids, self.tfset, generator=ops, interpolation=self.interpolation)
+            out = apply_sequence_batch(plain, ids, self.tfset, generator=ops, interpolation=self.interpolation)
+            return match_layout(out, images)
         sel = torch.from_numpy(chosen).to(images.device)
         out = apply_sequence_batch(
             plain.index_select(0, sel), ids, self.tfset, generator=ops, interpolation=self.interpolation
         )
-        return images.index_copy(0, sel, out)
+        return match_layout(images.index_copy(0, sel, out), images)
 
     def _streams(self, step: int) -> tuple[torch.Generator, int]:
         """The call's host generator (apply-or-skip draws, then sequences) and the seed of its on-device draws."""

@@ -255,6 +255,42 @@ def test_torch_compile_runs_the_augmentation_eagerly() -> None:
         assert torch.equal(compiled(x), expected)
 
 
+def test_torch_compile_does_not_recompile_as_the_step_advances() -> None:
+    x = batch(4, 3, torch.float32)
+    compiled = torch.compile(PolicyAugment(policy(), p=1.0, seed=1), backend="eager")
+    compiled(x)
+    with torch.compiler.set_stance("fail_on_recompile"):
+        for _ in range(3):
+            compiled(x)
+
+
+def test_channels_last_batches_stay_channels_last() -> None:
+    x = batch(4, 3, torch.float32).contiguous(memory_format=torch.channels_last)
+    for p in (1.0, 0.5):
+        out = PolicyAugment(policy(), p=p, seed=0)(x)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 1.5, -0.2])
+def test_bad_values_fail_on_every_call_whatever_p_draws(bad: float) -> None:
+    x = batch(2, 3, torch.float32)
+    x[1, 0, 0, 0] = bad
+    aug = PolicyAugment(policy(), p=0.3, seed=0)
+    for _ in range(8):
+        with pytest.raises(ValueError, match="NaN|values in \\[0, 1\\]"):
+            aug(x)
+
+
+def test_round_off_outside_0_1_is_taken_and_clamped() -> None:
+    x = batch(4, 3, torch.float32)
+    x[0, 0, 0, 0], x[1, 0, 0, 0] = 1.0000001, -3e-8  # an unnormalise's round-off
+    out = PolicyAugment(policy(), p=1.0, seed=0)(x)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    x[2, 0, 0, 0] = 1.11  # a bicubic resize's ringing: refused, the range printed in full
+    with pytest.raises(ValueError, match="1.11"):
+        PolicyAugment(policy(), p=1.0, seed=0)(x)
+
+
 # ---------------------------------------------------------------------------------------------- sources, repr
 
 

@@ -21,7 +21,6 @@ round-off.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from . import geometry as geo
 from .base import TF, Kind
 from .batch_kernels import pixel_grid
-from .image import MAX_PIXELS
+from .image import MAX_PIXELS, check_unit_range
 from .intensity import point_lut
 from .plan import Fusion, fusion, reorder, roles
 from .tfset import TFSet, get_tfset
@@ -432,14 +431,19 @@ def _check_images(images: object) -> torch.Tensor:
         raise ValueError(f"images are empty (shape {tuple(images.shape)})")
     if h * w > MAX_PIXELS:
         raise ValueError(f"images are too large ({h}x{w} pixels; the limit is {MAX_PIXELS} pixels)")
-    if images.dtype != torch.uint8:
-        lo, hi = torch.aminmax(images)
-        lo_f, hi_f = float(lo), float(hi)
-        if not (math.isfinite(lo_f) and math.isfinite(hi_f)):
-            raise ValueError("images contain NaN or infinite values")
-        if lo_f < 0.0 or hi_f > 1.0:
-            raise ValueError(f"float images must hold values in [0, 1], got range [{lo_f:.4g}, {hi_f:.4g}]")
+    if images.dtype != torch.uint8 and check_values(images):
+        return images.clamp(0.0, 1.0)
     return images
+
+
+def check_values(images: torch.Tensor) -> bool:
+    """Refuse a float batch with NaN, infinities or values outside [0, 1] (beyond
+    :data:`~learned_augment.ops.image.UNIT_TOLERANCE`), in one line; True where it needs clamping to [0, 1].
+    One device sync; uint8 batches pass unread."""
+    if images.dtype == torch.uint8 or images.numel() == 0:
+        return False
+    lo, hi = torch.aminmax(images)
+    return check_unit_range(float(lo), float(hi))
 
 
 def _check_ids(ids: object, batch: int, k: int) -> np.ndarray:

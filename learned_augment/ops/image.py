@@ -6,12 +6,32 @@ Images on the CPU path are numpy arrays of shape ``(H, W)``, ``(H, W, 1)`` or ``
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 MAX_PIXELS = 1 << 28
 """Largest accepted image (H * W), about 16k x 16k: larger inputs are refused instead of exhausting memory."""
 
 SUPPORTED_DTYPES = (np.uint8, np.float32)
+
+UNIT_TOLERANCE = 1e-3
+"""How far float images may stray outside [0, 1] and still be taken (and clamped): the round-off of an
+"unnormalise" leaves values such as 1.0000001. Anything further out (normalised images, a bicubic resize's
+ringing) is refused, since the intensity TFs' meaning depends on the range."""
+
+
+def check_unit_range(lo: float, hi: float, name: str = "images") -> bool:
+    """Refuse float values that are not finite or lie outside [0, 1] by more than :data:`UNIT_TOLERANCE`, in one
+    line; True where values lie (just) outside [0, 1] and need clamping."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} contain NaN or infinite values")
+    if lo < -UNIT_TOLERANCE or hi > 1.0 + UNIT_TOLERANCE:
+        raise ValueError(
+            f"float {name} must hold values in [0, 1], got range [{lo!r}, {hi!r}]: unnormalise them, or clamp "
+            "them to [0, 1], first"
+        )
+    return lo < 0.0 or hi > 1.0
 
 
 def check_image(image: object, name: str = "image") -> np.ndarray:
@@ -43,12 +63,8 @@ def check_image(image: object, name: str = "image") -> np.ndarray:
         raise ValueError(f"{name} is empty (shape {image.shape})")
     if h * w > MAX_PIXELS:
         raise ValueError(f"{name} is too large ({h}x{w} pixels; the limit is {MAX_PIXELS} pixels)")
-    if image.dtype == np.float32:
-        lo, hi = float(image.min()), float(image.max())
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise ValueError(f"{name} contains NaN or infinite values")
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"float32 {name} must hold values in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
+    if image.dtype == np.float32 and check_unit_range(float(image.min()), float(image.max()), name):
+        return np.clip(image, 0.0, 1.0)
     return np.ascontiguousarray(image)
 
 

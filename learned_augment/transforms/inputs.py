@@ -236,3 +236,15 @@ def restore_tv_targets(
         elif key == "keypoints":
             pts = torch.from_numpy(moved["keypoints"][:, :2]).to(orig.dtype).reshape(orig.shape)
             flat[i] = tv_tensors.wrap(pts.to(orig.device), like=orig)
+
+
+def check_float_values(image: Any) -> None:
+    """Refuse a float tensor or numpy image with NaN, infinities or values outside [0, 1] (beyond a round-off
+    tolerance), in one line; called before the draw, so that a bad input fails whatever p draws."""
+    from ..ops.batch import check_values
+    from ..ops.image import check_unit_range
+
+    if isinstance(image, torch.Tensor) and image.is_floating_point():
+        check_values(image.as_subclass(torch.Tensor))
+    elif isinstance(image, np.ndarray) and np.issubdtype(image.dtype, np.floating) and image.size:
+        check_unit_range(float(image.min()), float(image.max()))

@@ -19,6 +19,7 @@ from ..ops.sequence import apply_sequence
 from ..pretrained import card_p
 from .inputs import (
     are_batches,
+    check_float_values,
     collect_tv_targets,
     find_images,
     flatten,
@@ -144,6 +145,8 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
             return self._batch_sample(flat, spec, positions, params)
         # Checked before the draw, so that a sample that cannot share one fails whatever p draws.
         h, w = shared_size(images)
+        for image in images:
+            check_float_values(image)
         params = self._single_params(params)
         if not params["applied"]:
             return inputs
@@ -213,6 +216,8 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
                 "the batches of a sample share one draw, so they must have the same batch size, height and width; "
                 f"got B x H x W = {shown}"
             )
+        for image in images:  # before the draw, as for single images
+            check_float_values(image)
         drawn = self._batch_params(int(images[0].shape[0]), params)
         if drawn is not None:
             for i, image in zip(positions, images):

@@ -306,3 +306,16 @@ def test_as_transform_and_repr(cifar_policy: LSTMPolicy) -> None:
         assert part in text, f"{part!r} missing from {text}"
     mf = repr(LearnedPolicyTransform(MeanFieldPolicy("mnist", seq_len=3)))
     assert "MeanFieldPolicy" in mf and "'mnist'" in mf and "L=3" in mf
+
+
+@pytest.mark.parametrize("kind", ["tensor", "batch", "numpy"])
+def test_bad_float_values_fail_on_every_call_whatever_p_draws(kind: str) -> None:
+    import learned_augment as la
+
+    t = la.LearnedPolicyTransform(la.UniformPolicy(["hflip"], seq_len=1), p=0.3, seed=0)
+    x = torch.rand(2, 3, 8, 8) if kind == "batch" else torch.rand(3, 8, 8)
+    x.view(-1)[5] = 1.5
+    image = x.permute(1, 2, 0).numpy() if kind == "numpy" else x
+    for _ in range(8):
+        with pytest.raises(ValueError, match="values in \\[0, 1\\]"):
+            t(image)
