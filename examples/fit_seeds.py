@@ -3,14 +3,14 @@
 Reads reports of ``examples/reproduce_tanda.py`` that differ only in ``--fit-seed`` (one fitted row each, the same
 end-model seeds) and the report(s) holding the baselines of the same table, then prints and writes:
 
-* every fit's test and validation accuracy, its final reward (the mean reward of its last 20 steps, what
-  ``fit_policy(restarts=k)`` ranks by) and its paired difference to each baseline over the end-model seeds
+* every fit's test and validation accuracy, its final reward (the mean reward of its last 20 steps) and its paired
+  difference to each baseline over the end-model seeds
   ("wins" / "loses" when the mean difference exceeds its standard deviation, else "ties");
 * the spread of the fits, and how many beat each baseline's mean;
-* ``restarts=k`` replayed on these fits: over every k-subset, the fit with the highest final reward, its mean test
-  and validation accuracy against the mean single fit, and the Spearman rank correlation between final reward and
-  accuracy. ``--fresh-from N`` reports the same for the fits with seed >= N alone (fits not looked at when the rule
-  was chosen).
+* "restarts" replayed on these fits (fit k times, keep the highest final reward: no labels needed): over every
+  k-subset, the fit with the highest final reward, its mean test and validation accuracy against the mean single
+  fit, and the Spearman rank correlation between final reward and accuracy. ``--fresh-from N`` reports the same
+  for the fits with seed >= N alone (fits not looked at when the rule was chosen).
 
 Run::
 
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if a.fresh_from is not None:
         groups[f"seed >= {a.fresh_from}"] = {s: f for s, f in fits.items() if s >= a.fresh_from}
     replay = {}
-    print("\nrestarts=k replayed (best final reward of every k-subset):")
+    print("\nrestarts replayed (the best final reward of every k-subset):")
     for label, group in groups.items():
         for k in a.k:
             if len(group) < k:

@@ -411,7 +411,6 @@ FIT_FLAGS = {
     "diversity": "diversity",
     "entropy": "entropy",
     "jitter": "jitter",
-    "fit_restarts": "restarts",
 }
 
 
@@ -485,7 +484,6 @@ def fit_summary(policy: Policy, source: str) -> dict[str, Any]:
         "dist_last20": tail("diversity"),
         "rg_ratio_first": round(h["rg_ratio"][0], 4) if h.get("rg_ratio") else None,
         "rg_ratio_last": round(h["rg_ratio"][-1], 4) if h.get("rg_ratio") else None,
-        "restarts": policy.provenance.get("restarts"),
         "fit_args": policy.provenance.get("fit_args"),
     }
 
@@ -615,7 +613,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group.add_argument("--entropy", type=float, help="weight of the entropy bonus")
     group.add_argument("--jitter", action="store_true", default=None, help="sub-pixel jitter before the discriminator")
     group.add_argument("--fit-seed", type=int, default=0)
-    group.add_argument("--fit-restarts", type=int, help="fits with seeds fit-seed, fit-seed+1, ...: keeps the best")
     group.add_argument("--fit-limit", type=int, help="fit on a random subset of this many pool images")
     group.add_argument(
         "--d-standardize",

@@ -39,7 +39,6 @@ FIT_OPTIONS = (
     "device",
     "seed",
     "checkpoint",
-    "restarts",
 )
 REFINE_FIT_OPTIONS = ("stages", "steps", "device", "seed")
 
@@ -358,9 +357,6 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--device", help="cpu, cuda or cuda:N")
     f.add_argument("--seed", type=_non_negative)
     f.add_argument("--checkpoint", help="checkpoint file: written during the fit, resumed from if it exists")
-    f.add_argument(
-        "--restarts", type=_positive, help="fits with seeds seed, seed+1, ...; keeps the highest final reward"
-    )
     f.add_argument("--limit", type=_positive, help="use at most this many images")
     f.add_argument(
         "--image-size", type=_positive, nargs=2, metavar=("H", "W"), help="resize every image to H x W as it is read"

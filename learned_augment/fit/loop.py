@@ -19,7 +19,6 @@ bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -69,8 +68,6 @@ MIN_STEPS = 500
 # still loses"); kept at 1e-6 until something better is measured. ``examples/policy_realism.py`` varies it.
 NO_OP_FLOOR = 1e-6
 
-# Steps at the end of a fit whose mean reward ranks restarts (fit_policy(restarts=...)).
-RESTART_WINDOW = 20
 
 # fit_policy's ``rollouts`` values: how the prefixes x_0 .. x_L are made.
 ROLLOUTS = ("auto", "per_image", "batched")
@@ -243,7 +240,6 @@ def fit_policy(
     limit: int | None = None,
     image_size: int | tuple[int, int] | None = None,
     distributed: bool = False,
-    restarts: int = 1,
 ) -> Policy:
     """Learn a TF-sequence policy that keeps ``data`` realistic, from unlabeled data.
 
@@ -327,8 +323,7 @@ def fit_policy(
     progress:
         Show a progress bar with the losses.
     callbacks:
-        Called as ``cb(step, metrics, policy)`` after every step (with ``restarts``, in every restart, ``step``
-        counting from 0 in each).
+        Called as ``cb(step, metrics, policy)`` after every step.
     limit:
         Use at most this many items of ``data``.
     image_size:
@@ -344,12 +339,6 @@ def fit_policy(
         ``callbacks`` run on every rank. A resumed fit may use another number of processes. Off by default: a
         fit inside a distributed training script that runs on rank 0 only must not wait for the others. See
         :mod:`learned_augment.fit.distributed` for how far a fit on ``W`` processes equals a single-process one.
-    restarts:
-        Fit this many times, with seeds ``seed``, ``seed + 1``, ..., and keep the fit whose generator earned the
-        highest mean reward over its last :data:`RESTART_WINDOW` steps (no labels are used); its provenance lists
-        every restart's seed and reward. Costs ``restarts`` fits. A fit settles within its first steps on one subset
-        of the TFs, which depends on the seed, and some subsets train worse end models (README, "One fit is one
-        draw"). With ``checkpoint``, restart ``k`` checkpoints to ``<name>.restart<k><suffix>`` and resumes from it.
 
     Returns
     -------
@@ -366,7 +355,6 @@ def fit_policy(
     FloatingPointError
         A loss became NaN or infinite.
     """
-    given = dict(locals())  # the arguments as passed: restarts repeat the call with another seed
     t_start = time.perf_counter()
     tfset = get_tfset(tfs if not isinstance(tfs, (list, tuple)) else list(tfs))
     # Every setting is checked before the data is read: a mistake costs no time and names its argument.
@@ -387,8 +375,7 @@ def fit_policy(
     d_lr, g_lr = check_number(d_lr, "d_lr"), check_number(g_lr, "g_lr")
     diversity, gamma = check_number(diversity, "diversity"), check_number(gamma, "gamma")
     entropy = check_number(entropy, "entropy")
-    restarts = check_int(restarts, "restarts", 1)
-    seed = check_int(seed, "seed", 0, MAX_SEED - restarts + 1)
+    seed = check_int(seed, "seed", 0, MAX_SEED)
     dev = check_device(device)
     if policy_kind(model) == "uniform":
         raise ValueError("model='uniform' has nothing to fit: use UniformPolicy(tfs, seq_len) as it is")
@@ -400,8 +387,6 @@ def fit_policy(
     is_image = _is_image_data(tfset) and collate is None
     dtype = reward_dtype(reward_precision, dev, builtin_discriminator=discriminator is None)
     rollout_mode = resolve_rollouts(rollouts, dev, tfset, is_image)
-    if restarts > 1:
-        return _best_of_restarts(given, restarts, seed, is_image, limit, image_size)
     if is_image:
         items = as_images(data, limit=limit, image_size=image_size)
         collate_fn: Callable[[list[Any]], torch.Tensor] = lambda xs: _images_to_tensor(np.stack(xs))
@@ -521,51 +506,6 @@ def fit_policy(
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         return policy.cpu()
-
-
-def final_reward(history: dict[str, list[float]]) -> float:
-    """A fit's mean reward over its last :data:`RESTART_WINDOW` steps: how :func:`fit_policy` ranks restarts."""
-    tail = history["reward"][-RESTART_WINDOW:]
-    return float(np.mean(tail)) if tail else float("-inf")
-
-
-def restart_checkpoint(checkpoint: str | Path, k: int) -> Path:
-    """Where restart ``k`` of a fit with ``checkpoint`` keeps its own: ``<name>.restart<k><suffix>``."""
-    path = Path(checkpoint)
-    return path.with_name(f"{path.stem}.restart{k}{path.suffix}")
-
-
-def _best_of_restarts(
-    given: dict[str, Any], restarts: int, seed: int, is_image: bool, limit: int | None, image_size: Any
-) -> Policy:
-    """``restarts`` fits of ``given`` (seeds ``seed + k``); the one with the highest :func:`final_reward`."""
-    data = given["data"]
-    # Read once, for every restart (a folder is not decoded again, an iterator not exhausted by the first fit).
-    data = as_images(data, limit=limit, image_size=image_size) if is_image else list(data)[:limit]
-    checkpoint, disc = given["checkpoint"], given["discriminator"]
-    fits = []
-    for k in range(restarts):
-        policy = fit_policy(
-            **{
-                **given,
-                "data": data,
-                "limit": None,
-                "image_size": None,
-                "seed": seed + k,
-                "restarts": 1,
-                "checkpoint": None if checkpoint is None else restart_checkpoint(checkpoint, k),
-                # Each restart trains a discriminator from the same initial weights.
-                "discriminator": None if disc is None else copy.deepcopy(disc),
-            }
-        )
-        fits.append((final_reward(policy.history), policy))
-    best = max(range(restarts), key=lambda k: fits[k][0])  # the first of equals
-    chosen = fits[best][1]
-    chosen.provenance["restarts"] = [
-        {"seed": seed + k, "final_reward": round(r, 4), "wall_time_s": p.provenance["wall_time_s"]}
-        for k, (r, p) in enumerate(fits)
-    ]
-    return chosen
 
 
 @dataclass

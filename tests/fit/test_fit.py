@@ -267,9 +267,7 @@ BAD_SETTINGS = [
     ({"rollouts": "fast"}, ValueError, "^rollouts"),
     ({"reward_precision": "half"}, ValueError, "^reward_precision"),
     ({"callbacks": [1]}, TypeError, "^callbacks"),
-    ({"restarts": 0}, ValueError, "^restarts"),
     ({"image_size": (0, 8)}, ValueError, "^image_size"),
-    ({"restarts": 2, "seed": 2**64 - 1}, ValueError, "^seed"),
 ]
 
 
@@ -544,51 +542,6 @@ def test_a_fit_leaves_the_callers_global_generator_as_it_was(digits):
     torch.manual_seed(123)
     fit_policy(digits, "mnist", "lstm", **FAST)
     assert torch.equal(torch.rand(4), expected)
-
-
-def test_restarts_keep_the_fit_with_the_highest_final_reward(digits):
-    from learned_augment.fit.loop import final_reward
-
-    singles = [fit_policy(digits, "mnist", "lstm", seed=s, **FAST) for s in (5, 6, 7)]
-    best = fit_policy(iter(list(digits)), "mnist", "lstm", seed=5, restarts=3, **FAST)  # an iterator is read once
-    rewards = [final_reward(p.history) for p in singles]
-    chosen = int(np.argmax(rewards))
-    assert _same_weights(best, singles[chosen])
-    assert best.provenance["fit_args"]["seed"] == 5 + chosen
-    listed = best.provenance["restarts"]
-    assert [r["seed"] for r in listed] == [5, 6, 7]
-    assert [r["final_reward"] for r in listed] == [round(r, 4) for r in rewards]
-    assert "restarts" not in singles[0].provenance
-
-
-def test_restarts_checkpoint_one_file_each_and_resume(digits, tmp_path):
-    ck = tmp_path / "fit.ckpt"
-    first = fit_policy(digits, "mnist", "lstm", seed=1, restarts=2, checkpoint=ck, **FAST)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.restart0.ckpt", "fit.restart1.ckpt"]
-    steps = []
-    # Both restarts find their finished checkpoints: no step runs again.
-    again = fit_policy(
-        digits, "mnist", "lstm", seed=1, restarts=2, checkpoint=ck, callbacks=[lambda i, m, p: steps.append(i)], **FAST
-    )
-    assert steps == [] and _same_weights(first, again)
-
-
-def test_restarts_start_each_from_the_given_discriminators_weights(digits):
-    import copy
-
-    from learned_augment.fit.discriminator import DCGANDiscriminator
-    from learned_augment.fit.loop import final_reward
-
-    torch.manual_seed(0)
-    disc = DCGANDiscriminator(1, 28)
-    before = copy.deepcopy(disc)
-    best = fit_policy(digits, "mnist", "lstm", discriminator=disc, restarts=2, **FAST)
-    assert _same_weights(disc, before)  # the caller's module is not trained
-    singles = [fit_policy(digits, "mnist", "lstm", seed=s, discriminator=copy.deepcopy(before), **FAST) for s in (0, 1)]
-    assert [r["final_reward"] for r in best.provenance["restarts"]] == [
-        round(final_reward(p.history), 4) for p in singles
-    ]
-    assert any(_same_weights(best, p) for p in singles)
 
 
 def test_a_fit_does_not_reseed_the_gpus(digits, monkeypatch):
