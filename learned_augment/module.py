@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,8 @@ from .ops.tfset import TFSet
 from .policy.base import Policy
 from .pretrained import card_p
 from .transforms import PRETRAINED_PREFIX, _resolve_policy
-from .transforms.inputs import match_layout
+from .transforms.fit_check import PolicyMismatchWarning, caller_stacklevel, mismatch_message
+from .transforms.inputs import match_layout, wrap_like
 from .transforms.policy_base import process_rank
 
 __all__ = ["PolicyAugment"]
@@ -110,6 +112,7 @@ class PolicyAugment(nn.Module):
         self.source = source
         self.step = 0
         self.last_params = None
+        self._mismatch_warned: bool = False
         # Not a submodule: see the class notes.
         object.__setattr__(self, "_policy", resolved)
         _run_augment_eagerly()
@@ -163,6 +166,7 @@ class PolicyAugment(nn.Module):
         self.step += 1
         # The values are checked before the draw, so that a bad batch fails whatever p draws.
         check_values(images)
+        self._warn_if_unlike(images)
         b = images.shape[0]
         self.last_params = {"step": step, "applied": [], "tf_ids": []}
         if b == 0 or self.p == 0.0:
@@ -178,15 +182,26 @@ class PolicyAugment(nn.Module):
         self.last_params = {"step": step, "applied": chosen.tolist(), "tf_ids": ids.tolist()}
         ops = torch.Generator(device=images.device).manual_seed(op_seed)
         # Detached: the TFs run without autograd, and samples left alone keep theirs through index_copy.
-        plain = images.detach()
+        plain = images.detach().as_subclass(torch.Tensor)
         if chosen.size == b:
             out = apply_sequence_batch(plain, ids, self.tfset, generator=ops, interpolation=self.interpolation)
-            return match_layout(out, images)
-        sel = torch.from_numpy(chosen).to(images.device)
-        out = apply_sequence_batch(
-            plain.index_select(0, sel), ids, self.tfset, generator=ops, interpolation=self.interpolation
-        )
-        return match_layout(images.index_copy(0, sel, out), images)
+        else:
+            sel = torch.from_numpy(chosen).to(images.device)
+            moved = apply_sequence_batch(
+                plain.index_select(0, sel), ids, self.tfset, generator=ops, interpolation=self.interpolation
+            )
+            out = images.as_subclass(torch.Tensor).index_copy(0, sel, moved)
+        # The input's layout and tv_tensor type (a tv_tensors.Image batch stays one), as torchvision's kernels.
+        return wrap_like(match_layout(out, images), images)
+
+    def _warn_if_unlike(self, images: torch.Tensor) -> None:
+        """One PolicyMismatchWarning per module, as the transforms give, for batches unlike the fitted images."""
+        if getattr(self, "_mismatch_warned", False):
+            return
+        message = mismatch_message(self._policy, *(int(n) for n in images.shape[1:]))
+        if message is not None:
+            self._mismatch_warned = True
+            warnings.warn(message, PolicyMismatchWarning, stacklevel=caller_stacklevel())
 
     def _streams(self, step: int) -> tuple[torch.Generator, int]:
         """The call's host generator (apply-or-skip draws, then sequences) and the seed of its on-device draws."""

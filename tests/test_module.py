@@ -406,3 +406,25 @@ def test_an_unpickled_module_still_runs_eagerly_under_torch_compile() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, timeout=120)
     assert out.stdout.decode().strip() == "True", out.stderr.decode()[-1000:]
+
+
+def test_a_tv_tensors_image_batch_stays_one() -> None:
+    from torchvision import tv_tensors
+
+    x = tv_tensors.Image(batch(4, 3, torch.float32))
+    for p in (1.0, 0.5):
+        out = PolicyAugment(policy(), p=p, seed=0)(x)
+        assert type(out) is tv_tensors.Image and out.shape == x.shape
+
+
+def test_batches_unlike_the_fitted_images_warn_once() -> None:
+    import warnings
+
+    from learned_augment import PolicyMismatchWarning
+
+    aug = PolicyAugment("pretrained:cifar10-lstm", seed=0)  # fitted on 32x32 RGB
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            aug(batch(2, 1, torch.uint8))
+    assert [w.category for w in caught] == [PolicyMismatchWarning]
