@@ -82,3 +82,15 @@ def check_device(spec: Any, name: str = "device") -> torch.device:
     if dev.index is not None and dev.index >= n:
         raise ValueError(f"{name} {spec}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}")
     return dev
+
+
+def check_size(size: int | tuple[int, int] | None, name: str = "image_size") -> tuple[int, int] | None:
+    """``None``, or ``size`` (an int or ``(height, width)``) as ``(height, width)``; one-line errors otherwise."""
+    if size is None:
+        return None
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2:
+            raise ValueError(f"{name} must be an int or (height, width), got {size!r}")
+        return check_int(size[0], name, 1), check_int(size[1], name, 1)
+    side = check_int(size, name, 1)
+    return side, side

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .arguments import check_int
+from .arguments import check_int, check_size
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
@@ -108,18 +108,6 @@ def _read_npz(path: Path) -> np.ndarray:
             raise ValueError(unreadable) from None
 
 
-def check_size(size: int | tuple[int, int] | None, name: str = "image_size") -> tuple[int, int] | None:
-    """``None``, or ``size`` (an int or ``(height, width)``) as ``(height, width)``; one-line errors otherwise."""
-    if size is None:
-        return None
-    if isinstance(size, (tuple, list)):
-        if len(size) != 2:
-            raise ValueError(f"{name} must be an int or (height, width), got {size!r}")
-        return check_int(size[0], name, 1), check_int(size[1], name, 1)
-    side = check_int(size, name, 1)
-    return side, side
-
-
 def _resized(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """``image`` (HWC) at ``size``: area interpolation when shrinking both sides, else bilinear."""
     if size is None or image.shape[:2] == size:
@@ -180,8 +168,6 @@ def as_images(data: Any, limit: int | None = None, image_size: int | tuple[int, 
 def _image_of(item: Any) -> np.ndarray:
     """The image of one item: an image, a path to an image file, an ``(image, label)`` pair (in either order) or
     a dict with an ``"image"`` (or ``"img"``) entry, as Hugging Face datasets give."""
-    if isinstance(item, (str, os.PathLike)):
-        return _read_image(Path(item))
     if isinstance(item, Mapping):
         key = next((k for k in ("image", "img") if k in item), None)
         if key is None:
@@ -189,7 +175,7 @@ def _image_of(item: Any) -> np.ndarray:
         item = item[key]
     elif isinstance(item, (tuple, list)) and item:
         item = next((x for x in item if not _is_scalar(x)), item[0])
-    if isinstance(item, (str, os.PathLike)):  # (path, label), as ImageFolder.samples holds, or {"image": path}
+    if isinstance(item, (str, os.PathLike)):  # a path: alone, in a pair (ImageFolder.samples) or in a dict
         return _read_image(Path(item))
     if _is_scalar(item):
         raise ValueError(f"expected an image, got the {type(item).__name__} {item!r}")

@@ -33,8 +33,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._version import __version__
-from ..arguments import MAX_SEED, check_device, check_int, check_number
-from ..data import as_images, check_size, fingerprint
+from ..arguments import MAX_SEED, check_device, check_int, check_number, check_size
+from ..data import as_images, fingerprint
 from ..io import (
     ArtifactError,
     check_optimizer_state,
