@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,26 @@ class Policy(nn.Module):
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.num_tfs):
             raise IndexError(f"ids must lie in [0, {self.num_tfs}), got range [{int(ids.min())}, {int(ids.max())}]")
         return ids
+
+    @torch.no_grad()
+    def next_probabilities(self, prefix: Sequence[int]) -> np.ndarray:
+        """``pi(tau_t = k | tau_<t = prefix)`` for every TF ``k``: ``(K,)`` float64 summing to 1, ``t = len(prefix)``.
+
+        From :meth:`step_log_probs` (one batched call over the ``K`` continuations), so any subclass that
+        implements it gets this too; the library's policies answer without a network pass where they can.
+        """
+        t = len(prefix)
+        if not 0 <= t < self.seq_len:
+            raise ValueError(f"a prefix of a length-{self.seq_len} sequence has 0 to {self.seq_len - 1} TFs, got {t}")
+        ids = torch.zeros(self.num_tfs, self.seq_len, dtype=torch.long)
+        if t:
+            ids[:, :t] = torch.as_tensor(list(prefix), dtype=torch.long)
+        ids[:, t] = torch.arange(self.num_tfs)
+        param = next(self.parameters(), None)
+        if param is not None:
+            ids = ids.to(param.device)
+        p = self.step_log_probs(ids)[:, t].detach().double().cpu().exp()
+        return (p / p.sum()).numpy()
 
     @torch.no_grad()
     def probabilities(self, n_samples: int = 20000, seed: int = 0) -> np.ndarray:

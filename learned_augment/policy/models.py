@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -32,6 +34,11 @@ class UniformPolicy(Policy):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randint(0, self.num_tfs, (int(n), self.seq_len), generator=generator)
+
+    def next_probabilities(self, prefix: Sequence[int]) -> np.ndarray:
+        if not 0 <= len(prefix) < self.seq_len:
+            return super().next_probabilities(prefix)  # raises the length error
+        return np.full(self.num_tfs, 1.0 / self.num_tfs)
 
 
 class MeanFieldPolicy(Policy):
@@ -63,6 +70,11 @@ class MeanFieldPolicy(Policy):
     @torch.no_grad()
     def probabilities(self, n_samples: int = 0, seed: int = 0) -> Any:
         return F.softmax(self.logits.detach().double().cpu(), dim=0).numpy()
+
+    def next_probabilities(self, prefix: Sequence[int]) -> np.ndarray:
+        if not 0 <= len(prefix) < self.seq_len:
+            return super().next_probabilities(prefix)  # raises the length error
+        return np.asarray(self.probabilities())  # every step is drawn alike, whatever came before
 
 
 class RecurrentPolicy(Policy):

@@ -52,19 +52,20 @@ class PolicyAlbumentationsAdapter(PolicyTransformBase):
     def set_random_state(self, random_generator: np.random.Generator, py_random: Any) -> None:
         super().set_random_state(random_generator, py_random)
         if getattr(self, "_ready", False):
+            self._external_stream = True
             self._reseed([int(random_generator.integers(2**63 - 1)), process_rank(self._rank_hint)])
             self._stream_key = (os.getpid(), None, self._epoch, process_rank(self._rank_hint))
 
     def should_apply(self, force_apply: bool = False) -> bool:
         # Our own stream, not Albumentations' py_random: that one is copied unchanged into every DataLoader worker,
         # so all workers would make the same apply-or-skip decisions.
-        self._reseed_for_context()
+        self._start_call()
         if self.p <= 0.0:
             applied = False
         elif self.p >= 1.0 or force_apply:
             applied = True
         else:
-            applied = bool(self._rng.random() < self.p)
+            applied = self._uniform() < self.p
         if not applied:
             self.last_params = {"applied": False}
         return applied

@@ -5,6 +5,7 @@ check against the images the policy was fitted on, pickling and ``repr``."""
 from __future__ import annotations
 
 import os
+import random
 import warnings
 from typing import Any
 
@@ -16,7 +17,7 @@ from ..ops.base import Kind
 from ..ops.geometry import resolve_interpolation
 from ..ops.sequence import apply_sequence
 from ..policy.base import Policy
-from ..policy.sampler import BlockSampler
+from ..policy.sampler import BlockSampler, PrefixSampler
 from .albumentations_base import DualTransform, public_class_fullname
 from .fit_check import PolicyMismatchWarning, caller_stacklevel, mismatch_message
 from .sources import resolve_policy
@@ -56,8 +57,12 @@ class PolicyTransformBase(DualTransform):
         self._epoch = 0
         self._rank_hint: int | None = None
         self._sampler = BlockSampler(self.policy_obj, seed=0)
+        self._prefix_sampler = PrefixSampler(self.policy_obj)
         self._rng = np.random.default_rng(0)
+        self._call_rng = random.Random(0)  # seed=None: this call's draws (see _start_call)
         self._stream_key: tuple[int, int | None, int, int] | None = None
+        # Set once Albumentations hands the transform its Compose's generator: the stream then comes from there.
+        self._external_stream = False
         self._last_params: dict[str, Any] | None = None
         self._names_pending = False
         # The fit treats data as images unless every TF is a custom one (fit_policy's rule): so does the transform.
@@ -146,16 +151,43 @@ class PolicyTransformBase(DualTransform):
             # From PyTorch's global generator, as torchvision's random transforms: torch.manual_seed repeats a run.
             self._reseed([int(torch.empty((), dtype=torch.int64).random_().item()), rank])
 
+    @property
+    def _per_call(self) -> bool:
+        """``seed=None`` outside a seeded Albumentations pipeline: every call draws from PyTorch's global generator."""
+        return self._seed is None and not self._external_stream
+
+    def _start_call(self) -> None:
+        """Ready the draws of one call. ``seed=None``: a generator for this call only, seeded from PyTorch's global
+        one (and the rank), so ``torch.manual_seed`` before a call repeats it, in the main process as in a
+        ``DataLoader`` worker (which the ``DataLoader`` seeds); otherwise the seeded stream of this context."""
+        if self._per_call:
+            value = int(torch.empty((), dtype=torch.int64).random_().item())
+            self._call_rng = random.Random(value + (process_rank(self._rank_hint) << 64))
+        else:
+            self._reseed_for_context()
+
+    def _uniform(self) -> float:
+        """One uniform in [0, 1) of this call (after :meth:`_start_call`)."""
+        return self._call_rng.random() if self._per_call else float(self._rng.random())
+
+    def _call_numpy_rng(self) -> np.random.Generator:
+        """A numpy generator for this call's vectorised draws (after :meth:`_start_call`)."""
+        return np.random.default_rng(self._call_rng.getrandbits(64)) if self._per_call else self._rng
+
     def _draw(self) -> dict[str, Any]:
+        """One sequence and its TF seed (after :meth:`_start_call`)."""
+        if self._per_call:
+            rng = self._call_rng
+            ids = self._prefix_sampler.draw([rng.random() for _ in range(self.policy_obj.seq_len)])
+            return {"tf_ids": ids, "tf_seed": rng.getrandbits(63)}
         self._reseed_for_context()
-        ids = self._sampler.next()
-        return {"tf_ids": ids.copy(), "tf_seed": int(self._rng.integers(2**63 - 1))}
+        return {"tf_ids": self._sampler.next().copy(), "tf_seed": int(self._rng.integers(2**63 - 1))}
 
     def _make_params(self) -> dict[str, Any]:
         """The params of one single-sample call: ``{"applied": False}`` with probability ``1 - p``, else a draw.
         Recorded as :attr:`last_params`."""
-        self._reseed_for_context()
-        if self.p < 1.0 and self._rng.random() >= self.p:
+        self._start_call()
+        if self.p < 1.0 and self._uniform() >= self.p:
             self.last_params = {"applied": False}
             return {"applied": False}
         params = {"applied": True, **self._draw()}
@@ -206,11 +238,14 @@ class PolicyTransformBase(DualTransform):
         # The copy reseeds before its first draw, so the sampler is rebuilt rather than copied: its torch.Generator
         # does not survive torch's multiprocessing pickler (spawned DataLoader workers die unpickling it).
         state["_sampler"] = None
+        state["_prefix_sampler"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._sampler = BlockSampler(self.policy_obj, seed=0)
+        self._prefix_sampler = PrefixSampler(self.policy_obj)
+        self.__dict__.setdefault("_external_stream", False)  # pickled by a version without it
 
     def __repr__(self) -> str:
         src = f", source={self.source!r}" if self.source else ""

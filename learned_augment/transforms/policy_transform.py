@@ -54,10 +54,10 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
         ``DataLoader`` workers each worker draws from its own stream, derived from ``seed`` and the per-worker seed
         the ``DataLoader`` draws afresh every epoch from its ``generator``: every epoch gets fresh draws with no call
         needed, and a run repeats exactly when that generator (or PyTorch, ``torch.manual_seed``) is seeded too.
-        With ``seed=None`` the stream's seed is drawn from PyTorch's global generator at the first call (in workers:
-        the worker's, which the ``DataLoader`` seeds per worker and epoch), so ``torch.manual_seed`` makes runs
-        reproducible, as for torchvision's random transforms, and two transforms (two views of a sample) draw
-        independently. Inside ``A.Compose(..., seed=s)`` the Compose's seed replaces this one. In a distributed job
+        With ``seed=None`` every call draws from PyTorch's global generator (in workers: the worker's, which the
+        ``DataLoader`` seeds per worker and epoch), as torchvision's random transforms do: ``torch.manual_seed``
+        before a call repeats that call, and before a run repeats the run; two transforms (two views of a sample)
+        draw independently. Inside ``A.Compose(..., seed=s)`` the Compose's seed replaces this one. In a distributed job
         every stream also mixes in the process's rank (the process group's, else torchrun's ``RANK``), so ranks
         seeded alike draw distinct sequences.
     interpolation:
@@ -230,10 +230,14 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
         if params is None:
             if b == 0:
                 return None
-            self._reseed_for_context()
-            apply = self._rng.random(b) < self.p if self.p < 1.0 else np.ones(b, dtype=bool)
-            ids = self._sampler.take(b)
-            seed = int(self._rng.integers(2**63 - 1))
+            self._start_call()
+            rng = self._call_numpy_rng()
+            apply = rng.random(b) < self.p if self.p < 1.0 else np.ones(b, dtype=bool)
+            if self._per_call:
+                ids = self._prefix_sampler.take(b, int(rng.integers(2**63 - 1)))
+            else:
+                ids = self._sampler.take(b)
+            seed = int(rng.integers(2**63 - 1))
             self.last_params = {"applied": apply.tolist(), "tf_ids": ids, "tf_seed": seed}
             return apply, ids, seed
         ids = np.asarray(params["tf_ids"])

@@ -10,9 +10,11 @@ from learned_augment.policy import (
     GRUPolicy,
     LSTMPolicy,
     MeanFieldPolicy,
+    Policy,
     UniformPolicy,
     make_policy,
 )
+from learned_augment.policy.sampler import PrefixSampler
 
 TINY = ["rotate(+5)", "hflip", "zoom(1.1)"]
 KINDS = [UniformPolicy, MeanFieldPolicy, LSTMPolicy, GRUPolicy]
@@ -114,6 +116,52 @@ def test_block_sampler_hands_out_the_policy_stream():
     assert got.shape == (40, 4)
     s.reseed(3)
     assert np.array_equal(s.take(40), got)
+
+
+@pytest.mark.parametrize("cls", KINDS)
+def test_next_probabilities_are_the_conditionals_of_log_prob(cls):
+    """p(tau_t | prefix) times the prefix's probability gives the probability of the longer prefix, for every
+    prefix; the base class's generic answer (from step_log_probs) agrees with each model's own."""
+    policy = cls(TINY, seq_len=3)
+    _randomise(policy, 4)
+    all_seqs = torch.tensor(list(itertools.product(range(3), repeat=3)))
+    joint = policy.log_prob(all_seqs).exp().detach().double().view(3, 3, 3).numpy()
+    for prefix in [(), (0,), (2,), (1, 0), (2, 2)]:
+        got = policy.next_probabilities(prefix)
+        assert got.shape == (3,) and got.sum() == pytest.approx(1.0)
+        np.testing.assert_allclose(got, Policy.next_probabilities(policy, prefix), atol=1e-6)
+        marginal = joint[prefix].reshape(3, -1).sum(1) if prefix else joint.reshape(3, -1).sum(1)
+        np.testing.assert_allclose(got, marginal / marginal.sum(), atol=1e-5)
+    with pytest.raises(ValueError, match="0 to 2 TFs"):
+        policy.next_probabilities((0, 1, 2))
+
+
+@pytest.mark.parametrize("cls", [MeanFieldPolicy, LSTMPolicy, GRUPolicy])
+def test_prefix_sampler_draws_the_policy_distribution(cls):
+    """Sequences drawn from uniforms by inverse CDF follow exp(log_prob): a chi-square over all K^L sequences."""
+    policy = cls(TINY, seq_len=2)
+    _randomise(policy, 6)
+    sampler = PrefixSampler(policy)
+    rng = np.random.default_rng(0)
+    n = 30000
+    ids = np.stack([sampler.draw(rng.random(2)) for _ in range(n)])
+    counts = np.bincount(ids[:, 0] * 3 + ids[:, 1], minlength=9)
+    expected = n * policy.log_prob(torch.tensor(list(itertools.product(range(3), repeat=2)))).exp().detach().numpy()
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 30.0, chi2  # 8 degrees of freedom: p < 1e-4 for a correct sampler
+    assert sampler.draw([0.0, 0.0]).tolist() != sampler.draw([0.999, 0.999]).tolist()
+    with pytest.raises(ValueError, match="2 uniforms"):
+        sampler.draw([0.5])
+
+
+def test_prefix_sampler_follows_weights_changed_in_place():
+    policy = MeanFieldPolicy(TINY, seq_len=2)
+    sampler = PrefixSampler(policy)
+    with torch.no_grad():
+        policy.logits.copy_(torch.tensor([20.0, 0.0, 0.0]))
+    assert sampler.draw([0.5, 0.5]).tolist() == [0, 0]
+    policy.load_state_dict({"logits": torch.tensor([0.0, 0.0, 20.0])})
+    assert sampler.draw([0.5, 0.5]).tolist() == [2, 2]
 
 
 def test_make_policy_names_and_errors():

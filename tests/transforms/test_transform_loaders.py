@@ -156,6 +156,28 @@ def test_seed_none_follows_torch_manual_seed(lstm: LSTMPolicy) -> None:
     assert not all(np.array_equal(a, b) for a, b in zip(reference, run(1, seed_first=True)))
 
 
+def test_seed_none_repeats_a_call_after_torch_manual_seed(lstm: LSTMPolicy) -> None:
+    # torchvision's contract for its random transforms: seeding the global generator before a call repeats that
+    # call, on the same transform object, whatever it drew before (a stream seeded once would not).
+    img = smooth_image(1)
+    batch = torch.from_numpy(np.stack([smooth_image(i) for i in range(4)])).permute(0, 3, 1, 2)
+    t = LearnedPolicyTransform(lstm, p=0.7)
+    for x in (img, torch.from_numpy(img).permute(2, 0, 1), batch):
+        outs, params = [], []
+        for _ in range(3):
+            torch.manual_seed(11)
+            outs.append(np.asarray(t(x)))
+            params.append(repr(t.last_params))
+            t(x)  # a draw in between must not matter
+        assert all(np.array_equal(outs[0], o) for o in outs) and len(set(params)) == 1
+    draws = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        t(img)
+        draws.add(repr(t.last_params))
+    assert len(draws) > 4
+
+
 # ------------------------------------------------------------------------------------------------ augmented datasets
 
 
