@@ -68,7 +68,8 @@ class PolicyAugment(nn.Module):
     Notes
     -----
     * Input ``(B, C, H, W)``, C in {1, 3}: uint8 (0..255) or float16 / bfloat16 / float32 / float64 in [0, 1], on
-      any device. Output: the same shape, dtype and device.
+      any device; a single ``(C, H, W)`` image is augmented as a batch of one, as torchvision's transforms take
+      one. Output: the same shape, dtype and device.
     * Not differentiable: augmented samples carry no gradient to the input (samples left unaugmented pass through
       unchanged). The module has no parameters or buffers.
     * The policy is held, not registered as a submodule: its weights stay out of ``parameters()`` (so no optimiser
@@ -140,20 +141,28 @@ class PolicyAugment(nn.Module):
         Parameters
         ----------
         images:
-            ``(B, C, H, W)`` with C in {1, 3}: uint8 (0..255) or floating point in [0, 1], on any device.
+            ``(B, C, H, W)`` with C in {1, 3}: uint8 (0..255) or floating point in [0, 1], on any device; or one
+            ``(C, H, W)`` image.
 
         Returns
         -------
         torch.Tensor
-            ``(B, C, H, W)``, the input's dtype and device; ``images`` itself when no sample is augmented.
+            The input's shape, dtype and device; ``images`` itself when no sample is augmented.
 
         Raises
         ------
         TypeError
             If ``images`` is not a tensor, or has a dtype other than uint8 or floating point.
         ValueError
-            If ``images`` is not ``(B, C, H, W)`` with C in {1, 3}, or float values lie outside [0, 1].
+            If ``images`` is not ``(B, C, H, W)`` or ``(C, H, W)`` with C in {1, 3}, or float values lie outside
+            [0, 1].
         """
+        if isinstance(images, torch.Tensor) and images.ndim == 3:
+            _check_batch(images.as_subclass(torch.Tensor).unsqueeze(0))
+            if not self.training:
+                return images
+            out = self._augment(images.as_subclass(torch.Tensor).unsqueeze(0))
+            return images if out.data_ptr() == images.data_ptr() else wrap_like(out[0], images)
         _check_batch(images)
         if not self.training:
             return images
@@ -249,7 +258,9 @@ def _check_batch(images: object) -> None:
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"PolicyAugment expects a (B, C, H, W) torch.Tensor, got {type(images).__name__}")
     if images.ndim != 4:
-        raise ValueError(f"PolicyAugment expects a (B, C, H, W) batch, got shape {tuple(images.shape)}")
+        raise ValueError(
+            f"PolicyAugment expects a (B, C, H, W) batch or a (C, H, W) image, got shape {tuple(images.shape)}"
+        )
     c = images.shape[1]
     if c not in (1, 3):
         raise ValueError(

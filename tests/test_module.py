@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torchvision import tv_tensors
 
 from learned_augment.module import PolicyAugment
 from learned_augment.ops import TFSet, apply_sequence, register_tf
@@ -321,18 +322,34 @@ def test_repr_names_policy_source_and_settings() -> None:
     ("images", "error", "match"),
     [
         (np.zeros((2, 3, H, W), np.uint8), TypeError, r"\(B, C, H, W\) torch.Tensor, got ndarray"),
-        (torch.zeros((3, H, W), dtype=torch.uint8), ValueError, r"\(B, C, H, W\) batch, got shape \(3, 16, 20\)"),
+        (torch.zeros((2, 2, 3, H, W), dtype=torch.uint8), ValueError, r"or a \(C, H, W\) image, got shape \(2, 2, 3"),
+        (torch.zeros((4, H, W), dtype=torch.uint8), ValueError, "1 \\(grey\\) or 3 \\(RGB\\) channels, got 4"),
         (torch.zeros((2, 4, H, W), dtype=torch.uint8), ValueError, "1 \\(grey\\) or 3 \\(RGB\\) channels, got 4"),
         (torch.zeros((2, H, W, 3), dtype=torch.uint8), ValueError, "channels go second"),
         (torch.zeros((2, 3, H, W), dtype=torch.int64), TypeError, "got dtype torch.int64"),
         (torch.full((2, 3, H, W), 2.0), ValueError, r"\[0, 1\]"),
     ],
-    ids=["numpy", "ndim3", "4-channels", "channels-last", "int64", "float-range"],
+    ids=["numpy", "ndim5", "ndim3-4-channels", "4-channels", "channels-last", "int64", "float-range"],
 )
 def test_bad_images_raise_one_line(images: object, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match) as info:
         PolicyAugment(policy(), p=1.0, seed=0)(images)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_one_chw_image_is_a_batch_of_one(dtype: torch.dtype) -> None:
+    # As torchvision's transforms take one (C, H, W) image: the same draw as the batch of one, the same shape back.
+    image = torch.rand((3, H, W)) if dtype == torch.float32 else torch.randint(0, 256, (3, H, W), dtype=torch.uint8)
+    one = PolicyAugment(policy(), p=1.0, seed=3)(image)
+    batch = PolicyAugment(policy(), p=1.0, seed=3)(image[None])
+    assert one.shape == image.shape and one.dtype == dtype
+    assert torch.equal(one, batch[0]) and not torch.equal(one, image)
+    aug = PolicyAugment(policy(), p=1.0, seed=3)
+    assert aug.eval()(image) is image
+    assert PolicyAugment(policy(), p=0.0)(image) is image
+    wrapped = aug.train()(tv_tensors.Image(image))
+    assert isinstance(wrapped, tv_tensors.Image) and wrapped.shape == image.shape
 
 
 def test_bad_layout_raises_in_eval_mode_too() -> None:

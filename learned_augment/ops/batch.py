@@ -427,7 +427,7 @@ def _check_images(images: object) -> torch.Tensor:
         raise TypeError(
             f"images have dtype {images.dtype}; expected torch.uint8 (0..255) or a float dtype with values in [0, 1]"
         )
-    if b == 0 or h == 0 or w == 0:
+    if h == 0 or w == 0:
         raise ValueError(f"images are empty (shape {tuple(images.shape)})")
     if h * w > MAX_PIXELS:
         raise ValueError(f"images are too large ({h}x{w} pixels; the limit is {MAX_PIXELS} pixels)")
@@ -505,8 +505,9 @@ def apply_sequence_batch(
         If ``images`` is not a tensor, has an unsupported dtype, or ``ids`` are not integers; or a TF's batched form
         returns something other than a float tensor.
     ValueError
-        If shapes do not fit, the batch or images are empty, float values lie outside [0, 1], or an id is out of
-        range; or a TF's batched form returns a result of another shape or on another device.
+        If shapes do not fit, the images have no pixels (an empty batch is returned as an empty copy), float
+        values lie outside [0, 1], or an id is out of range; or a TF's batched form returns a result of another
+        shape or on another device.
     NotImplementedError
         If a sequence uses a TF without a batched form (a custom TF registered without ``batched=``, a wrapped
         Albumentations transform, ...).
@@ -522,6 +523,8 @@ def apply_sequence_batch(
     mode = geo.resolve_interpolation(interpolation)
     images = _check_images(images)
     seq = _check_ids(ids, images.shape[0], len(ts))
+    if images.shape[0] == 0:  # an empty batch (the last of a sharded epoch) has nothing to transform
+        return images.clone()
     h, w = images.shape[-2:]
     u8 = images.dtype == torch.uint8
     plan = _Plan.build(ts, np.unique(seq), h, w, u8)
