@@ -3,7 +3,8 @@
 ``as_images`` accepts a torch ``Dataset`` (items may be images, ``(image, label, ...)`` tuples, whose labels are
 ignored, dicts with an ``"image"`` entry, or paths to image files), any iterable of such items, a numpy array
 ``(N, H, W[, C])``, a folder of image files or an ``.npz`` file. Images may be PIL images, HWC numpy arrays or CHW
-tensors; all must share one channel count, and one size unless ``image_size`` resizes them as they are read.
+tensors; grey images among colour ones are read as colour (as torchvision's image folders read every file as RGB),
+and all must share one size unless ``image_size`` resizes them as they are read.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import numbers
 import os
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,7 @@ def as_images(data: Any, limit: int | None = None, image_size: int | tuple[int, 
             raise FileNotFoundError(f"no such file or folder: {path}")
         if path.is_dir():
             files = _image_files(path, limit)
-            return _stack([_resized(_read_image(f), hw) for f in files], [str(f.relative_to(path)) for f in files])
+            return _stack([_resized(_read_image(f), hw) for f in files])
         if path.suffix.lower() == ".npz":
             return as_images(_read_npz(path), limit, hw)
         raise ValueError(f"{path}: expected a folder of images or an .npz file with an 'images' array")
@@ -187,18 +188,13 @@ def _is_scalar(x: Any) -> bool:
     return isinstance(x, (numbers.Number, np.generic)) or (hasattr(x, "ndim") and x.ndim == 0)
 
 
-def _stack(items: list[np.ndarray], names: Sequence[str] | None = None) -> np.ndarray:
-    """One ``(N, H, W, C)`` array; ``names`` (file names) say which images disagree, else their positions."""
+def _stack(items: list[np.ndarray]) -> np.ndarray:
+    """One ``(N, H, W, C)`` array. Grey images among colour ones are repeated to three channels (what they look
+    like in colour)."""
     if not items:
         raise ValueError("no images given")
-    channels = items[0].shape[2]
-    odd = next((i for i, a in enumerate(items) if a.shape[2] != channels), None)
-    if odd is not None:
-        first, other = (names[0], names[odd]) if names else ("image 0", f"image {odd}")
-        raise ValueError(
-            f"all images must have one channel count (all grey or all colour); {first} has {channels} and "
-            f"{other} has {items[odd].shape[2]}. Convert them to one mode first."
-        )
+    if len({a.shape[2] for a in items}) > 1:
+        items = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in items]
     shapes = {a.shape for a in items}
     if len(shapes) > 1:
         raise ValueError(

@@ -136,3 +136,18 @@ def test_images_of_many_sizes_are_resized_as_they_are_read(tmp_path: Path) -> No
     for bad, error in [((0, 4), ValueError), ((4, 4, 4), ValueError), (2.5, TypeError)]:
         with pytest.raises(error, match="^image_size"):
             as_images(tmp_path, image_size=bad)
+
+
+def test_grey_files_among_colour_ones_are_read_as_colour(tmp_path: Path) -> None:
+    # Real photo folders hold a few grey JPEGs among colour ones (torchvision's ImageFolder reads all as RGB).
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    grey = rng.integers(0, 256, (6, 8), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), colour[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "b.png"), grey)
+    images = as_images(tmp_path)
+    assert images.shape == (2, 6, 8, 3)
+    assert np.array_equal(images[0], colour)
+    assert all(np.array_equal(images[1][:, :, c], grey) for c in range(3))
+    assert as_images([grey, grey]).shape == (2, 6, 8, 1)  # all grey stays grey
+    assert as_images([grey, colour]).shape == (2, 6, 8, 3)
