@@ -224,9 +224,8 @@ def restore_tv_targets(
     for i, key, orig in slots:
         if key == "bboxes":
             xyxy = torch.from_numpy(moved["bboxes"][:, :4]).to(orig.dtype).reshape(orig.shape[:-1] + (4,))
-            boxes = tv_tensors.BoundingBoxes(
-                xyxy, format=tv_tensors.BoundingBoxFormat.XYXY, canvas_size=orig.canvas_size, device=orig.device
-            )
+            # Wrapped like the input, so every attribute of it (canvas size, clamping mode) carries over.
+            boxes = tv_tensors.wrap(xyxy.to(orig.device), like=orig, format=tv_tensors.BoundingBoxFormat.XYXY)
             flat[i] = TF.convert_bounding_box_format(boxes, new_format=orig.format)
         elif key.startswith("masks:"):
             mask, lead = orig
@@ -238,13 +237,52 @@ def restore_tv_targets(
             flat[i] = tv_tensors.wrap(pts.to(orig.device), like=orig)
 
 
-def check_float_values(image: Any) -> None:
-    """Refuse a float tensor or numpy image with NaN, infinities or values outside [0, 1] (beyond a round-off
-    tolerance), in one line; called before the draw, so that a bad input fails whatever p draws."""
+def check_input_image(image: Any) -> None:
+    """Refuse, in one line, an image the transform cannot augment: a PIL mode other than L or RGB, a tensor that is
+    not ``(C, H, W)`` or ``(B, C, H, W)`` with C in {1, 3}, a numpy array that is not ``(H, W)`` or ``(H, W, C)``
+    with C in {1, 3}, another dtype than uint8 or floating point, no pixels, or float values with NaN, infinities
+    or outside [0, 1] (beyond a round-off tolerance). Called before the draw, so that a bad input fails whatever p
+    draws, not only on the calls that augment."""
     from ..ops.batch import check_values
     from ..ops.image import check_unit_range
 
-    if isinstance(image, torch.Tensor) and image.is_floating_point():
-        check_values(image.as_subclass(torch.Tensor))
-    elif isinstance(image, np.ndarray) and np.issubdtype(image.dtype, np.floating) and image.size:
-        check_unit_range(float(image.min()), float(image.max()))
+    if is_pil(image):
+        if image.mode not in _PIL_MODES:
+            raise ValueError(
+                f"PIL images in mode {image.mode!r} are not supported; convert to 'RGB' or 'L' first "
+                "(e.g. img.convert('RGB'))"
+            )
+        if image.width == 0 or image.height == 0:
+            raise ValueError(f"image is empty ({image.width}x{image.height} pixels)")
+        return
+    if isinstance(image, torch.Tensor):
+        shape = tuple(image.shape)
+        if image.ndim not in (3, 4):
+            raise ValueError(f"tensor images must be (C, H, W) or (B, C, H, W), got shape {shape}")
+        if image.shape[-3] not in (1, 3):
+            raise ValueError(f"tensor images must have 1 or 3 channels (C, H, W), got shape {shape}")
+        if image.dtype != torch.uint8 and not image.dtype.is_floating_point:
+            raise TypeError(f"tensor images must be uint8 or floating point in [0, 1], got {image.dtype}")
+        if image.shape[-1] == 0 or image.shape[-2] == 0:
+            raise ValueError(f"images are empty (shape {shape})")
+        if image.is_floating_point():
+            check_values(image.as_subclass(torch.Tensor))
+        return
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
+            raise TypeError(
+                f"image has dtype {image.dtype}; expected uint8 (0..255) or floating point (0..1). "
+                "Convert first, e.g. image.astype(np.float32) / 255 for integer data."
+            )
+        if image.ndim not in (2, 3):
+            raise ValueError(f"image must have shape (H, W) or (H, W, C), got shape {image.shape}")
+        if image.ndim == 3 and image.shape[2] not in (1, 3):
+            raise ValueError(
+                f"image has {image.shape[2]} channels (shape {image.shape}); expected 1 or 3 channels in HWC layout"
+            )
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"image is empty (shape {image.shape})")
+        if np.issubdtype(image.dtype, np.floating):
+            check_unit_range(float(image.min()), float(image.max()))
+        return
+    raise TypeError(f"unsupported image type {type(image).__name__}")

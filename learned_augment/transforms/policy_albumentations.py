@@ -76,6 +76,9 @@ class PolicyAlbumentationsAdapter(PolicyTransformBase):
         return params
 
     def apply(self, img: np.ndarray, tf_ids: np.ndarray, tf_seed: int, **params: Any) -> np.ndarray:
+        if isinstance(img, np.ndarray) and img.dtype in (np.float16, np.float64):
+            # As the positional path: the TFs run in float32, the image comes back in its own dtype.
+            return self._apply_image(img.astype(np.float32), {"tf_ids": tf_ids, "tf_seed": tf_seed}).astype(img.dtype)
         return self._apply_image(img, {"tf_ids": tf_ids, "tf_seed": tf_seed})
 
     def _targets_only(self, shape: tuple[int, ...], tf_ids: np.ndarray, tf_seed: int, **targets: Any) -> dict:

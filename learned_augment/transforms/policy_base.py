@@ -44,12 +44,24 @@ def process_rank(hint: int | None = None) -> int:
 class PolicyTransformBase(DualTransform):
     """The shared core; see :class:`~learned_augment.transforms.LearnedPolicyTransform` for the arguments."""
 
-    def __init__(self, policy: Any, p: float = 1.0, seed: int | None = None, interpolation: Any = "bilinear") -> None:
+    def __init__(
+        self,
+        policy: Any,
+        p: float = 1.0,
+        seed: int | None = None,
+        interpolation: Any = "bilinear",
+        *,
+        strict: bool = False,
+    ) -> None:
         p = check_probability(p)
         seed = check_seed(seed)
         interpolation = resolve_interpolation(interpolation)
+        if not isinstance(strict, bool):
+            raise TypeError(f"strict must be True or False, got {strict!r}")
         self._ready = False
         super().__init__(p=p)
+        # Albumentations 2's flag for refusing unknown arguments; every argument is checked here anyway.
+        self.strict = strict
         self.interpolation = interpolation
         self.policy_obj, self.source = resolve_policy(policy)
         self.policy_obj.eval()

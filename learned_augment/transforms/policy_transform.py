@@ -19,7 +19,7 @@ from ..ops.sequence import apply_sequence
 from ..pretrained import card_p
 from .inputs import (
     are_batches,
-    check_float_values,
+    check_input_image,
     collect_tv_targets,
     find_images,
     flatten,
@@ -65,6 +65,9 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
         224x224, and what torchvision's AutoAugment family uses by default). torchvision's ``InterpolationMode``,
         PIL's ``Image.Resampling`` and ``cv2.INTER_LINEAR`` / ``cv2.INTER_NEAREST`` are accepted too; ``A.to_dict``
         stores the mode's name. Masks always use nearest.
+    strict:
+        Albumentations 2's flag (refuse unknown arguments instead of warning), accepted so that pipelines written
+        for it build; every argument is checked here whatever it says.
 
     Bad arguments raise at construction: ``TypeError`` for a wrong type, ``ValueError`` for a value out of range.
 
@@ -146,7 +149,7 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
         # Checked before the draw, so that a sample that cannot share one fails whatever p draws.
         h, w = shared_size(images)
         for image in images:
-            check_float_values(image)
+            check_input_image(image)
         params = self._single_params(params)
         if not params["applied"]:
             return inputs
@@ -217,7 +220,7 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
                 f"got B x H x W = {shown}"
             )
         for image in images:  # before the draw, as for single images
-            check_float_values(image)
+            check_input_image(image)
         drawn = self._batch_params(int(images[0].shape[0]), params)
         if drawn is not None:
             for i, image in zip(positions, images):
@@ -240,6 +243,8 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
             seed = int(rng.integers(2**63 - 1))
             self.last_params = {"applied": apply.tolist(), "tf_ids": ids, "tf_seed": seed}
             return apply, ids, seed
+        if "tf_ids" not in params and not np.any(params.get("applied", True)):
+            return None  # recorded on a call that augmented nothing: nothing to replay
         ids = np.asarray(params["tf_ids"])
         if ids.ndim != 2 or ids.shape[0] != b:
             raise ValueError(

@@ -35,17 +35,28 @@ class RefineSynthetic(ImageOnlyTransform):
         ``None`` or an integer >= 0: seed of the apply-or-skip draws. ``None`` draws them from PyTorch's global
         generator, as ``T.RandomApply`` does (fresh in every ``DataLoader`` worker and epoch, repeated by
         ``torch.manual_seed``); an integer gives each worker its own stream from ``seed`` and the per-worker seed.
+    strict:
+        Albumentations 2's flag, accepted so that pipelines written for it build; every argument is checked here.
 
     Albumentations calls (``A.Compose``, ``A.to_dict``) need Albumentations: ``pip install
     'learned-augment[albumentations]'``.
     """
 
     def __init__(
-        self, refiner: Any, direction: str = "synthetic_to_real", p: float = 1.0, seed: int | None = None
+        self,
+        refiner: Any,
+        direction: str = "synthetic_to_real",
+        p: float = 1.0,
+        seed: int | None = None,
+        *,
+        strict: bool = False,
     ) -> None:
         p = check_probability(p)
         seed = check_seed(seed)
+        if not isinstance(strict, bool):
+            raise TypeError(f"strict must be True or False, got {strict!r}")
         super().__init__(p=p)
+        self.strict = strict  # Albumentations 2's flag; every argument is checked here anyway
         self.refiner_obj, self.source = resolve_refiner(refiner)
         if direction not in self.refiner_obj.directions:
             raise ValueError(

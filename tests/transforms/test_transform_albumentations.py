@@ -352,3 +352,25 @@ def test_intensity_tfs_leave_keypoint_angle_and_scale_alone(fmt: str) -> None:
     plain = keypoint_pipeline(A.NoOp(p=1.0), fmt)(**data)["keypoints"]
     for _ in range(4):
         assert np.array_equal(pipeline(**data)["keypoints"], plain)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_float16_and_float64_images_come_back_in_their_dtype(dtype) -> None:
+    # As A.HorizontalFlip takes them, and as the positional call does: the TFs run in float32.
+    policy = MeanFieldPolicy(TFSet(["rotate(+20)", "zoom(1.15)"]), seq_len=2)
+    image = smooth_image(0).astype(np.float32) / 255.0
+    pipe = A.Compose([LearnedPolicyTransform(policy, p=1.0)], seed=3)
+    reference = A.Compose([LearnedPolicyTransform(policy, p=1.0)], seed=3)(image=image)["image"]
+    out = pipe(image=image.astype(dtype))["image"]
+    assert out.dtype == dtype and out.shape == image.shape
+    np.testing.assert_allclose(out.astype(np.float32), reference, atol=2e-3)
+
+
+def test_strict_flag_of_albumentations_2_is_accepted() -> None:
+    policy = MeanFieldPolicy(TFSet(["rotate(+20)"]), seq_len=1)
+    assert LearnedPolicyTransform(policy, strict=True).strict is True
+    assert A.Compose([LearnedPolicyTransform(policy, strict=False)])(image=smooth_image(0))["image"].shape == (
+        smooth_image(0).shape
+    )
+    with pytest.raises(TypeError, match="strict must be True or False"):
+        LearnedPolicyTransform(policy, strict="yes")

@@ -21,8 +21,8 @@ REFINER = "pretrained:digits-synthetic-to-mnist"
 @pytest.mark.parametrize(
     ("cls", "params"),
     [
-        (la.LearnedPolicyTransform, ["policy", "p", "seed", "interpolation"]),
-        (la.RefineSynthetic, ["refiner", "direction", "p", "seed"]),
+        (la.LearnedPolicyTransform, ["policy", "p", "seed", "interpolation", "strict"]),
+        (la.RefineSynthetic, ["refiner", "direction", "p", "seed", "strict"]),
     ],
 )
 def test_help_shows_our_signature_and_docstring(cls: type, params: list[str]) -> None:

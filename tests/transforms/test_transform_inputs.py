@@ -319,3 +319,36 @@ def test_bad_float_values_fail_on_every_call_whatever_p_draws(kind: str) -> None
     for _ in range(8):
         with pytest.raises(ValueError, match="values in \\[0, 1\\]"):
             t(image)
+
+
+BAD_INPUTS = {
+    "4-channel batch": (torch.zeros((2, 4, 8, 8), dtype=torch.uint8), ValueError, "1 or 3 channels"),
+    "int32 tensor": (torch.zeros((3, 8, 8), dtype=torch.int32), TypeError, "uint8 or floating point"),
+    "CHW numpy": (np.zeros((3, 8, 8), np.uint8), ValueError, "8 channels"),
+    "int64 numpy": (np.zeros((8, 8), np.int64), TypeError, "dtype int64"),
+    "empty tensor": (torch.zeros((3, 0, 8), dtype=torch.uint8), ValueError, "empty"),
+    "empty numpy": (np.zeros((0, 8, 3), np.uint8), ValueError, "empty"),
+    "CMYK PIL": (Image.new("CMYK", (8, 8)), ValueError, "mode 'CMYK'"),
+    "1-d tensor": (torch.zeros(8, dtype=torch.uint8), ValueError, "shape"),
+}
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_fails_on_every_call_whatever_p_draws(name: str, p: float, changing) -> None:
+    # As torchvision's RandomApply-style transforms would, a bad input is refused every time, not only on the
+    # calls that augment.
+    image, error, match = BAD_INPUTS[name]
+    t = LearnedPolicyTransform(changing.policy, p=p, seed=0)
+    for _ in range(6):
+        with pytest.raises(error, match=match) as info:
+            t(image)
+        assert "\n" not in str(info.value)
+
+
+def test_replaying_a_batch_call_that_augmented_nothing_returns_the_batch(changing) -> None:
+    batch = torch.from_numpy(np.stack([smooth_image(i) for i in range(3)])).permute(0, 3, 1, 2)
+    assert changing.replay(batch, {"applied": False}) is batch
+    skipped = LearnedPolicyTransform(changing.policy, p=0.0, seed=0)
+    skipped(batch)
+    assert changing.replay(batch, skipped.last_params).equal(batch)

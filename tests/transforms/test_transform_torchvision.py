@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -277,3 +278,17 @@ def test_v2_mask_outputs_are_contiguous(geo_policy: MeanFieldPolicy) -> None:
     _, out = t((img, target))
     assert out["masks"].shape == (2, H, W) and out["masks"].is_contiguous()
     out["masks"].view(-1)
+
+
+@pytest.mark.parametrize("fmt", ["XYXY", "XYWH", "CXCYWH"])
+def test_boxes_keep_their_metadata(fmt: str) -> None:
+    # Every attribute of the input boxes carries over, as v2's transforms keep them (clamping_mode since 0.23).
+    new = inspect.signature(tv_tensors.BoundingBoxes.__new__).parameters
+    kwargs = {"clamping_mode": "hard"} if "clamping_mode" in new else {}
+    xyxy = tv_tensors.BoundingBoxes(torch.tensor([RECT]), format="XYXY", canvas_size=(H, W), **kwargs)
+    boxes = TF.convert_bounding_box_format(xyxy, new_format=tv_tensors.BoundingBoxFormat[fmt])
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet(["rotate(+15)", "zoom(1.1)"]), seq_len=2), p=1.0, seed=0)
+    _, out = t((torch.from_numpy(scene()).permute(2, 0, 1), boxes))
+    assert out.format == boxes.format and out.canvas_size == boxes.canvas_size and out.dtype == boxes.dtype
+    if kwargs:
+        assert out.clamping_mode == "hard"
