@@ -72,9 +72,11 @@ class PrefixSampler:
     A transform that follows PyTorch's global generator on every call (``torch.manual_seed`` then a call repeats
     that call, as for torchvision's random transforms) cannot hand out a block drawn in advance; this makes such a
     draw cost a few table look-ups once the prefixes are known (all of them, for L = 2 sequences). The memo is
-    dropped when the policy's parameters change in place (an optimiser step, ``load_state_dict``) and when it holds
-    ``max_prefixes`` entries.
+    dropped when it holds ``max_prefixes`` entries and when the policy's parameters have changed in place (an
+    optimiser step, ``load_state_dict``), which is looked at every :attr:`VERSION_EVERY` draws.
     """
+
+    VERSION_EVERY = 64
 
     def __init__(self, policy: Policy, max_prefixes: int = 1 << 16) -> None:
         self.policy = policy
@@ -82,6 +84,7 @@ class PrefixSampler:
         self._params = list(policy.parameters())
         self._cdfs: dict[tuple[int, ...], list[float]] = {}
         self._version: tuple[int, ...] | None = None
+        self._until_check = 0
 
     def _cdf(self, prefix: tuple[int, ...]) -> list[float]:
         cdf = self._cdfs.get(prefix)
@@ -94,10 +97,13 @@ class PrefixSampler:
 
     def draw(self, uniforms: Sequence[float]) -> np.ndarray:
         """One sequence, ``(L,)`` int64, from ``L`` uniforms in [0, 1)."""
-        version = tuple(p._version for p in self._params)
-        if version != self._version:
-            self._cdfs.clear()
-            self._version = version
+        self._until_check -= 1
+        if self._until_check < 0:
+            self._until_check = self.VERSION_EVERY - 1
+            version = tuple(p._version for p in self._params)
+            if version != self._version:
+                self._cdfs.clear()
+                self._version = version
         out: list[int] = []
         last = self.policy.num_tfs - 1
         for u in uniforms[: self.policy.seq_len]:

@@ -161,7 +161,8 @@ def test_prefix_sampler_follows_weights_changed_in_place():
         policy.logits.copy_(torch.tensor([20.0, 0.0, 0.0]))
     assert sampler.draw([0.5, 0.5]).tolist() == [0, 0]
     policy.load_state_dict({"logits": torch.tensor([0.0, 0.0, 20.0])})
-    assert sampler.draw([0.5, 0.5]).tolist() == [2, 2]
+    draws = [sampler.draw([0.5, 0.5]).tolist() for _ in range(PrefixSampler.VERSION_EVERY)]
+    assert draws[-1] == [2, 2]
 
 
 def test_make_policy_names_and_errors():
