@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import numbers
 import os
+import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -194,6 +195,12 @@ def _stack(items: list[np.ndarray]) -> np.ndarray:
     if not items:
         raise ValueError("no images given")
     if len({a.shape[2] for a in items}) > 1:
+        grey = sum(a.shape[2] == 1 for a in items)
+        warnings.warn(
+            f"{grey} grey image{'s' if grey > 1 else ''} among {len(items) - grey} colour ones: read as colour "
+            "(the grey channel repeated)",
+            stacklevel=3,
+        )
         items = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in items]
     shapes = {a.shape for a in items}
     if len(shapes) > 1:

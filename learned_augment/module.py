@@ -25,7 +25,8 @@ __all__ = ["PolicyAugment"]
 
 
 class PolicyAugment(nn.Module):
-    """Augment a ``(B, C, H, W)`` batch with a learned policy, on the batch's device: one fresh sequence per sample.
+    """Augment a ``(B, C, H, W)`` batch (or one ``(C, H, W)`` image) with a learned policy, on its device: one fresh
+    sequence per sample.
 
     For augmentation after the batch reaches the accelerator, as a layer of the model or a step of the training
     loop (``nn.Sequential(PolicyAugment(policy), model)``). Each sample gets its own TF sequence drawn from the
@@ -75,7 +76,7 @@ class PolicyAugment(nn.Module):
     * The policy is held, not registered as a submodule: its weights stay out of ``parameters()`` (so no optimiser
       or DDP sees them) and ``state_dict()``, and ``.to(device)`` leaves it where it is; sequences are drawn on the
       host and only the images live on the device.
-    * Checking that float images lie in [0, 1] synchronises with the device once per call that augments.
+    * Checking that float images lie in [0, 1] synchronises with the device once per training-mode call.
 
     Examples
     --------
@@ -158,11 +159,17 @@ class PolicyAugment(nn.Module):
             [0, 1].
         """
         if isinstance(images, torch.Tensor) and images.ndim == 3:
-            _check_batch(images.as_subclass(torch.Tensor).unsqueeze(0))
+            if images.shape[0] not in (1, 3):
+                raise ValueError(
+                    "PolicyAugment: one image is (C, H, W) with 1 (grey) or 3 (RGB) channels first, got shape "
+                    f"{tuple(images.shape)}"
+                )
+            batch = images.as_subclass(torch.Tensor).unsqueeze(0)
+            _check_batch(batch)
             if not self.training:
                 return images
-            out = self._augment(images.as_subclass(torch.Tensor).unsqueeze(0))
-            return images if out.data_ptr() == images.data_ptr() else wrap_like(out[0], images)
+            out = self._augment(batch)
+            return images if out is batch else wrap_like(out[0], images)
         _check_batch(images)
         if not self.training:
             return images

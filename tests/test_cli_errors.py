@@ -72,12 +72,21 @@ def _folder(tmp_path, images):
     return tmp_path
 
 
-def test_mixed_grey_and_colour_images_name_the_channels(tmp_path, capsys, no_fit):
+def test_grey_images_among_colour_ones_are_fitted_as_colour(tmp_path, monkeypatch):
+    # As torchvision's image folders read every file as RGB: no error, a warning with the count.
+    seen = {}
+
+    def record(images, **kwargs):
+        seen["shape"] = images.shape
+        raise SystemExit(0)
+
+    monkeypatch.setattr("learned_augment.fit.fit_policy", record)
     grey = np.full((16, 16), 100, np.uint8)
     colour = np.full((16, 16, 3), 100, np.uint8)
     _folder(tmp_path, [grey, grey, colour])
-    line = _error_line(["fit", str(tmp_path), "--out", str(tmp_path / "o.safetensors"), "--no-progress"], capsys)
-    assert "channel" in line and "0.png has 1" in line and "2.png has 3" in line and "Resize" not in line
+    with pytest.warns(UserWarning, match="2 grey images among 1 colour ones"), pytest.raises(SystemExit):
+        main(["fit", str(tmp_path), "--out", str(tmp_path / "o.safetensors"), "--no-progress"])
+    assert seen["shape"] == (3, 16, 16, 3)
 
 
 def test_mixed_sizes_still_say_resize(tmp_path, capsys, no_fit):

@@ -145,9 +145,11 @@ def test_grey_files_among_colour_ones_are_read_as_colour(tmp_path: Path) -> None
     grey = rng.integers(0, 256, (6, 8), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "a.png"), colour[:, :, ::-1])
     cv2.imwrite(str(tmp_path / "b.png"), grey)
-    images = as_images(tmp_path)
+    with pytest.warns(UserWarning, match="1 grey image among 1 colour ones: read as colour"):
+        images = as_images(tmp_path)
     assert images.shape == (2, 6, 8, 3)
     assert np.array_equal(images[0], colour)
     assert all(np.array_equal(images[1][:, :, c], grey) for c in range(3))
     assert as_images([grey, grey]).shape == (2, 6, 8, 1)  # all grey stays grey
-    assert as_images([grey, colour]).shape == (2, 6, 8, 3)
+    with pytest.warns(UserWarning, match="read as colour"):
+        assert as_images([grey, colour]).shape == (2, 6, 8, 3)

@@ -2,7 +2,7 @@
 
 from .base import Policy
 from .models import GRUPolicy, LSTMPolicy, MeanFieldPolicy, RecurrentPolicy, UniformPolicy, make_policy
-from .sampler import BlockSampler, PrefixSampler
+from .sampler import BlockSampler
 
 __all__ = [
     "BlockSampler",
@@ -10,7 +10,6 @@ __all__ = [
     "LSTMPolicy",
     "MeanFieldPolicy",
     "Policy",
-    "PrefixSampler",
     "RecurrentPolicy",
     "UniformPolicy",
     "make_policy",

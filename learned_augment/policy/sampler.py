@@ -1,10 +1,10 @@
-"""Sampling sequences for transforms: amortised blocks for a stream, or one exact draw per call from a given
-numpy generator."""
+"""Sampling sequences for transforms: amortised blocks for a seeded stream, or one exact draw per call from given
+uniforms."""
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,54 +66,86 @@ class BlockSampler:
 
 
 class PrefixSampler:
-    """Draws a sequence from ``L`` given uniforms, by inverse CDF of each step's conditional distribution
-    (:meth:`Policy.next_probabilities`), memoised by prefix.
+    """Draws one sequence from ``L`` given uniforms, by inverse CDF of each step's conditional distribution,
+    memoised by prefix.
 
     A transform that follows PyTorch's global generator on every call (``torch.manual_seed`` then a call repeats
     that call, as for torchvision's random transforms) cannot hand out a block drawn in advance; this makes such a
-    draw cost a few table look-ups once the prefixes are known (all of them, for L = 2 sequences). The memo is
-    dropped when it holds ``max_prefixes`` entries and when the policy's parameters have changed in place (an
-    optimiser step, ``load_state_dict``), which is looked at every :attr:`VERSION_EVERY` draws.
+    draw cost a few table look-ups once the prefixes it meets are known (all of them, for L = 2 sequences). A
+    recurrent policy computes a new prefix's conditional with one cell step from its parent's state, in numpy
+    (:meth:`RecurrentPolicy.numpy_step`); another policy with :meth:`Policy.next_probabilities`; one that
+    implements only :meth:`Policy.sample` draws with it, from a generator seeded by the uniforms.
+
+    Parameters
+    ----------
+    policy:
+        The policy to draw from.
+    max_prefixes:
+        The memo is emptied when it holds this many prefixes. It is also emptied when the policy's parameters have
+        changed (an optimiser step, ``load_state_dict``), which is looked at every :attr:`VERSION_EVERY` draws.
     """
 
     VERSION_EVERY = 64
 
-    def __init__(self, policy: Policy, max_prefixes: int = 1 << 16) -> None:
+    def __init__(self, policy: Policy, max_prefixes: int = 4096) -> None:
         self.policy = policy
         self.max_prefixes = int(max_prefixes)
-        self._params = list(policy.parameters())
-        self._cdfs: dict[tuple[int, ...], list[float]] = {}
-        self._version: tuple[int, ...] | None = None
+        self._memo: dict[tuple[int, ...], tuple[np.ndarray, Any]] = {}
+        self._version: tuple[tuple[int, int], ...] | None = None
         self._until_check = 0
+        self._numpy_step: Any = None  # RecurrentPolicy.numpy_step(), taken afresh when the weights change
+        self._sample_only = False
 
-    def _cdf(self, prefix: tuple[int, ...]) -> list[float]:
-        cdf = self._cdfs.get(prefix)
-        if cdf is None:
-            if len(self._cdfs) >= self.max_prefixes:
-                self._cdfs.clear()
-            cdf = np.cumsum(self.policy.next_probabilities(prefix)).tolist()
-            self._cdfs[prefix] = cdf
-        return cdf
+    def _weights_version(self) -> tuple[tuple[int, int], ...]:
+        out = []
+        for p in self.policy.parameters():
+            try:
+                out.append((id(p), p._version))
+            except RuntimeError:  # an inference tensor (made under torch.inference_mode) cannot change
+                out.append((id(p), -1))
+        return tuple(out)
+
+    def _entry(self, prefix: tuple[int, ...]) -> tuple[np.ndarray, Any]:
+        """``(cdf, state)`` of ``prefix``; the parent of a new prefix is in the memo (draws walk from the root)."""
+        entry = self._memo.get(prefix)
+        if entry is None:
+            if len(self._memo) >= self.max_prefixes:
+                self._memo.clear()
+            if self._numpy_step is not None:
+                parent = self._entry(prefix[:-1])[1] if prefix else None
+                probs, state = self._numpy_step(parent, prefix[-1] if prefix else None)
+            else:
+                probs, state = self.policy.next_probabilities(prefix), None
+            entry = (np.cumsum(probs), state)
+            self._memo[prefix] = entry
+        return entry
 
     def draw(self, uniforms: Sequence[float]) -> np.ndarray:
         """One sequence, ``(L,)`` int64, from ``L`` uniforms in [0, 1)."""
+        seq_len = self.policy.seq_len
+        if len(uniforms) != seq_len:
+            raise ValueError(f"{seq_len} uniforms are needed, got {len(uniforms)}")
         self._until_check -= 1
         if self._until_check < 0:
             self._until_check = self.VERSION_EVERY - 1
-            version = tuple(p._version for p in self._params)
+            version = self._weights_version()
             if version != self._version:
-                self._cdfs.clear()
+                self._memo.clear()
                 self._version = version
+                numpy_step = getattr(self.policy, "numpy_step", None)
+                self._numpy_step = numpy_step() if callable(numpy_step) else None
+        if not self._sample_only:
+            try:
+                return self._inverse_cdf(uniforms)
+            except NotImplementedError:  # a subclass with sample() alone
+                self._sample_only = True
+        seed = int(uniforms[0] * 2.0**53)
+        return self.policy.sample(1, generator=torch.Generator().manual_seed(seed))[0].numpy()
+
+    def _inverse_cdf(self, uniforms: Sequence[float]) -> np.ndarray:
         out: list[int] = []
         last = self.policy.num_tfs - 1
-        for u in uniforms[: self.policy.seq_len]:
-            cdf = self._cdf(tuple(out))
-            out.append(min(bisect.bisect_right(cdf, u * cdf[-1]), last))
-        if len(out) != self.policy.seq_len:
-            raise ValueError(f"{self.policy.seq_len} uniforms are needed, got {len(uniforms)}")
+        for u in uniforms:
+            cdf = self._entry(tuple(out))[0]
+            out.append(min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), last))
         return np.array(out, dtype=np.int64)
-
-    def take(self, n: int, seed: int) -> np.ndarray:
-        """``n`` sequences, ``(n, L)`` int64: one batched :meth:`Policy.sample`, its generator seeded with ``seed``."""
-        generator = torch.Generator().manual_seed(int(seed))
-        return self.policy.sample(int(n), generator=generator).numpy()

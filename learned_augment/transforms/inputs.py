@@ -141,33 +141,24 @@ _PIL_MODES = ("L", "RGB")
 
 
 def map_single_image(image: Any, fn: Any) -> Any:
-    """Run ``fn`` on the numpy HWC form of one image and give the result back in the input's type."""
+    """Run ``fn`` on the numpy HWC form of one image (checked by :func:`check_input_image`) and give the result back
+    in the input's type."""
     if is_pil(image):
-        if image.mode not in _PIL_MODES:
-            raise ValueError(
-                f"PIL images in mode {image.mode!r} are not supported; convert to 'RGB' or 'L' first "
-                "(e.g. img.convert('RGB'))"
-            )
         return PILImage.fromarray(fn(np.asarray(image)))
     if isinstance(image, torch.Tensor):
-        if image.ndim != 3:
-            raise ValueError(f"tensor images must be (C, H, W) or (B, C, H, W), got shape {tuple(image.shape)}")
-        if image.shape[0] not in (1, 3):
-            raise ValueError(f"tensor images must have 1 or 3 channels (C, H, W), got shape {tuple(image.shape)}")
         dtype = image.dtype
-        if dtype == torch.uint8:
-            arr = image.detach().cpu().permute(1, 2, 0).numpy()
-        elif dtype.is_floating_point:
-            arr = image.detach().cpu().float().permute(1, 2, 0).numpy()
-        else:
-            raise TypeError(f"tensor images must be uint8 or floating point in [0, 1], got {dtype}")
+        host = image.detach().cpu()
+        arr = (host if dtype == torch.uint8 else host.float()).permute(1, 2, 0).numpy()
         out = torch.from_numpy(np.ascontiguousarray(fn(np.ascontiguousarray(arr)))).permute(2, 0, 1)
         return wrap_like(match_layout(out, image).to(device=image.device, dtype=dtype), image)
-    if isinstance(image, np.ndarray):
-        if image.dtype in (np.float16, np.float64):
-            return fn(image.astype(np.float32)).astype(image.dtype)
-        return fn(image)
-    raise TypeError(f"unsupported image type {type(image).__name__}")
+    return in_float32(fn, image)
+
+
+def in_float32(fn: Any, image: np.ndarray) -> np.ndarray:
+    """``fn`` on a numpy image, float16 and float64 ones run in float32 and given back in their dtype."""
+    if image.dtype in (np.float16, np.float64):
+        return fn(image.astype(np.float32)).astype(image.dtype)
+    return fn(image)
 
 
 _BOX_FORMATS = ("XYXY", "XYWH", "CXCYWH")
@@ -244,7 +235,7 @@ def check_input_image(image: Any) -> None:
     or outside [0, 1] (beyond a round-off tolerance). Called before the draw, so that a bad input fails whatever p
     draws, not only on the calls that augment."""
     from ..ops.batch import check_values
-    from ..ops.image import check_unit_range
+    from ..ops.image import check_image
 
     if is_pil(image):
         if image.mode not in _PIL_MODES:
@@ -259,8 +250,13 @@ def check_input_image(image: Any) -> None:
         shape = tuple(image.shape)
         if image.ndim not in (3, 4):
             raise ValueError(f"tensor images must be (C, H, W) or (B, C, H, W), got shape {shape}")
+        if image.ndim == 4 and image.shape[0] == 0:
+            return  # an empty batch has nothing to augment and is returned as it is
         if image.shape[-3] not in (1, 3):
-            raise ValueError(f"tensor images must have 1 or 3 channels (C, H, W), got shape {shape}")
+            raise ValueError(
+                f"tensor images must have 1 or 3 channels, got {image.shape[-3]} channels (shape {shape}; channels "
+                "go before height and width)"
+            )
         if image.dtype != torch.uint8 and not image.dtype.is_floating_point:
             raise TypeError(f"tensor images must be uint8 or floating point in [0, 1], got {image.dtype}")
         if image.shape[-1] == 0 or image.shape[-2] == 0:
@@ -269,20 +265,8 @@ def check_input_image(image: Any) -> None:
             check_values(image.as_subclass(torch.Tensor))
         return
     if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
-            raise TypeError(
-                f"image has dtype {image.dtype}; expected uint8 (0..255) or floating point (0..1). "
-                "Convert first, e.g. image.astype(np.float32) / 255 for integer data."
-            )
-        if image.ndim not in (2, 3):
-            raise ValueError(f"image must have shape (H, W) or (H, W, C), got shape {image.shape}")
-        if image.ndim == 3 and image.shape[2] not in (1, 3):
-            raise ValueError(
-                f"image has {image.shape[2]} channels (shape {image.shape}); expected 1 or 3 channels in HWC layout"
-            )
-        if image.shape[0] == 0 or image.shape[1] == 0:
-            raise ValueError(f"image is empty (shape {image.shape})")
-        if np.issubdtype(image.dtype, np.floating):
-            check_unit_range(float(image.min()), float(image.max()))
+        # The TFs' own check; float16 and float64 run in float32 (in_float32), so they are checked in it.
+        wide = np.issubdtype(image.dtype, np.floating) and image.dtype != np.float32
+        check_image(image.astype(np.float32) if wide else image)
         return
     raise TypeError(f"unsupported image type {type(image).__name__}")

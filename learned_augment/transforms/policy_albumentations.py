@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .inputs import in_float32
 from .policy_base import PolicyTransformBase, process_rank
 
 _ANGLE, _SCALE = 3, 4
@@ -76,10 +77,8 @@ class PolicyAlbumentationsAdapter(PolicyTransformBase):
         return params
 
     def apply(self, img: np.ndarray, tf_ids: np.ndarray, tf_seed: int, **params: Any) -> np.ndarray:
-        if isinstance(img, np.ndarray) and img.dtype in (np.float16, np.float64):
-            # As the positional path: the TFs run in float32, the image comes back in its own dtype.
-            return self._apply_image(img.astype(np.float32), {"tf_ids": tf_ids, "tf_seed": tf_seed}).astype(img.dtype)
-        return self._apply_image(img, {"tf_ids": tf_ids, "tf_seed": tf_seed})
+        # As the positional path: float16 and float64 run in float32 and come back in their dtype.
+        return in_float32(lambda a: self._apply_image(a, {"tf_ids": tf_ids, "tf_seed": tf_seed}), img)
 
     def _targets_only(self, shape: tuple[int, ...], tf_ids: np.ndarray, tf_seed: int, **targets: Any) -> dict:
         # Geometry and random fields depend only on (ids, image shape, seed): replay them on a blank canvas. The

@@ -121,7 +121,8 @@ class PolicyTransformBase(DualTransform):
     # ------------------------------------------------------------------------------------------ randomness
 
     def set_epoch(self, epoch: int) -> None:
-        """Mix ``epoch`` into the streams (like ``DistributedSampler.set_epoch``).
+        """Mix ``epoch`` into the seeded streams (like ``DistributedSampler.set_epoch``); a ``seed=None`` transform
+        draws from PyTorch's global generator, which the ``DataLoader`` reseeds every epoch, and ignores it.
 
         Not needed for fresh draws each epoch (see ``seed``); useful to make an epoch's draws depend on its number,
         e.g. to resume a run. Call it on the transform the ``DataLoader`` copies into its workers, before iterating.

@@ -57,9 +57,11 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
         With ``seed=None`` every call draws from PyTorch's global generator (in workers: the worker's, which the
         ``DataLoader`` seeds per worker and epoch), as torchvision's random transforms do: ``torch.manual_seed``
         before a call repeats that call, and before a run repeats the run; two transforms (two views of a sample)
-        draw independently. Inside ``A.Compose(..., seed=s)`` the Compose's seed replaces this one. In a distributed job
-        every stream also mixes in the process's rank (the process group's, else torchrun's ``RANK``), so ranks
-        seeded alike draw distinct sequences.
+        draw independently. (A recurrent policy of long sequences, L = 10, then pays a few cell steps per call, a
+        few hundred microseconds; a seed draws its sequences in blocks.) Inside ``A.Compose(..., seed=s)`` the
+        Compose's seed replaces this one, and a generator Albumentations hands over (``set_random_state``) seeds the
+        stream from then on. In a distributed job every stream also mixes in the process's rank (the process
+        group's, else torchrun's ``RANK``), so ranks seeded alike draw distinct sequences.
     interpolation:
         How geometric TFs resample images: ``"bilinear"`` (default) or ``"nearest"`` (warps about 4x faster at
         224x224, and what torchvision's AutoAugment family uses by default). torchvision's ``InterpolationMode``,
@@ -201,8 +203,6 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
         """Plain ``(B, C, H, W)`` tensor in, plain tensor out (callers re-wrap tv_tensors)."""
         from ..ops.batch import apply_sequence_batch
 
-        if images.dtype != torch.uint8 and not images.is_floating_point():
-            raise TypeError(f"tensor images must be uint8 or floating point in [0, 1], got {images.dtype}")
         gen = torch.Generator(device=images.device).manual_seed(seed % (2**63 - 1))
         out = apply_sequence_batch(images, ids, self.tfset, generator=gen, interpolation=self.interpolation)
         self._check_fit(int(images.shape[1]), int(images.shape[2]), int(images.shape[3]))
@@ -236,8 +236,9 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
             self._start_call()
             rng = self._call_numpy_rng()
             apply = rng.random(b) < self.p if self.p < 1.0 else np.ones(b, dtype=bool)
-            if self._per_call:
-                ids = self._prefix_sampler.take(b, int(rng.integers(2**63 - 1)))
+            if self._per_call:  # one batched draw from a generator of this call
+                generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+                ids = self.policy_obj.sample(b, generator=generator).numpy()
             else:
                 ids = self._sampler.take(b)
             seed = int(rng.integers(2**63 - 1))

@@ -10,7 +10,7 @@ import torch
 
 from ..arguments import check_probability, check_seed
 from .albumentations_base import ImageOnlyTransform, public_class_fullname
-from .inputs import are_batches, find_images, flatten, map_single_image, unflatten, wrap_like
+from .inputs import are_batches, check_input_image, find_images, flatten, map_single_image, unflatten, wrap_like
 from .policy_base import process_rank
 from .sources import resolve_refiner
 
@@ -109,6 +109,8 @@ class RefineSynthetic(ImageOnlyTransform):
         # As torchvision v2 does, every image of a sample (each tv_tensors.Image and PIL image) is refined, with one
         # draw of p: the refiner itself is deterministic.
         images = [flat[i] for i in positions]
+        for image in images:  # before the draw, so that a bad input fails whatever p draws
+            check_input_image(image)
         if are_batches(images):
             if len({x.shape[0] for x in images}) > 1:
                 raise ValueError("the images of a sample share one draw, so batches must all have the same size")

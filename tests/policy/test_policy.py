@@ -224,3 +224,27 @@ def test_policy_sizes_must_be_positive_integers(kwargs, error):
 
     with pytest.raises(error, match=next(iter(kwargs))):
         LSTMPolicy("mnist", **kwargs)
+
+
+@pytest.mark.parametrize("cls", [LSTMPolicy, GRUPolicy])
+def test_numpy_step_gives_the_torch_conditionals(cls):
+    policy = cls("cifar10", seq_len=4)
+    _randomise(policy, 7)
+    step, state, prefix = policy.numpy_step(), None, []
+    for k in [3, 17, 0, 32]:
+        probs, state = step(state, prefix[-1] if prefix else None)
+        np.testing.assert_allclose(probs, Policy.next_probabilities(policy, tuple(prefix)), atol=1e-6)
+        prefix.append(k)
+        if len(prefix) == policy.seq_len:
+            break
+
+
+def test_prefix_sampler_draws_from_sample_alone_and_from_inference_tensors():
+    class SampleOnly(Policy):
+        def sample(self, n, generator=None):
+            return torch.full((int(n), self.seq_len), 1, dtype=torch.long)
+
+    assert PrefixSampler(SampleOnly(TINY, seq_len=2)).draw([0.3, 0.6]).tolist() == [1, 1]
+    with torch.inference_mode():
+        policy = MeanFieldPolicy(TINY, seq_len=2)
+    assert PrefixSampler(policy).draw([0.1, 0.9]).tolist() == [0, 2]
