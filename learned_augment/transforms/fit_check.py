@@ -67,7 +67,7 @@ def mismatch_message(policy: Policy, channels: int, h: int, w: int) -> str | Non
         return None
     return (
         f"this policy's TFs include colour TFs ({', '.join(colour)}) that do nothing on the 1-channel images it is "
-        f"applied to: it was likely fitted on colour images; {SILENCE}"
+        f"applied to: those draws leave the image as it is; {SILENCE}"
     )
 
 
