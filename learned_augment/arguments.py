@@ -41,6 +41,13 @@ def _bound(n: int) -> str:
     return f"2**{(n + 1).bit_length() - 1} - 1" if n > 2**32 and (n + 1) & n == 0 else str(n)
 
 
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` if it is ``True`` or ``False``; else a one-line ``TypeError``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def check_int(value: Any, name: str, low: int = 0, high: int | None = None) -> int:
     """``value`` as an int in ``[low, high]`` (no upper bound for ``high=None``); bool and 2.0 are refused."""
     span = f">= {low}" if high is None else f"in [{low}, {_bound(high)}]"

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..arguments import check_probability, check_seed
+from ..arguments import check_bool, check_probability, check_seed
 from ..ops.base import Kind
 from ..ops.geometry import resolve_interpolation
 from ..ops.sequence import apply_sequence
@@ -56,8 +56,7 @@ class PolicyTransformBase(DualTransform):
         p = check_probability(p)
         seed = check_seed(seed)
         interpolation = resolve_interpolation(interpolation)
-        if not isinstance(strict, bool):
-            raise TypeError(f"strict must be True or False, got {strict!r}")
+        strict = check_bool(strict, "strict")
         self._ready = False
         super().__init__(p=p)
         # Albumentations 2's flag for refusing unknown arguments; every argument is checked here anyway.

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..arguments import check_probability, check_seed
+from ..arguments import check_bool, check_probability, check_seed
 from .albumentations_base import ImageOnlyTransform, public_class_fullname
 from .inputs import are_batches, check_input_image, find_images, flatten, map_single_image, unflatten, wrap_like
 from .policy_base import process_rank
@@ -53,8 +53,7 @@ class RefineSynthetic(ImageOnlyTransform):
     ) -> None:
         p = check_probability(p)
         seed = check_seed(seed)
-        if not isinstance(strict, bool):
-            raise TypeError(f"strict must be True or False, got {strict!r}")
+        strict = check_bool(strict, "strict")
         super().__init__(p=p)
         self.strict = strict  # Albumentations 2's flag; every argument is checked here anyway
         self.refiner_obj, self.source = resolve_refiner(refiner)
