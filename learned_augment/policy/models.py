@@ -134,7 +134,8 @@ class RecurrentPolicy(Policy):
         return h, h
 
     def _init_state(self, n: int, device: torch.device) -> Any:
-        z = torch.zeros(n, self.hidden, device=device)
+        # The weights' dtype, so that a policy moved with .double() or .half() still samples.
+        z = torch.zeros(n, self.hidden, device=device, dtype=self.head.weight.dtype)
         return (z, z.clone()) if self.cell_type == "lstm" else z
 
     def _teacher_forced_states(self, ids: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,16 @@ def test_sample_shape_range_and_reproducibility(cls):
     assert not torch.equal(a, c)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("cls", KINDS)
+def test_a_policy_moved_to_another_float_dtype_still_samples_and_scores(cls, dtype):
+    policy = cls("cifar10", seq_len=3)
+    _randomise(policy)
+    ids = policy.to(dtype).sample(64, generator=torch.Generator().manual_seed(0))
+    assert ids.shape == (64, 3) and int(ids.max()) < 33
+    assert torch.isfinite(policy.log_prob(ids)).all()
+
+
 @pytest.mark.parametrize("cls", KINDS)
 def test_log_prob_is_a_distribution_over_all_sequences(cls):
     policy = cls(TINY, seq_len=3)
