@@ -695,6 +695,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, path in given.items():
         if path and name in args.aug_list:
             policies[name] = load_given_policy(path, tfset, "--policy-" + name.split("-")[1])
+    fitted = [name for name in given if name in args.aug_list and name not in policies]
     subsets = {seed: balanced_subset(split.pool_y, args.n_labels, seed) for seed in args.seed_list}
     # Validation: pool images outside each seed's labeled subset (labels the experiment does not train on), to
     # choose settings without looking at the test set.
@@ -741,6 +742,7 @@ def main(argv: list[str] | None = None) -> None:
             **({"no_op_floor": args.no_op_floor} if args.no_op_floor is not None else {}),
             "seed": args.fit_seed,
             "pool_images": min(len(split.pool_x), args.fit_limit or len(split.pool_x)),
+            **({} if fitted else {"not_run": "every learned policy was loaded from a file (see fits)"}),
         },
         "threads": args.threads,
         "workers": args.workers,

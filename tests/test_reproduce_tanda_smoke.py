@@ -62,7 +62,7 @@ def test_smoke_run_writes_every_row(smoke: tuple[Path, Path, subprocess.Complete
     default_p = inspect.signature(la.LearnedPolicyTransform).parameters["p"].default
     assert settings["smoke"] and settings["p_augment"] == default_p and settings["epochs"] == 1
     assert settings["labels"] == 100 and settings["test_images"] == 200 and settings["fit"]["overrides"]["steps"] == 3
-    assert set(report["fits"]) == {"tanda-mf", "tanda-lstm"}
+    assert set(report["fits"]) == {"tanda-mf", "tanda-lstm"} and "not_run" not in settings["fit"]
 
     md = (out / "results.md").read_text()
     for label in ("None", "Basic", "Heuristic", "TANDA mean-field", "TANDA LSTM", "RandAugment", "TrivialAugmentWide"):
@@ -85,6 +85,7 @@ def test_saved_policies_are_reused(smoke: tuple[Path, Path, subprocess.Completed
     assert [r["aug"] for r in report["rows"]] == ["tanda-mf", "tanda-lstm"]
     assert all(f["source"].startswith("loaded from") for f in report["fits"].values())
     assert "fit tanda" not in proc.stdout
+    assert "not_run" in report["settings"]["fit"]
 
 
 def test_missing_data_exits_with_one_line(tmp_path: Path) -> None:
