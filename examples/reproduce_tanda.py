@@ -742,7 +742,7 @@ def main(argv: list[str] | None = None) -> None:
             **({"no_op_floor": args.no_op_floor} if args.no_op_floor is not None else {}),
             "seed": args.fit_seed,
             "pool_images": min(len(split.pool_x), args.fit_limit or len(split.pool_x)),
-            **({} if fitted else {"not_run": "every learned policy was loaded from a file (see fits)"}),
+            **({} if fitted else {"not_run": "no policy fitted in this run (a learned row loads its file: see fits)"}),
         },
         "threads": args.threads,
         "workers": args.workers,
