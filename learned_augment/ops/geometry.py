@@ -56,9 +56,13 @@ def resolve_interpolation(interpolation: object) -> str:
     if mode == "linear":
         mode = "bilinear"
     if mode not in INTERPOLATIONS:
+        hint = ""
+        if isinstance(interpolation, int) and not isinstance(interpolation, bool):
+            # Pillow's plain-int constants (Image.BILINEAR == 2) collide with OpenCV's numbers.
+            hint = " (plain integers are OpenCV flags; for PIL pass Image.Resampling.BILINEAR or .NEAREST)"
         raise ValueError(
             f"interpolation must be 'bilinear' or 'nearest' (or torchvision's InterpolationMode / cv2.INTER_LINEAR, "
-            f"cv2.INTER_NEAREST), got {interpolation!r}"
+            f"cv2.INTER_NEAREST), got {interpolation!r}{hint}"
         )
     return mode
 
@@ -343,8 +347,10 @@ def box_outline_points(boxes: np.ndarray, n: int = BOX_OUTLINE_POINTS) -> np.nda
     return _box_outline(np.asarray(boxes, dtype=np.float64)[:, :4], n) - 0.5
 
 
-def boxes_from_points(boxes: np.ndarray, pts: np.ndarray, h: int, w: int) -> np.ndarray:
-    """The clipped boxes enclosing each box's moved outline ``pts`` (from :func:`box_outline_points`).
+def boxes_from_points(boxes: np.ndarray, pts: np.ndarray, h: int, w: int, clip: bool = True) -> np.ndarray:
+    """The boxes enclosing each box's moved outline ``pts`` (from :func:`box_outline_points`), clipped to the
+    ``h`` x ``w`` image unless ``clip`` is false (for callers that measure what left the image, as Albumentations'
+    ``min_visibility`` does, and clip afterwards).
 
     Extra columns (labels) of ``boxes`` are kept.
     """
@@ -353,10 +359,11 @@ def boxes_from_points(boxes: np.ndarray, pts: np.ndarray, h: int, w: int) -> np.
     if len(boxes) == 0:
         return out
     p = (pts + 0.5).reshape(len(boxes), -1, 2)
-    out[:, 0] = np.clip(p[..., 0].min(1), 0, w)
-    out[:, 1] = np.clip(p[..., 1].min(1), 0, h)
-    out[:, 2] = np.clip(p[..., 0].max(1), 0, w)
-    out[:, 3] = np.clip(p[..., 1].max(1), 0, h)
+    out[:, 0], out[:, 1] = p[..., 0].min(1), p[..., 1].min(1)
+    out[:, 2], out[:, 3] = p[..., 0].max(1), p[..., 1].max(1)
+    if clip:
+        out[:, 0:3:2] = np.clip(out[:, 0:3:2], 0, w)
+        out[:, 1:4:2] = np.clip(out[:, 1:4:2], 0, h)
     return out
 
 

@@ -116,6 +116,7 @@ def apply_sequence(
     rng: np.random.Generator | int | None = None,
     fuse: bool = True,
     interpolation: Any = "bilinear",
+    clip_boxes: bool = True,
 ) -> Any:
     """Apply TFs in order to ``image`` (and, if given, its targets).
 
@@ -145,6 +146,10 @@ def apply_sequence(
         torchvision's AutoAugment family uses by default; its warps are about 4x faster at 224x224 and geometric
         TFs then only copy existing pixel values. Masks always use nearest, taking the very pixels a nearest image
         takes (so a mask equal to the image stays equal to it); boxes and keypoints do not depend on it.
+    clip_boxes:
+        Clip moved boxes to the image (default). ``False`` returns the boxes enclosing the moved outlines as they
+        are, partly or wholly outside the image, for a caller that filters by the share left visible and clips
+        itself (Albumentations' ``min_visibility``, torchvision boxes with ``clamping_mode=None``).
 
     Returns
     -------
@@ -202,7 +207,7 @@ def apply_sequence(
     if tgt is not None and _BOX_POINTS in tgt:
         pts = tgt.pop(_BOX_POINTS)
         if pts is not unmoved_box_points:  # only geometric steps touch boxes (no clipping for intensity TFs)
-            tgt["bboxes"] = geo.boxes_from_points(tgt["bboxes"], pts, h, w)
+            tgt["bboxes"] = geo.boxes_from_points(tgt["bboxes"], pts, h, w, clip=clip_boxes)
     return img if tgt is None else (img, tgt)
 
 

@@ -206,6 +206,18 @@ def collect_tv_targets(
     return targets, slots
 
 
+def check_mask_sizes(flat: list[Any], image_positions: list[int], h: int, w: int) -> None:
+    """Refuse a ``tv_tensors.Mask`` of another height or width than the images, before the draw, so that it fails
+    whatever p draws (not only on the calls that move it)."""
+    if not any(isinstance(x, torch.Tensor) for i, x in enumerate(flat) if i not in image_positions):
+        return
+    from torchvision import tv_tensors
+
+    for i, x in enumerate(flat):
+        if i not in image_positions and isinstance(x, tv_tensors.Mask) and tuple(x.shape[-2:]) != (h, w):
+            raise ValueError(f"a Mask of shape {tuple(x.shape)} does not match the {h}x{w} image")
+
+
 def restore_tv_targets(
     flat: list[Any], slots: list[tuple[int, str, Any]], moved: dict[str, Any], h: int, w: int
 ) -> None:

@@ -80,12 +80,14 @@ class PolicyAlbumentationsAdapter(PolicyTransformBase):
         # As the positional path: float16 and float64 run in float32 and come back in their dtype.
         return in_float32(lambda a: self._apply_image(a, {"tf_ids": tf_ids, "tf_seed": tf_seed}), img)
 
-    def _targets_only(self, shape: tuple[int, ...], tf_ids: np.ndarray, tf_seed: int, **targets: Any) -> dict:
+    def _targets_only(
+        self, shape: tuple[int, ...], tf_ids: np.ndarray, tf_seed: int, clip_boxes: bool = True, **targets: Any
+    ) -> dict:
         # Geometry and random fields depend only on (ids, image shape, seed): replay them on a blank canvas. The
         # canvas has the image's channels too, so TFs that draw per-pixel noise consume the generator exactly as
         # they did on the image, and a later random warp (elastic) gets the same field.
         canvas = np.zeros(tuple(shape), dtype=np.uint8)
-        _, moved = self._apply_np(canvas, {"tf_ids": tf_ids, "tf_seed": tf_seed}, targets)
+        _, moved = self._apply_np(canvas, {"tf_ids": tf_ids, "tf_seed": tf_seed}, targets, clip_boxes)
         return moved
 
     def apply_to_mask(self, mask: np.ndarray, tf_ids: np.ndarray, tf_seed: int, **params: Any) -> np.ndarray:
@@ -106,7 +108,9 @@ class PolicyAlbumentationsAdapter(PolicyTransformBase):
         scale = np.array([w, h, w, h], dtype=np.float64)
         pix = np.asarray(bboxes, dtype=np.float64).copy()
         pix[:, :4] *= scale
-        moved = self._targets_only(params["shape"], tf_ids, tf_seed, bboxes=pix)["bboxes"]
+        # Unclipped, as A.Affine returns them: Compose's postprocessing measures min_visibility against the boxes
+        # as moved, then clips and filters them itself.
+        moved = self._targets_only(params["shape"], tf_ids, tf_seed, clip_boxes=False, bboxes=pix)["bboxes"]
         out = np.asarray(bboxes, dtype=np.float64).copy()
         out[:, :4] = moved[:, :4] / scale
         return out.astype(np.asarray(bboxes).dtype, copy=False)

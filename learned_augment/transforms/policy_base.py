@@ -110,11 +110,14 @@ class PolicyTransformBase(DualTransform):
         self._names_pending = False
 
     def _record_draw(self, params: dict[str, Any]) -> None:
-        """Record a drawn single-sample ``params`` as :attr:`last_params`, its ``tf_ids_str`` added on first read."""
+        """Record drawn ``params`` as :attr:`last_params`, its ``tf_ids_str`` added on first read."""
         self._last_params = params
         self._names_pending = True
 
-    def _names(self, ids: np.ndarray) -> list[str]:
+    def _names(self, ids: np.ndarray) -> list[Any]:
+        """Id strings of a sequence's TF indices (one list per sample for a batch's ``(B, L)``)."""
+        if np.ndim(ids) == 2:
+            return [self._names(row) for row in ids]
         return [self.tfset[int(i)].id for i in ids]
 
     # ------------------------------------------------------------------------------------------ randomness
@@ -208,14 +211,26 @@ class PolicyTransformBase(DualTransform):
 
     # ------------------------------------------------------------------------------------------ application
 
-    def _apply_image(self, image: np.ndarray, params: dict[str, Any], targets: dict[str, Any] | None = None) -> Any:
+    def _apply_image(
+        self,
+        image: np.ndarray,
+        params: dict[str, Any],
+        targets: dict[str, Any] | None = None,
+        clip_boxes: bool = True,
+    ) -> Any:
         """:meth:`_apply_np` on an image (not a target's blank canvas), checked against the policy's fit after it
         was accepted: ``(H, W)`` or ``(H, W, C)``."""
-        out = self._apply_np(image, params, targets)
+        out = self._apply_np(image, params, targets, clip_boxes)
         self._check_fit(1 if image.ndim == 2 else image.shape[2], image.shape[0], image.shape[1])
         return out
 
-    def _apply_np(self, image: np.ndarray, params: dict[str, Any], targets: dict[str, Any] | None = None) -> Any:
+    def _apply_np(
+        self,
+        image: np.ndarray,
+        params: dict[str, Any],
+        targets: dict[str, Any] | None = None,
+        clip_boxes: bool = True,
+    ) -> Any:
         # The seed, not a generator: apply_sequence seeds one only if a TF of the sequence draws.
         return apply_sequence(
             image,
@@ -224,6 +239,7 @@ class PolicyTransformBase(DualTransform):
             targets=targets,
             rng=int(params["tf_seed"]),
             interpolation=self.interpolation,
+            clip_boxes=clip_boxes,
         )
 
     def _check_fit(self, channels: int, h: int, w: int) -> None:

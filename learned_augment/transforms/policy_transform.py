@@ -17,9 +17,11 @@ import torch
 
 from ..ops.sequence import apply_sequence
 from ..pretrained import card_p
+from .albumentations_base import HAS_ALBUMENTATIONS
 from .inputs import (
     are_batches,
     check_input_image,
+    check_mask_sizes,
     collect_tv_targets,
     find_images,
     flatten,
@@ -95,8 +97,8 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
     behind the ``(C, H, W)`` shape, as ``torch.from_numpy(hwc).permute(2, 0, 1)`` gives) keeps that layout.
 
     After each call :attr:`last_params` holds what was applied (``{"applied", "tf_ids", "tf_seed", "tf_ids_str"}``;
-    for a batch ``applied`` is a list and ``tf_ids`` is ``(B, L)``); pass it to :meth:`replay` to apply exactly the
-    same to another input.
+    for a batch ``applied`` is a list, ``tf_ids`` is ``(B, L)`` and ``tf_ids_str`` one list per sample); pass it to
+    :meth:`replay` to apply exactly the same to another input.
 
     Keypoints (torchvision ``KeyPoints``, Albumentations ``keypoints``) are in pixel-index coordinates (a mirror maps
     ``x`` to ``W - 1 - x``), boxes in continuous ones (``x`` to ``W - x``), as in both libraries. Albumentations
@@ -120,6 +122,13 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
     def __call__(self, *args: Any, force_apply: bool = False, **kwargs: Any) -> Any:
         if args and not kwargs:
             return self._positional_call(args[0] if len(args) == 1 else args)
+        if HAS_ALBUMENTATIONS and not args:
+            # Before the apply-or-skip draw, as on the positional path: a bad image fails whatever p draws.
+            if kwargs.get("image") is not None:
+                check_input_image(kwargs["image"])
+            images = kwargs.get("images")
+            for image in images if images is not None else ():
+                check_input_image(image)
         return super().__call__(*args, force_apply=force_apply, **kwargs)
 
     def replay(self, inpt: Any, params: dict[str, Any]) -> Any:
@@ -152,6 +161,7 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
         h, w = shared_size(images)
         for image in images:
             check_input_image(image)
+        check_mask_sizes(flat, positions, h, w)
         params = self._single_params(params)
         if not params["applied"]:
             return inputs
@@ -165,10 +175,12 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
             return unflatten(flat, spec)
         if targets:
             moved_targets: Any = None
+            # Boxes made with clamping_mode=None may leave the canvas, as torchvision's own kernels leave them.
+            clip = not any(key == "bboxes" and getattr(box, "clamping_mode", "soft") is None for _, key, box in slots)
 
             def run(a: np.ndarray) -> np.ndarray:
                 nonlocal moved_targets
-                res, moved_targets = self._apply_image(a, params, targets)
+                res, moved_targets = self._apply_image(a, params, targets, clip_boxes=clip)
                 return res
 
             # The targets move once, with the first image: the others share its size and its params.
@@ -242,7 +254,7 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
             else:
                 ids = self._sampler.take(b)
             seed = int(rng.integers(2**63 - 1))
-            self.last_params = {"applied": apply.tolist(), "tf_ids": ids, "tf_seed": seed}
+            self._record_draw({"applied": apply.tolist(), "tf_ids": ids, "tf_seed": seed})
             return apply, ids, seed
         if "tf_ids" not in params and not np.any(params.get("applied", True)):
             return None  # recorded on a call that augmented nothing: nothing to replay

@@ -156,3 +156,10 @@ def test_batched_nearest_matches_cpu_nearest(dtype: torch.dtype) -> None:
 def test_batched_path_refuses_other_modes() -> None:
     with pytest.raises(ValueError, match="interpolation must be"):
         apply_sequence_batch(torch.zeros(1, 3, 8, 8), np.zeros((1, 1), int), TFSet(["rotate(+5)"]), interpolation=3)
+
+
+def test_a_refused_plain_int_points_to_pils_enum() -> None:
+    # Pillow's plain-int BILINEAR is 2 (OpenCV's INTER_CUBIC): the error names the spelling that works.
+    with pytest.raises(ValueError, match=r"for PIL pass Image\.Resampling\.BILINEAR"):
+        resolve_interpolation(2)
+    assert resolve_interpolation(Image.Resampling.BILINEAR) == "bilinear"

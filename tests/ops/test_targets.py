@@ -248,6 +248,13 @@ def test_boxes_are_clipped_to_the_image() -> None:
     assert t["bboxes"][0, 2] == W and t["bboxes"][0, 0] == RECT[0] + 0.5 * W
 
 
+def test_clip_boxes_false_keeps_what_left_the_image() -> None:
+    img, _ = scene()
+    _, t = apply_sequence(img, ["translate_x(+0.5)"], targets={"bboxes": [RECT]}, clip_boxes=False)
+    assert t["bboxes"][0, 2] == pytest.approx(RECT[2] + 0.5 * W) and t["bboxes"][0, 2] > W
+    assert t["bboxes"][0, 0] == pytest.approx(RECT[0] + 0.5 * W)
+
+
 @pytest.mark.parametrize(
     ("targets", "error", "match"),
     [

@@ -374,3 +374,45 @@ def test_strict_flag_of_albumentations_2_is_accepted() -> None:
     )
     with pytest.raises(TypeError, match="strict must be True or False"):
         LearnedPolicyTransform(policy, strict="yes")
+
+
+@pytest.mark.parametrize("fmt", ["pascal_voc", "coco", "yolo"])
+@pytest.mark.parametrize("min_visibility", [0.0, 0.5])
+def test_min_visibility_filters_boxes_as_after_a_affine(fmt: str, min_visibility: float) -> None:
+    """Boxes come back unclipped, so Compose measures how much of each left the image (as after A.Affine)."""
+    from learned_augment import UniformPolicy
+
+    h, w = 40, 60  # translate_x(+0.25) moves 15 px right: the first box leaves two thirds of itself behind
+    voc = np.array([[40.0, 5.0, 58.0, 20.0], [5.0, 5.0, 15.0, 15.0]])
+    boxes = {
+        "pascal_voc": voc,
+        "coco": np.c_[voc[:, :2], voc[:, 2:] - voc[:, :2]],
+        "yolo": np.c_[(voc[:, :2] + voc[:, 2:]) / 2, voc[:, 2:] - voc[:, :2]] / [w, h, w, h],
+    }[fmt]
+
+    def run(t: A.BasicTransform) -> dict:
+        params = A.BboxParams(format=fmt, label_fields=["labels"], min_visibility=min_visibility)
+        return A.Compose([t], bbox_params=params, seed=0)(
+            image=np.zeros((h, w, 3), np.uint8), bboxes=boxes, labels=[1, 2]
+        )
+
+    ours = run(LearnedPolicyTransform(UniformPolicy(["translate_x(+0.25)"], seq_len=1)))
+    theirs = run(A.Affine(translate_px={"x": 15, "y": 0}, p=1.0))
+    assert list(ours["labels"]) == list(theirs["labels"]) == ([1, 2] if min_visibility == 0.0 else [2])
+    np.testing.assert_allclose(np.asarray(ours["bboxes"]), np.asarray(theirs["bboxes"]), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("image", "error"),
+    [(np.zeros((8, 8, 3), np.int64), TypeError), (np.full((8, 8, 3), np.nan, np.float32), ValueError)],
+)
+def test_a_bad_image_fails_whatever_p_draws(image: np.ndarray, error: type) -> None:
+    from learned_augment import UniformPolicy
+
+    pipeline = A.Compose([LearnedPolicyTransform(UniformPolicy(["rotate(+5)"], seq_len=1), p=0.5)], seed=0)
+    for _ in range(8):  # at p = 0.5 the transform skips about half the calls: each must still refuse the image
+        with pytest.raises(error):
+            pipeline(image=image)
+    skipped = A.Compose([LearnedPolicyTransform(UniformPolicy(["rotate(+5)"], seq_len=1), p=0.0)], seed=0)
+    with pytest.raises(error):
+        skipped(image=image)

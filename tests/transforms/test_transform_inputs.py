@@ -101,7 +101,9 @@ def test_batch_round_trips_type_shape_dtype(dtype: torch.dtype, tv: bool, changi
     x = tv_tensors.Image(x) if tv else x
     out = changing(x)
     assert type(out) is type(x) and out.shape == x.shape and out.dtype == x.dtype
-    assert changing.last_params["tf_ids"].shape == (3, 3)
+    lp = changing.last_params
+    assert lp["tf_ids"].shape == (3, 3)
+    assert lp["tf_ids_str"] == [[changing.tfset[int(i)].id for i in row] for row in lp["tf_ids"]]
     assert all(not torch.equal(out[i], x[i]) for i in range(3))
 
 

@@ -292,3 +292,28 @@ def test_boxes_keep_their_metadata(fmt: str) -> None:
     assert out.format == boxes.format and out.canvas_size == boxes.canvas_size and out.dtype == boxes.dtype
     if kwargs:
         assert out.clamping_mode == "hard"
+
+
+@pytest.mark.skipif(
+    "clamping_mode" not in inspect.signature(tv_tensors.BoundingBoxes.__new__).parameters,
+    reason="clamping_mode arrived in torchvision 0.23",
+)
+@pytest.mark.parametrize("mode", ["soft", "hard", None])
+def test_boxes_are_clamped_as_their_clamping_mode_says(mode: str | None) -> None:
+    """As torchvision's own affine: clamped to the canvas, or not at all when ``clamping_mode=None``."""
+    box = [[40.0, 5.0, 58.0, 20.0]]  # translate_x(+0.25) moves it 15 px right, past the 60-px canvas
+    boxes = tv_tensors.BoundingBoxes(box, format="XYXY", canvas_size=(40, 60), clamping_mode=mode)
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet(["translate_x(+0.25)"]), seq_len=1))
+    out = t({"image": tv_tensors.Image(torch.zeros(3, 40, 60, dtype=torch.uint8)), "boxes": boxes})["boxes"]
+    theirs = TF.affine(boxes, angle=0.0, translate=[15, 0], scale=1.0, shear=[0.0, 0.0])
+    assert out.clamping_mode == mode
+    torch.testing.assert_close(out.as_subclass(torch.Tensor), theirs.as_subclass(torch.Tensor))
+    assert out[0, 2].item() == (73.0 if mode is None else 60.0)
+
+
+def test_a_mask_of_another_size_fails_whatever_p_draws(geo_policy: MeanFieldPolicy) -> None:
+    image = tv_tensors.Image(torch.zeros(3, 40, 60, dtype=torch.uint8))
+    mask = tv_tensors.Mask(torch.zeros(41, 60, dtype=torch.uint8))
+    for p in (0.0, 1.0):
+        with pytest.raises(ValueError, match=r"Mask of shape \(41, 60\) does not match the 40x60 image"):
+            LearnedPolicyTransform(geo_policy, p=p, seed=0)((image, mask))
