@@ -57,7 +57,7 @@ def resolve_interpolation(interpolation: object) -> str:
         mode = "bilinear"
     if mode not in INTERPOLATIONS:
         hint = ""
-        if isinstance(interpolation, int) and not isinstance(interpolation, bool):
+        if type(interpolation) is int:
             # Pillow's plain-int constants (Image.BILINEAR == 2) collide with OpenCV's numbers.
             hint = " (plain integers are OpenCV flags; for PIL pass Image.Resampling.BILINEAR or .NEAREST)"
         raise ValueError(

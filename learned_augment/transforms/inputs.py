@@ -207,8 +207,14 @@ def collect_tv_targets(
 
 
 def check_mask_sizes(flat: list[Any], image_positions: list[int], h: int, w: int) -> None:
-    """Refuse a ``tv_tensors.Mask`` of another height or width than the images, before the draw, so that it fails
-    whatever p draws (not only on the calls that move it)."""
+    """Refuse a ``tv_tensors.Mask`` (``(..., H, W)``) of another height or width than the ``h`` x ``w`` images,
+    before the draw, so that it fails whatever p draws (not only on the calls that move it).
+
+    Raises
+    ------
+    ValueError
+        Naming the mask's shape and the images' size.
+    """
     if not any(isinstance(x, torch.Tensor) for i, x in enumerate(flat) if i not in image_positions):
         return
     from torchvision import tv_tensors

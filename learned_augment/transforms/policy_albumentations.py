@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .inputs import in_float32
+from .albumentations_base import HAS_ALBUMENTATIONS
+from .inputs import check_input_image, in_float32
 from .policy_base import PolicyTransformBase, process_rank
 
 _ANGLE, _SCALE = 3, 4
@@ -43,6 +44,18 @@ def _turn_and_scale(along: np.ndarray, across: np.ndarray, moved: np.ndarray, n:
 
 class PolicyAlbumentationsAdapter(PolicyTransformBase):
     """The ``DualTransform`` contract over the shared core."""
+
+    def __call__(self, *args: Any, force_apply: bool = False, **kwargs: Any) -> Any:
+        if HAS_ALBUMENTATIONS and not args:
+            # Before the apply-or-skip draw, as on the positional path: a bad image fails whatever p draws.
+            extra = getattr(self, "_additional_targets", {})
+            for key in ("image", *(k for k, kind in extra.items() if kind == "image")):
+                if kwargs.get(key) is not None:
+                    check_input_image(kwargs[key])
+            for key in ("images", *(k for k, kind in extra.items() if kind == "images")):
+                for image in kwargs[key] if kwargs.get(key) is not None else ():
+                    check_input_image(image)
+        return super().__call__(*args, force_apply=force_apply, **kwargs)
 
     def set_random_seed(self, seed: int | None) -> None:
         super().set_random_seed(seed)

@@ -114,10 +114,10 @@ class PolicyTransformBase(DualTransform):
         self._last_params = params
         self._names_pending = True
 
-    def _names(self, ids: np.ndarray) -> list[Any]:
+    def _names(self, ids: np.ndarray) -> list[str] | list[list[str]]:
         """Id strings of a sequence's TF indices (one list per sample for a batch's ``(B, L)``)."""
         if np.ndim(ids) == 2:
-            return [self._names(row) for row in ids]
+            return [[self.tfset[int(i)].id for i in row] for row in ids]
         return [self.tfset[int(i)].id for i in ids]
 
     # ------------------------------------------------------------------------------------------ randomness

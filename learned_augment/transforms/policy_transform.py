@@ -17,7 +17,6 @@ import torch
 
 from ..ops.sequence import apply_sequence
 from ..pretrained import card_p
-from .albumentations_base import HAS_ALBUMENTATIONS
 from .inputs import (
     are_batches,
     check_input_image,
@@ -122,13 +121,6 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
     def __call__(self, *args: Any, force_apply: bool = False, **kwargs: Any) -> Any:
         if args and not kwargs:
             return self._positional_call(args[0] if len(args) == 1 else args)
-        if HAS_ALBUMENTATIONS and not args:
-            # Before the apply-or-skip draw, as on the positional path: a bad image fails whatever p draws.
-            if kwargs.get("image") is not None:
-                check_input_image(kwargs["image"])
-            images = kwargs.get("images")
-            for image in images if images is not None else ():
-                check_input_image(image)
         return super().__call__(*args, force_apply=force_apply, **kwargs)
 
     def replay(self, inpt: Any, params: dict[str, Any]) -> Any:

@@ -163,3 +163,6 @@ def test_a_refused_plain_int_points_to_pils_enum() -> None:
     with pytest.raises(ValueError, match=r"for PIL pass Image\.Resampling\.BILINEAR"):
         resolve_interpolation(2)
     assert resolve_interpolation(Image.Resampling.BILINEAR) == "bilinear"
+    with pytest.raises(ValueError) as refused:
+        resolve_interpolation(Image.Resampling.BICUBIC)  # already PIL's enum: no hint about plain integers
+    assert "plain integers" not in str(refused.value)

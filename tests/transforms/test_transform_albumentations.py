@@ -22,7 +22,7 @@ from transform_helpers import (
 )
 
 from learned_augment.ops import TFSet, apply_sequence
-from learned_augment.policy import MeanFieldPolicy
+from learned_augment.policy import MeanFieldPolicy, UniformPolicy
 from learned_augment.transforms import LearnedPolicyTransform
 
 N_DRAWS = 16
@@ -380,9 +380,7 @@ def test_strict_flag_of_albumentations_2_is_accepted() -> None:
 @pytest.mark.parametrize("min_visibility", [0.0, 0.5])
 def test_min_visibility_filters_boxes_as_after_a_affine(fmt: str, min_visibility: float) -> None:
     """Boxes come back unclipped, so Compose measures how much of each left the image (as after A.Affine)."""
-    from learned_augment import UniformPolicy
-
-    h, w = 40, 60  # translate_x(+0.25) moves 15 px right: the first box leaves two thirds of itself behind
+    h, w = 40, 60  # translate_x(+0.25) moves 15 px right: 5 of the first box's 18 px stay on the image
     voc = np.array([[40.0, 5.0, 58.0, 20.0], [5.0, 5.0, 15.0, 15.0]])
     boxes = {
         "pascal_voc": voc,
@@ -407,8 +405,6 @@ def test_min_visibility_filters_boxes_as_after_a_affine(fmt: str, min_visibility
     [(np.zeros((8, 8, 3), np.int64), TypeError), (np.full((8, 8, 3), np.nan, np.float32), ValueError)],
 )
 def test_a_bad_image_fails_whatever_p_draws(image: np.ndarray, error: type) -> None:
-    from learned_augment import UniformPolicy
-
     pipeline = A.Compose([LearnedPolicyTransform(UniformPolicy(["rotate(+5)"], seq_len=1), p=0.5)], seed=0)
     for _ in range(8):  # at p = 0.5 the transform skips about half the calls: each must still refuse the image
         with pytest.raises(error):
@@ -416,3 +412,10 @@ def test_a_bad_image_fails_whatever_p_draws(image: np.ndarray, error: type) -> N
     skipped = A.Compose([LearnedPolicyTransform(UniformPolicy(["rotate(+5)"], seq_len=1), p=0.0)], seed=0)
     with pytest.raises(error):
         skipped(image=image)
+    second = A.Compose(
+        [LearnedPolicyTransform(UniformPolicy(["rotate(+5)"], seq_len=1), p=0.0)],
+        additional_targets={"image2": "image"},
+        seed=0,
+    )
+    with pytest.raises(error):
+        second(image=np.zeros((8, 8, 3), np.uint8), image2=image)
