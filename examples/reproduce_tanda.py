@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import shlex
 import sys
 import time
@@ -411,7 +412,15 @@ FIT_FLAGS = {
     "diversity": "diversity",
     "entropy": "entropy",
     "jitter": "jitter",
+    "fit_subset": "subset",
 }
+
+
+def fit_images(args: argparse.Namespace) -> float:
+    """The most pool images a fit sees: ``--fit-subset`` or ``fit_policy``'s default ``subset``."""
+    default = inspect.signature(fit_policy).parameters["subset"].default
+    subset = args.fit_subset if args.fit_subset is not None else default
+    return math.inf if subset is None else subset
 
 
 def fit_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -613,7 +622,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group.add_argument("--entropy", type=float, help="weight of the entropy bonus")
     group.add_argument("--jitter", action="store_true", default=None, help="sub-pixel jitter before the discriminator")
     group.add_argument("--fit-seed", type=int, default=0)
-    group.add_argument("--fit-limit", type=int, help="fit on a random subset of this many pool images")
+    group.add_argument(
+        "--fit-limit", type=int, help="fit on a random subset of this many pool images (one fixed draw for every seed)"
+    )
+    group.add_argument(
+        "--fit-subset", type=int, help="fit_policy's subset: a random subset of this many pool images, per fit seed"
+    )
     group.add_argument(
         "--d-standardize",
         action="store_true",
@@ -662,6 +676,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("--seeds and --fit-steps must be >= 1")
     if args.val < 0:
         ap.error("--val must be >= 0")
+    if any(n is not None and n < 1 for n in (args.fit_subset, args.fit_limit)):
+        ap.error("--fit-subset and --fit-limit must be >= 1")
     if args.pool_limit is not None and args.pool_limit < 10:
         ap.error("--pool-limit must be >= 10")
     args.epochs = args.epochs or (20 if mnist else 60)
@@ -741,7 +757,7 @@ def main(argv: list[str] | None = None) -> None:
             "overrides": fit_overrides(args) or "none: fit_policy's defaults",
             **({"no_op_floor": args.no_op_floor} if args.no_op_floor is not None else {}),
             "seed": args.fit_seed,
-            "pool_images": min(len(split.pool_x), args.fit_limit or len(split.pool_x)),
+            "pool_images": min(len(split.pool_x), args.fit_limit or len(split.pool_x), fit_images(args)),
             **({} if fitted else {"not_run": "no policy fitted in this run (a learned row loads its file: see fits)"}),
         },
         "threads": args.threads,

@@ -7,6 +7,7 @@ a traceback means a bug.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import sys
@@ -39,6 +40,7 @@ FIT_OPTIONS = (
     "device",
     "seed",
     "checkpoint",
+    "subset",
 )
 REFINE_FIT_OPTIONS = ("stages", "steps", "device", "seed")
 
@@ -122,13 +124,18 @@ def _set_threads(n: int) -> None:
     cv2.setNumThreads(1)
 
 
-def _load_images(spec: str, limit: int | None = None, image_size: Sequence[int] | None = None) -> np.ndarray:
+def _load_images(
+    spec: str,
+    limit: int | None = None,
+    image_size: Sequence[int] | None = None,
+    subset: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
     size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
     from .data import as_images, load_sample
 
-    if spec == "sample":
-        return as_images(load_sample()[0], limit=limit, image_size=size)
-    return as_images(spec, limit=limit, image_size=size)
+    data = load_sample()[0] if spec == "sample" else spec
+    return as_images(data, limit=limit, image_size=size, subset=subset, seed=seed)
 
 
 def _open(spec: str) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
@@ -156,13 +163,17 @@ def _is_refiner(artifact: Any) -> bool:
 
 def cmd_fit(a: argparse.Namespace) -> int:
     from .arguments import check_device
-    from .fit import fit_policy
+    from .fit import fit_policy, loop
 
     _check_out(a.out, ".safetensors")
     if a.device is not None:
         check_device(a.device, "--device")
     _set_threads(a.threads)
-    images = _load_images(a.data, a.limit, a.image_size)
+    # Only the random subset fit_policy would keep is read (the same draw: fit_policy keeps all of it).
+    defaults = inspect.signature(loop.fit_policy).parameters
+    subset = a.subset if a.subset is not None else defaults["subset"].default
+    seed = a.seed if a.seed is not None else defaults["seed"].default
+    images = _load_images(a.data, a.limit, a.image_size, subset, seed)
     policy = fit_policy(images, **_given(a, FIT_OPTIONS), progress=not a.no_progress)
     policy.save(a.out)
     prov = policy.provenance
@@ -357,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--device", help="cpu, cuda or cuda:N")
     f.add_argument("--seed", type=_non_negative)
     f.add_argument("--checkpoint", help="checkpoint file: written during the fit, resumed from if it exists")
-    f.add_argument("--limit", type=_positive, help="use at most this many images")
+    f.add_argument("--limit", type=_positive, help="use at most this many images (the first ones)")
+    f.add_argument("--subset", type=_positive, help="fit on a random subset of this many images (drawn from --seed)")
     f.add_argument(
         "--image-size", type=_positive, nargs=2, metavar=("H", "W"), help="resize every image to H x W as it is read"
     )

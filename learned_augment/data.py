@@ -10,6 +10,7 @@ and all must share one size unless ``image_size`` resizes them as they are read.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import numbers
 import os
 import warnings
@@ -21,8 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from .arguments import check_int, check_size
+from .arguments import MAX_SEED, check_int, check_size
 
+# random_subset's stream of a seed: fit_policy's draws use streams 0-5 and, in distributed fits, 4 + 16k and
+# 5 + 16k (learned_augment/fit/loop.py); 7 is free in both.
+SUBSET_STREAM = 7
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
 
@@ -122,24 +126,63 @@ def _resized(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return out[:, :, None] if out.ndim == 2 else out
 
 
-def as_images(data: Any, limit: int | None = None, image_size: int | tuple[int, int] | None = None) -> np.ndarray:
+def random_subset(n_items: int, size: int, seed: int) -> np.ndarray:
+    """Positions of a random subset of items, the same for the same arguments.
+
+    Parameters
+    ----------
+    n_items:
+        Number of items to draw from.
+    size:
+        Items to keep; all of them where ``size >= n_items``.
+    seed:
+        An integer in [0, 2**64). The draw uses a stream of its own (see ``SUBSET_STREAM``), so a fit's other
+        draws of the same seed are the same with and without a subset.
+
+    Returns
+    -------
+    np.ndarray
+        ``(min(size, n_items),)`` int64 positions, sorted, without repeats.
+    """
+    n_items = check_int(n_items, "n_items", 0)
+    size = check_int(size, "size", 1)
+    seed = check_int(seed, "seed", 0, MAX_SEED)
+    if size >= n_items:
+        return np.arange(n_items, dtype=np.int64)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, SUBSET_STREAM, 0]))
+    return np.sort(rng.choice(n_items, size, replace=False)).astype(np.int64)
+
+
+def as_images(
+    data: Any,
+    limit: int | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    subset: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
     """Collect ``data`` into one ``(N, H, W, C)`` uint8 array (C is 1 or 3). See the module docstring.
 
     ``image_size`` (an int or ``(height, width)``) resizes every image to it as it is read, so that a folder of
-    photos of many sizes can be used; without it all images must have one size.
+    photos of many sizes can be used; without it all images must have one size. ``limit`` keeps the first items;
+    ``subset`` then a random ``subset`` of them (:func:`random_subset` of ``seed``), read alone where ``data`` is a
+    folder, an array or a ``Dataset``.
     """
     if limit is not None:
         check_int(limit, "limit", 1)
+    if subset is not None:
+        check_int(subset, "subset", 1)
+        check_int(seed, "seed", 0, MAX_SEED)
     hw = check_size(image_size)
+    pick = (lambda n: np.arange(n)) if subset is None else (lambda n: random_subset(n, subset, seed))
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
         if not path.exists():
             raise FileNotFoundError(f"no such file or folder: {path}")
         if path.is_dir():
             files = _image_files(path, limit)
-            return _stack([_resized(_read_image(f), hw) for f in files])
+            return _stack([_resized(_read_image(files[i]), hw) for i in pick(len(files))])
         if path.suffix.lower() == ".npz":
-            return as_images(_read_npz(path), limit, hw)
+            return as_images(_read_npz(path), limit, hw, subset, seed)
         raise ValueError(f"{path}: expected a folder of images or an .npz file with an 'images' array")
     if isinstance(data, np.ndarray):
         arr = data[:limit] if limit is not None else data
@@ -147,6 +190,8 @@ def as_images(data: Any, limit: int | None = None, image_size: int | tuple[int, 
             arr = arr[..., None]
         if arr.ndim != 4 or arr.shape[3] not in (1, 3):
             raise ValueError(f"image array must be (N, H, W) or (N, H, W, C) with C in (1, 3); got {data.shape}")
+        if subset is not None and subset < len(arr):
+            arr = arr[pick(len(arr))]
         if len(arr) == 0:
             raise ValueError("no images given")
         if hw is not None and arr.shape[1:3] != hw:
@@ -156,14 +201,10 @@ def as_images(data: Any, limit: int | None = None, image_size: int | tuple[int, 
         return np.ascontiguousarray(arr)
     if hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (list, tuple)):
         n = len(data) if limit is None else min(limit, len(data))
-        return _stack([_resized(_image_of(data[i]), hw) for i in range(n)])
+        return _stack([_resized(_image_of(data[int(i)]), hw) for i in pick(n)])
     if isinstance(data, Iterable):
-        items = []
-        for i, item in enumerate(data):
-            if limit is not None and i >= limit:
-                break
-            items.append(_resized(_image_of(item), hw))
-        return _stack(items)
+        raw = list(itertools.islice(data, limit))  # only the picked items are decoded (a list of paths: read)
+        return _stack([_resized(_image_of(raw[i]), hw) for i in pick(len(raw))])
     raise TypeError(f"cannot read images from {type(data).__name__}")
 
 

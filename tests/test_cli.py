@@ -124,6 +124,19 @@ def test_unreadable_image_is_a_clear_error(tmp_path):
     assert proc.returncode == 2 and "cannot read image" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_fit_subset_reads_and_fits_the_same_random_subset_as_fit_policy(tmp_path):
+    from learned_augment.data import load_sample
+    from learned_augment.fit import fit_policy
+
+    out = tmp_path / "sub.safetensors"
+    args = ["fit", "sample", "--out", str(out), "--tfs", "mnist", "--steps", "2", "--batch-size", "4"]
+    assert main([*args, "--subset", "40", "--seed", "5", "--no-progress"]) == 0
+    prov = load_policy(str(out)).provenance
+    direct = fit_policy(load_sample()[0], "mnist", steps=2, batch_size=4, subset=40, seed=5, progress=False)
+    assert prov["n_items"] == 40 and prov["fit_args"]["subset"] == 40
+    assert prov["data_fingerprint"] == direct.provenance["data_fingerprint"]
+
+
 def test_bad_option_exits_nonzero():
     proc = subprocess.run(PY + ["fit"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -182,7 +195,7 @@ def fit_calls(monkeypatch):
     calls = []
 
     def record(images, **kwargs):
-        calls.append({"kwargs": kwargs, "torch": torch.get_num_threads(), "cv2": cv2.getNumThreads()})
+        calls.append({"kwargs": kwargs, "n": len(images), "torch": torch.get_num_threads(), "cv2": cv2.getNumThreads()})
         raise _FitCalled
 
     monkeypatch.setattr("learned_augment.fit.fit_policy", record)
@@ -204,6 +217,12 @@ def test_fit_passes_only_the_options_given(fit_calls, tmp_path):
         main(args + ["--min-steps", "7", "--tfs", "mnist", "--jitter", "--device", "cpu", "--seed", "3"])
     expected = {"epochs": 2.0, "min_steps": 7, "tfs": "mnist", "jitter": True, "device": "cpu", "seed": 3}
     assert fit_calls[0]["kwargs"] == {**expected, "progress": True}
+
+
+def test_fit_subset_reads_only_the_subset_and_passes_it_on(fit_calls, tmp_path):
+    with pytest.raises(_FitCalled):
+        main(["fit", "sample", "--out", str(tmp_path / "p.safetensors"), "--limit", "8", "--subset", "5"])
+    assert fit_calls[0]["kwargs"] == {"subset": 5, "progress": True} and fit_calls[0]["n"] == 5
 
 
 def test_every_fit_option_is_a_fit_policy_parameter():

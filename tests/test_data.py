@@ -153,3 +153,64 @@ def test_grey_files_among_colour_ones_are_read_as_colour(tmp_path: Path) -> None
     assert as_images([grey, grey]).shape == (2, 6, 8, 1)  # all grey stays grey
     with pytest.warns(UserWarning, match="read as colour"):
         assert as_images([grey, colour]).shape == (2, 6, 8, 3)
+
+
+class _CountingDataset(torch.utils.data.Dataset):
+    def __init__(self, images: np.ndarray) -> None:
+        self.images, self.read = images, []
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        self.read.append(i)
+        return self.images[i], 0
+
+
+def test_subset_is_the_same_random_pick_from_every_kind_of_data(tmp_path: Path, monkeypatch) -> None:
+    from learned_augment import data as data_module
+    from learned_augment.data import random_subset
+
+    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    keep = random_subset(40, 10, seed=3)
+    assert keep.dtype == np.int64 and len(np.unique(keep)) == 10 and np.all(np.diff(keep) > 0)
+    assert np.array_equal(keep, random_subset(40, 10, seed=3)) and not np.array_equal(keep, random_subset(40, 10, 4))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    paths = []
+    for i, img in enumerate(images):
+        paths.append(folder / f"{i:03d}.png")
+        cv2.imwrite(str(paths[-1]), img[:, :, ::-1])
+    np.savez(tmp_path / "x.npz", images=images)
+    read = []
+    real_read = data_module._read_image
+    monkeypatch.setattr(data_module, "_read_image", lambda p: read.append(p.name) or real_read(p))
+    ds = _CountingDataset(images)
+    for data in (images, ds, list(images), iter(images), folder, tmp_path / "x.npz", [str(p) for p in paths]):
+        read.clear()
+        assert np.array_equal(as_images(data, subset=10, seed=3), images[keep]), type(data)
+        assert read in ([], [paths[i].name for i in keep])  # files: only the picked ones are read
+    assert sorted(ds.read) == keep.tolist()  # a Dataset reads only the picked items
+    assert np.array_equal(as_images(images, subset=99), images)  # more than there is: all, in order
+    for data in (images, list(images), folder):
+        picked = as_images(data, limit=20, subset=5, seed=3)  # the first 20, then 5 of them
+        assert np.array_equal(picked, images[:20][random_subset(20, 5, 3)])
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [((10, 0, 0), ValueError, "^size"), ((10, 2, -1), ValueError, "^seed"), ((-3, 2, 0), ValueError, "^n_items")],
+)
+def test_bad_random_subset_arguments_are_named(args, error, match) -> None:
+    from learned_augment.data import random_subset
+
+    with pytest.raises(error, match=match):
+        random_subset(*args)
+
+
+@pytest.mark.parametrize(("kw", "error"), [({"subset": 0}, ValueError), ({"subset": 2.5}, TypeError)])
+def test_bad_subset_is_refused(kw, error) -> None:
+    with pytest.raises(error, match="^subset"):
+        as_images(np.zeros((4, 8, 8), np.uint8), **kw)
+    with pytest.raises(TypeError, match="^seed"):
+        as_images(np.zeros((4, 8, 8), np.uint8), subset=2, seed=1.5)

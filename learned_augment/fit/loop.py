@@ -34,7 +34,7 @@ from torch.nn import functional as F
 
 from .._version import __version__
 from ..arguments import MAX_SEED, check_device, check_int, check_number, check_size
-from ..data import as_images, fingerprint
+from ..data import as_images, fingerprint, random_subset
 from ..io import (
     ArtifactError,
     check_optimizer_state,
@@ -238,6 +238,7 @@ def fit_policy(
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
     limit: int | None = None,
+    subset: int | None = None,
     image_size: int | tuple[int, int] | None = None,
     distributed: bool = False,
 ) -> Policy:
@@ -325,7 +326,10 @@ def fit_policy(
     callbacks:
         Called as ``cb(step, metrics, policy)`` after every step.
     limit:
-        Use at most this many items of ``data``.
+        Use at most this many items of ``data``: the first ones.
+    subset:
+        Fit on a random subset of this many items (drawn from ``seed``; all of them where ``data`` holds fewer).
+        The length of the fit (``epochs``) counts passes over the subset.
     image_size:
         Resize every image to this size (an int or ``(height, width)``) as it is read: a folder of photos of many
         sizes needs it (images of one size need nothing), stretched to it without keeping their aspect ratio
@@ -368,6 +372,7 @@ def fit_policy(
     min_steps = check_int(min_steps, "min_steps", 1)
     steps = None if steps is None else check_int(steps, "steps", 1)
     limit = None if limit is None else check_int(limit, "limit", 1)
+    subset = None if subset is None else check_int(subset, "subset", 1)
     image_size = check_size(image_size)
     # The checked values are the ones used: SGD accepts lr=nan, and a numpy scalar would pass; either would only
     # surface at the first checkpoint, as a JSON error about the config.
@@ -388,10 +393,9 @@ def fit_policy(
     dtype = reward_dtype(reward_precision, dev, builtin_discriminator=discriminator is None)
     rollout_mode = resolve_rollouts(rollouts, dev, tfset, is_image)
     if is_image:
-        items = as_images(data, limit=limit, image_size=image_size)
+        items = as_images(data, limit=limit, image_size=image_size, subset=subset, seed=seed)
         collate_fn: Callable[[list[Any]], torch.Tensor] = lambda xs: _images_to_tensor(np.stack(xs))
         data_fp = fingerprint(items)
-        n_items = len(items)
     else:
         if discriminator is None or collate is None:
             raise ValueError("non-image data needs both a discriminator and a collate function")
@@ -399,8 +403,10 @@ def fit_policy(
         if not items:
             raise ValueError("no data given")
         collate_fn = collate
+        if subset is not None:
+            items = [items[i] for i in random_subset(len(items), subset, seed)]  # type: ignore[assignment]
         data_fp = f"n={len(items)}"
-        n_items = len(items)
+    n_items = len(items)
     per_epoch = steps_per_epoch(n_items, batch_size)
     batch_size = min(batch_size, n_items)
     total_steps = fit_length(n_items, batch_size, epochs, steps, min_steps)
@@ -447,6 +453,7 @@ def fit_policy(
             "reward_precision": reward_precision,
             "rollouts": rollouts,
             "seed": seed,
+            "subset": subset,
             "total_steps": total_steps,
             "data": data_fp,
         }
@@ -815,8 +822,8 @@ def _save_checkpoint(path, config, step, history, elapsed, policy, disc, opt_d, 
 def _load_checkpoint(path, config, policy, disc, opt_d, opt_g) -> tuple[int, dict[str, list[float]], float]:
     tensors, meta = load_artifact(path, kind=CHECKPOINT_KIND)
     saved = meta.get("config")
-    if isinstance(saved, dict) and "rollouts" not in saved:
-        saved = {**saved, "rollouts": "auto"}  # written before fit_policy had ``rollouts``
+    if isinstance(saved, dict):  # written before fit_policy had ``rollouts`` or ``subset``
+        saved = {"rollouts": "auto", "subset": None, **saved}
     if saved != config:
         diff = sorted(k for k in set(config) | set(saved or {}) if (saved or {}).get(k) != config.get(k))
         raise ArtifactError(

@@ -85,6 +85,24 @@ def test_resume_with_other_settings_is_refused(digits, tmp_path):
         fit_policy(digits, "mnist", "lstm", seed=2, checkpoint=ckpt, **FAST)
 
 
+def test_resume_with_another_subset_is_refused_and_old_checkpoints_resume(digits, tmp_path):
+    from learned_augment.io import load_artifact, save_artifact
+
+    ckpt = tmp_path / "fit.safetensors"
+    fit_policy(digits, "mnist", "lstm", subset=100, checkpoint=ckpt, **FAST)
+    with pytest.raises(ArtifactError, match="different settings.*subset"):
+        fit_policy(digits, "mnist", "lstm", subset=120, checkpoint=ckpt, **FAST)
+    # A checkpoint written before fit_policy had ``subset`` (no such key) is a fit of all the data.
+    half = {**FAST, "steps": 3}
+    full = fit_policy(digits, "mnist", "lstm", **FAST)
+    fit_policy(digits, "mnist", "lstm", checkpoint=ckpt, resume=False, **half)
+    tensors, meta = load_artifact(ckpt)
+    body = {k: v for k, v in meta.items() if k not in ("format_version", "kind", "library_version")}
+    config = {k: v for k, v in body["config"].items() if k != "subset"}
+    save_artifact(ckpt, tensors, "fit_checkpoint", {**body, "config": {**config, "total_steps": FAST["steps"]}})
+    assert _same_weights(fit_policy(digits, "mnist", "lstm", checkpoint=ckpt, **FAST), full)
+
+
 def test_accepts_dataset_of_tuples_iterable_and_folder(digits, tmp_path):
     import cv2
 
@@ -186,6 +204,26 @@ def test_non_image_data_with_custom_tfs_and_planted_reward():
     assert p[0] > 0.8, p
 
 
+def test_subset_of_non_image_items():
+    from learned_augment.data import random_subset
+
+    @la.register_tf("test_fit_id3", overwrite=True)
+    def ident(x):
+        return x
+
+    seen: set[float] = set()
+
+    def collate(xs):
+        seen.update(v[0] for v in xs)
+        return torch.tensor(xs)
+
+    items = [[float(i)] for i in range(50)]
+    kw = dict(discriminator=_FixedCritic(), collate=collate, steps=30, progress=False, eval_every=0, seed=4)
+    policy = fit_policy(items, ["test_fit_id3"], "mean_field", subset=20, batch_size=4, **kw)
+    assert policy.provenance["n_items"] == 20 and policy.provenance["data_fingerprint"] == "n=20"
+    assert seen == {float(i) for i in random_subset(50, 20, seed=4)}  # 30 steps of 4: every picked item, no other
+
+
 def test_non_image_data_needs_discriminator_and_collate():
     @la.register_tf("test_fit_id2", overwrite=True)
     def ident(x):
@@ -252,6 +290,8 @@ BAD_SETTINGS = [
     ({"device": 1.5}, TypeError, "^device must be"),
     ({"limit": -1}, ValueError, "^limit must be an integer >= 1"),
     ({"limit": 2.5}, TypeError, "^limit"),
+    ({"subset": 0}, ValueError, "^subset must be an integer >= 1"),
+    ({"subset": 2.5}, TypeError, "^subset"),
     ({"hidden": 0}, ValueError, "^hidden"),
     ({"checkpoint_every": 0}, ValueError, "^checkpoint_every"),
     ({"n_seqs": 1.5}, TypeError, "^n_seqs"),
@@ -369,6 +409,28 @@ def test_fit_length_has_a_floor_for_small_data_sets():
         kw = dict(epochs=1.0, steps=None, min_steps=MIN_STEPS) | bad
         with pytest.raises(ValueError, match=next(iter(bad))):
             fit_length(1000, 32, **kw)
+
+
+def test_subset_fits_on_a_random_subset_drawn_from_the_seed(digits):
+    from learned_augment.data import random_subset
+
+    keep = random_subset(256, 100, seed=0)
+    assert len(np.unique(keep)) == 100 and np.all(np.diff(keep) > 0) and keep[-1] < 256
+    assert np.array_equal(keep, random_subset(256, 100, seed=0))
+    assert not np.array_equal(keep, random_subset(256, 100, seed=1))
+    assert not np.array_equal(keep, np.arange(100))  # random, not the first ones (that is limit)
+    a = fit_policy(digits, "mnist", "lstm", subset=100, **FAST)
+    b = fit_policy(digits[keep], "mnist", "lstm", **FAST)  # the same fit as on the subset itself
+    assert a.provenance["n_items"] == 100 and _same_weights(a, b)
+    assert a.provenance["data_fingerprint"] == b.provenance["data_fingerprint"]
+    whole = fit_policy(digits, "mnist", "lstm", subset=1000, **FAST)  # more than there is: all of it
+    assert whole.provenance["n_items"] == 256 and _same_weights(whole, fit_policy(digits, "mnist", "lstm", **FAST))
+
+
+def test_subset_sets_the_length_in_passes_over_the_subset(digits):
+    fast = {k: v for k, v in FAST.items() if k != "steps"}
+    policy = fit_policy(digits, "mnist", "lstm", subset=64, epochs=2.0, min_steps=1, **fast)
+    assert policy.provenance["steps"] == 8  # 2 passes over 64 items in batches of 16, not over 256
 
 
 def test_small_fit_from_epochs_runs_min_steps(digits):
