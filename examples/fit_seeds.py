@@ -10,7 +10,9 @@ end-model seeds) and the report(s) holding the baselines of the same table, then
 * "restarts" replayed on these fits (fit k times, keep the highest final reward: no labels needed): over every
   k-subset, the fit with the highest final reward, its mean test and validation accuracy against the mean single
   fit, and the Spearman rank correlation between final reward and accuracy. ``--fresh-from N`` reports the same
-  for the fits with seed >= N alone (fits not looked at when the rule was chosen).
+  for the fits with seed >= N alone (fits not looked at when the rule was chosen). ``--criterion d_loss_last20``
+  (the discriminator's mean loss over the last 20 steps: higher, more confused) or ``rg_ratio_last`` replays the
+  same rule with another number from the fit's summary in place of the final reward.
 
 Run::
 
@@ -37,8 +39,11 @@ def _rows(path: Path) -> dict[str, dict[str, Any]]:
     return {r["aug"]: r for r in json.loads(path.read_text())["rows"]}
 
 
-def load_fits(paths: list[Path], row: str) -> dict[int, dict[str, Any]]:
-    """Fit seed -> test accuracies, validation accuracies and final reward of the fitted row."""
+CRITERIA = {"reward_last20": "reward", "d_loss_last20": "d_loss", "rg_ratio_last": "rg_ratio"}
+
+
+def load_fits(paths: list[Path], row: str, criterion: str = "reward_last20") -> dict[int, dict[str, Any]]:
+    """Fit seed -> test accuracies, validation accuracies, final reward and ``criterion`` of the fitted row."""
     fits: dict[int, dict[str, Any]] = {}
     for path in paths:
         report = json.loads(path.read_text())
@@ -53,6 +58,7 @@ def load_fits(paths: list[Path], row: str) -> dict[int, dict[str, Any]]:
             "accs": found["accs"],
             "val_accs": found.get("val_accs") or [],
             "final_reward": fit["reward_last20"],
+            "criterion": fit[criterion],
             "report": str(path),
         }
     if not fits:
@@ -65,12 +71,12 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def restarts_replay(fits: dict[int, dict[str, Any]], k: int) -> dict[str, float]:
-    """Every k-subset of the fits: the pick by final reward against the mean single fit."""
+def restarts_replay(fits: dict[int, dict[str, Any]], k: int, name: str = "reward") -> dict[str, float]:
+    """Every k-subset of the fits: the pick by the highest criterion against the mean single fit."""
     seeds = sorted(fits)
     test = np.array([np.mean(fits[s]["accs"]) for s in seeds])
     val = np.array([np.mean(fits[s]["val_accs"]) if fits[s]["val_accs"] else np.nan for s in seeds])
-    reward = np.array([fits[s]["final_reward"] for s in seeds])
+    reward = np.array([fits[s]["criterion"] for s in seeds])
     picks = [max(c, key=lambda i: reward[i]) for c in itertools.combinations(range(len(seeds)), k)]
     return {
         "fits": len(seeds),
@@ -80,8 +86,8 @@ def restarts_replay(fits: dict[int, dict[str, Any]], k: int) -> dict[str, float]
         "pick_val": round(float(val[picks].mean()), 2),
         "single_val": round(float(val.mean()), 2),
         "worst_pick_test": round(float(test[picks].min()), 2),
-        "spearman_reward_test": round(spearman(reward, test), 2),
-        "spearman_reward_val": round(spearman(reward, val), 2),
+        f"spearman_{name}_test": round(spearman(reward, test), 2),
+        f"spearman_{name}_val": round(spearman(reward, val), 2),
     }
 
 
@@ -92,9 +98,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--row", default="tanda-lstm", help="the fitted row of the --fits reports")
     p.add_argument("--k", type=int, nargs="+", default=[2, 3], help="restarts to replay")
     p.add_argument("--fresh-from", type=int, default=None, help="also report fits with seed >= N alone")
+    p.add_argument(
+        "--criterion", choices=sorted(CRITERIA), default="reward_last20", help="the fit summary's number to pick by"
+    )
     p.add_argument("--out", type=Path, default=None, help="write the summary as JSON here")
     a = p.parse_args(argv)
-    fits = load_fits(a.fits, a.row)
+    fits = load_fits(a.fits, a.row, a.criterion)
+    short = CRITERIA[a.criterion]
     baselines: dict[str, dict[str, Any]] = {}
     for path in a.baselines:
         baselines.update({k: v for k, v in _rows(path).items() if k != a.row})
@@ -111,6 +121,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             versus[name] = {"diff": round(float(d.mean()), 2), "sd": round(sd, 2), "verdict": verdict}
         val = round(float(np.mean(f["val_accs"])), 2) if f["val_accs"] else None
         per_fit[seed] = {"test": round(float(np.mean(f["accs"])), 2), "val": val, "final_reward": f["final_reward"]}
+        if a.criterion != "reward_last20":
+            per_fit[seed][a.criterion] = f["criterion"]
         per_fit[seed]["versus"] = versus
         cells = "  ".join(f"{v['diff']:+.2f} ± {v['sd']:.2f} {v['verdict']}" for v in versus.values())
         print(
@@ -134,18 +146,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if a.fresh_from is not None:
         groups[f"seed >= {a.fresh_from}"] = {s: f for s, f in fits.items() if s >= a.fresh_from}
     replay = {}
-    print("\nrestarts replayed (the best final reward of every k-subset):")
+    print(f"\nrestarts replayed (the highest {a.criterion} of every k-subset):")
     for label, group in groups.items():
         for k in a.k:
             if len(group) < k:
                 continue
-            r = restarts_replay(group, k)
+            r = restarts_replay(group, k, short)
             replay[f"{label}, k={k}"] = r
             print(
                 f"  {label}, k={k}: pick {r['pick_test']:.2f} (val {r['pick_val']:.2f}) vs single"
                 f" {r['single_test']:.2f} (val {r['single_val']:.2f}); worst pick {r['worst_pick_test']:.2f};"
-                " Spearman(reward, test)"
-                f" {r['spearman_reward_test']:+.2f}, (reward, val) {r['spearman_reward_val']:+.2f}"
+                f" Spearman({short}, test)"
+                f" {r[f'spearman_{short}_test']:+.2f}, ({short}, val) {r[f'spearman_{short}_val']:+.2f}"
             )
     args = sys.argv[1:] if argv is None else argv
     result = {
@@ -155,6 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "fits_above_baseline_mean": above,
         "paired_verdicts": verdicts,
         "restarts_replay": replay,
+        **({"criterion": a.criterion} if a.criterion != "reward_last20" else {}),
         "baselines": {b: round(float(np.mean(base["accs"])), 2) for b, base in baselines.items()},
     }
     if a.out is not None:
