@@ -323,10 +323,16 @@ def train_and_test(
     ds: Dataset, evals: list[tuple[torch.Tensor, torch.Tensor]], recipe: Recipe, seed: int
 ) -> list[float]:
     """Train a fresh end model (initialised from ``seed``) on ``ds``; return its accuracy in % on each eval set."""
+    model = train_model(ds, recipe, seed, channels=evals[0][0].shape[1])
+    return [evaluate(model, x, y, recipe.device) for x, y in evals]
+
+
+def train_model(ds: Dataset, recipe: Recipe, seed: int, channels: int) -> nn.Module:
+    """A fresh end model for ``channels``-channel images, initialised from ``seed`` and trained on ``ds``."""
     torch.manual_seed(seed)  # same init for every row of this seed
     # channels_last: ResNet convolutions on the CPU ran markedly faster in this layout.
     fmt = torch.channels_last if recipe.model.startswith("resnet") else torch.contiguous_format
-    model = make_end_model(recipe.model, evals[0][0].shape[1]).to(recipe.device, memory_format=fmt)
+    model = make_end_model(recipe.model, channels).to(recipe.device, memory_format=fmt)
     loader = DataLoader(
         ds,
         batch_size=recipe.batch_size,
@@ -349,7 +355,7 @@ def train_and_test(
             loss.backward()
             opt.step()
             sched.step()
-    return [evaluate(model, x, y, recipe.device) for x, y in evals]
+    return model
 
 
 @torch.no_grad()
