@@ -58,7 +58,7 @@ def load_fits(paths: list[Path], row: str, criterion: str = "reward_last20") -> 
             "accs": found["accs"],
             "val_accs": found.get("val_accs") or [],
             "final_reward": fit["reward_last20"],
-            "criterion": fit[criterion],
+            "criterion": _criterion(fit, criterion, path),
             "report": str(path),
         }
     if not fits:
@@ -66,9 +66,25 @@ def load_fits(paths: list[Path], row: str, criterion: str = "reward_last20") -> 
     return fits
 
 
+def _criterion(fit: dict[str, Any], name: str, path: Path) -> float:
+    value = fit.get(name)
+    if not isinstance(value, (int, float)):
+        raise SystemExit(f"error: {path} has no {name} for its fit (got {value!r})")
+    return float(value)
+
+
+def _ranks(a: np.ndarray) -> np.ndarray:
+    """Ranks from 0, ties sharing their mean rank (as Spearman's correlation takes them)."""
+    ranks = np.empty(len(a))
+    ranks[np.argsort(a, kind="stable")] = np.arange(len(a))
+    for value in np.unique(a):
+        tied = a == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(np.corrcoef(_ranks(np.asarray(a)), _ranks(np.asarray(b)))[0, 1])
 
 
 def restarts_replay(fits: dict[int, dict[str, Any]], k: int, name: str = "reward") -> dict[str, float]:
@@ -76,8 +92,8 @@ def restarts_replay(fits: dict[int, dict[str, Any]], k: int, name: str = "reward
     seeds = sorted(fits)
     test = np.array([np.mean(fits[s]["accs"]) for s in seeds])
     val = np.array([np.mean(fits[s]["val_accs"]) if fits[s]["val_accs"] else np.nan for s in seeds])
-    reward = np.array([fits[s]["criterion"] for s in seeds])
-    picks = [max(c, key=lambda i: reward[i]) for c in itertools.combinations(range(len(seeds)), k)]
+    score = np.array([fits[s]["criterion"] for s in seeds])
+    picks = [max(c, key=lambda i: score[i]) for c in itertools.combinations(range(len(seeds)), k)]
     return {
         "fits": len(seeds),
         "k": k,
@@ -86,8 +102,8 @@ def restarts_replay(fits: dict[int, dict[str, Any]], k: int, name: str = "reward
         "pick_val": round(float(val[picks].mean()), 2),
         "single_val": round(float(val.mean()), 2),
         "worst_pick_test": round(float(test[picks].min()), 2),
-        f"spearman_{name}_test": round(spearman(reward, test), 2),
-        f"spearman_{name}_val": round(spearman(reward, val), 2),
+        f"spearman_{name}_test": round(spearman(score, test), 2),
+        f"spearman_{name}_val": round(spearman(score, val), 2),
     }
 
 

@@ -5,7 +5,8 @@ translations a classifier learns from, and on CIFAR-10 it sees nothing (README, 
 trains on a small labeled set has a classifier at hand, so this pilot adds what the realism reward lacks: a label
 cost. Per end-model seed:
 
-1. a classifier (the end model, crop only) is trained on that seed's labeled images;
+1. a classifier (the end model, with the basic recipe: crop, and flip on CIFAR-10) is trained on that seed's
+   labeled images;
 2. a policy is fitted on the unlabeled pool with ``fit_policy``'s defaults plus, for every prefix ``x_t`` of a
    sequence, the cost ``--label-weight * CE(classifier(x_t), classifier's class for x_0)``: the classifier's own
    prediction on the clean image stands for the label, so the pool needs no labels;
@@ -30,6 +31,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +45,22 @@ from learned_augment.fit import loop as fit_loop
 
 
 def label_cost(classifier: nn.Module, stacked: torch.Tensor, dataset: str) -> torch.Tensor:
-    """``(n, L+1)``: cross-entropy of the classifier on every prefix against its class for the clean image ``x_0``.
+    """Cross-entropy of the classifier on every prefix against its class for the clean image ``x_0``.
 
-    ``stacked`` holds the fit's ``(L+1, n, C, H, W)`` prefixes in [-1, 1]; the classifier takes images normalised
-    as the end model's training set."""
+    Parameters
+    ----------
+    classifier:
+        Takes images normalised as the end model's training set; put in eval mode.
+    stacked:
+        The fit's ``(L+1, n, C, H, W)`` prefixes in [-1, 1] (``x_0`` first).
+    dataset:
+        ``"mnist"`` or ``"cifar10"``: which normalisation the classifier expects.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n, L+1)`` costs in nats.
+    """
     mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in rt.STATS[dataset])
     steps, n = stacked.shape[:2]
     x = ((stacked.flatten(0, 1).float() + 1.0) / 2.0 - mean) / std
@@ -58,11 +72,14 @@ def label_cost(classifier: nn.Module, stacked: torch.Tensor, dataset: str) -> to
     return ce.T
 
 
-def with_label_cost(classifier: nn.Module, dataset: str, weight: float) -> Any:
+Advantages = Callable[[Any, torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def with_label_cost(classifier: nn.Module, dataset: str, weight: float) -> Advantages:
     """``_Run.advantages`` with ``weight * label_cost`` added to every prefix's cost.
 
-    The advantages are linear in the costs (discounted sums of cost changes minus their mean over the batch), so
-    the label cost's share is computed the same way and added to what the library computed."""
+    The advantages are linear in the costs (discounted sums of cost changes minus their mean over the global
+    batch), so the label cost's share is computed the same way and added to what the library computed."""
     original = fit_loop._Run.advantages
 
     def advantages(
@@ -76,7 +93,9 @@ def with_label_cost(classifier: nn.Module, dataset: str, weight: float) -> Any:
         for t in range(deltas.shape[1] - 1, -1, -1):
             acc = deltas[:, t] + self.config["gamma"] * acc
             returns[:, t] = acc
-        return adv + returns - returns.mean(dim=0, keepdim=True), cost + extra, dist
+        cfg = self.config
+        baseline = self.group.sum(returns.sum(dim=0, keepdim=True)) / (cfg["batch_size"] * cfg["n_seqs"])
+        return adv + returns - baseline, cost + extra, dist
 
     return advantages
 
@@ -90,6 +109,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = rt.parse_args([*rest, "--augs", "tanda-lstm", "--out", str(own.out.parent / "unused")])
     if own.label_weight < 0:
         raise SystemExit("error: --label-weight must be >= 0")
+    ignored = {"--resize": args.resize, "--pool-limit": args.pool_limit, "--policy-lstm": args.policy_lstm}
+    given = [flag for flag, value in ignored.items() if value is not None]
+    if given or args.device not in ("auto", "cpu"):
+        raise SystemExit(
+            f"error: the pilot runs on the CPU over the whole pool; it does not take {given or '--device'}"
+        )
     split = rt.load_split(args.dataset, args.data, args.test_limit)
     torch.set_num_threads(args.threads)
     rt.cv2.setNumThreads(1)
@@ -144,6 +169,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = {
         "command": shlex.join(["python", "examples/label_keeping_pilot.py", *(sys.argv[1:] if argv is None else argv)]),
         "label_weight": own.label_weight,
+        "note": "each fit's reward_last20 includes the label cost: not comparable with fit_policy's own fits",
         "rows": rows,
         "test_mean": round(float(np.mean(tests)), 3),
         "test_std": round(float(np.std(tests, ddof=1)), 3) if len(tests) > 1 else 0.0,

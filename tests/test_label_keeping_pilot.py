@@ -52,7 +52,8 @@ def test_the_label_costs_advantages_are_added_to_the_librarys(
     )
     clf = _classifier()
     stacked = torch.rand(steps, n, 1, 6, 6) * 2 - 1
-    adv, cost, _ = pilot.with_label_cost(clf, "mnist", 2.0)(SimpleNamespace(config={"gamma": 0.5}), stacked, None, n)
+    run = SimpleNamespace(config={"gamma": 0.5, "batch_size": n, "n_seqs": 1}, group=SimpleNamespace(sum=lambda t: t))
+    adv, cost, _ = pilot.with_label_cost(clf, "mnist", 2.0)(run, stacked, None, n)
     extra = 2.0 * pilot.label_cost(clf, stacked, "mnist")
     torch.testing.assert_close(cost, extra)
     returns = torch.stack(
@@ -61,18 +62,24 @@ def test_the_label_costs_advantages_are_added_to_the_librarys(
     torch.testing.assert_close(adv, returns - returns.mean(0, keepdim=True))
 
 
-def test_a_fit_runs_with_the_label_cost_in_place(pilot: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The wrapper must keep up with the library's advantages (its signature and return): a short real fit.
-    seen: list[torch.Size] = []
-    clf = _classifier()
-    cost_of = pilot.label_cost
+def test_in_a_real_fit_the_advantages_are_those_of_the_summed_cost(
+    pilot: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Wrapped around the library's own advantages: what the policy step gets must be the discounted returns of the
+    # summed cost (realism, diversity and label) minus their mean over the batch, as if the library had summed them.
+    seen: list[tuple[torch.Tensor, torch.Tensor, float]] = []
+    wrapped = pilot.with_label_cost(_classifier(), "mnist", 1.0)
 
-    def spy(classifier: nn.Module, stacked: torch.Tensor, dataset: str) -> torch.Tensor:
-        seen.append(stacked.shape)
-        return cost_of(classifier, stacked, dataset)
+    def spy(self, stacked, real, n_local):  # type: ignore[no-untyped-def]
+        adv, cost, dist = wrapped(self, stacked, real, n_local)
+        seen.append((adv, cost, self.config["gamma"]))
+        return adv, cost, dist
 
-    monkeypatch.setattr(pilot, "label_cost", spy)
-    monkeypatch.setattr(pilot.fit_loop._Run, "advantages", pilot.with_label_cost(clf, "mnist", 1.0))
+    monkeypatch.setattr(pilot.fit_loop._Run, "advantages", spy)
     images = np.random.default_rng(0).integers(0, 256, (16, 6, 6, 1), dtype=np.uint8)
     policy = pilot.fit_loop.fit_policy(images, ["rotate(+5)", "hflip", "blur(1)"], "lstm", seq_len=2, steps=2)
-    assert len(policy.history["reward"]) == 2 and seen and seen[0][:1] == (3,)
+    assert len(policy.history["reward"]) == 2 and len(seen) == 2
+    for adv, cost, gamma in seen:
+        deltas = cost[:, 1:] - cost[:, :-1]
+        returns = torch.stack([deltas[:, 0] + gamma * deltas[:, 1], deltas[:, 1]], 1)
+        torch.testing.assert_close(adv, returns - returns.mean(0, keepdim=True), rtol=1e-4, atol=1e-4)
