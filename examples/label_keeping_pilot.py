@@ -87,13 +87,8 @@ def with_label_cost(classifier: nn.Module, dataset: str, weight: float) -> Advan
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         adv, cost, dist = original(self, stacked, real, n_local)
         extra = weight * label_cost(classifier, stacked, dataset).to(cost.device)
-        deltas = extra[:, 1:] - extra[:, :-1]
-        returns = torch.zeros_like(deltas)
-        acc = torch.zeros(deltas.shape[0], device=deltas.device)
-        for t in range(deltas.shape[1] - 1, -1, -1):
-            acc = deltas[:, t] + self.config["gamma"] * acc
-            returns[:, t] = acc
         cfg = self.config
+        returns = fit_loop.discounted_returns(extra, cfg["gamma"])
         baseline = self.group.sum(returns.sum(dim=0, keepdim=True)) / (cfg["batch_size"] * cfg["n_seqs"])
         return adv + returns - baseline, cost + extra, dist
 

@@ -515,6 +515,18 @@ def fit_policy(
         return policy.cpu()
 
 
+def discounted_returns(cost: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``(n, L)`` returns of ``(n, L+1)`` per-prefix costs: step ``t``'s cost change plus the later ones, each
+    discounted by ``gamma`` per step (the policy-gradient targets before the batch-mean baseline)."""
+    deltas = cost[:, 1:] - cost[:, :-1]
+    returns = torch.zeros_like(deltas)
+    acc = torch.zeros(deltas.shape[0], device=deltas.device, dtype=deltas.dtype)
+    for t in range(deltas.shape[1] - 1, -1, -1):
+        acc = deltas[:, t] + gamma * acc
+        returns[:, t] = acc
+    return returns
+
+
 @dataclass
 class _Run:
     """One fit's state and its steps: rollouts, the discriminator step, the advantages, the policy step and the
@@ -726,12 +738,7 @@ class _Run:
         scale = _variance(real, self.group).clamp_min(1e-12)
         dist = (stacked[1:].float() - stacked[:1].float()).pow(2).flatten(2).mean(2).T / scale
         cost[:, 1:] = cost[:, 1:] + diversity / (dist + NO_OP_FLOOR)
-        deltas = cost[:, 1:] - cost[:, :-1]
-        returns = torch.zeros_like(deltas)
-        acc = torch.zeros(deltas.shape[0], device=dev)
-        for t in range(seq_len - 1, -1, -1):
-            acc = deltas[:, t] + gamma * acc
-            returns[:, t] = acc
+        returns = discounted_returns(cost, gamma)
         baseline = self.group.sum(returns.sum(dim=0, keepdim=True)) / (cfg["batch_size"] * n_seqs)
         return returns - baseline, cost, dist
 
