@@ -442,7 +442,7 @@ def check_values(images: torch.Tensor) -> bool:
     One device sync; uint8 batches pass unread."""
     if images.dtype == torch.uint8 or images.numel() == 0:
         return False
-    lo, hi = torch.aminmax(images)
+    lo, hi = torch.aminmax(images.detach())
     return check_unit_range(float(lo), float(hi))
 
 

@@ -13,7 +13,15 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 INSTALL_HINT = "pip install 'learned-augment[albumentations]'"
+
+
+def check_some_input(transform: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Refuse a call with no input in one line (Albumentations' own call would fail deep inside with a KeyError)."""
+    if not args and not kwargs:
+        raise TypeError(f"{type(transform).__name__} takes one input (an image, a sample or your data), got none")
 
 
 class PlainTransform:
@@ -23,8 +31,7 @@ class PlainTransform:
         self.p = p
 
     def __call__(self, *args: Any, force_apply: bool = False, **kwargs: Any) -> Any:
-        if not kwargs:
-            raise TypeError(f"{type(self).__name__} takes one input (an image, a sample or your data), got none")
+        check_some_input(self, args, kwargs)
         raise TypeError(
             f"keyword calls ({', '.join(kwargs)}=...) are Albumentations' protocol, and Albumentations is not "
             f"installed ({INSTALL_HINT}); without it, pass the input positionally: t(image)"
@@ -32,6 +39,33 @@ class PlainTransform:
 
     def set_random_seed(self, seed: int | None) -> None:
         """Albumentations' seeding hook: without Albumentations there is no other generator to seed."""
+
+
+class TransformModule(torch.nn.Module):
+    """Makes a transform a ``torch.nn.Module``, as torchvision's are (``torch.nn.Sequential`` and
+    ``v2.RandomApply(torch.nn.ModuleList(...))`` take only Modules), with no parameters or buffers of its own.
+
+    The policy or refiner a transform wraps is held outside the Module's registry (:meth:`_hold`), so ``.to()``,
+    ``.train()`` and ``state_dict()`` leave it alone: a policy draws its sequences on the CPU whatever device the
+    images are on. Albumentations' base does not call up the chain, so a subclass runs :meth:`_init_module` before
+    anything else in its ``__init__``.
+    """
+
+    if TYPE_CHECKING:
+        # Albumentations' attributes (p, get_class_fullname...) are untyped, as they were before the Module base:
+        # without this, the type checker would read them through torch.nn.Module.__getattr__ (Tensor | Module).
+        def __getattr__(self, name: str) -> Any: ...
+
+    def _init_module(self) -> None:
+        torch.nn.Module.__init__(self)
+
+    def _hold(self, name: str, value: Any) -> None:
+        """Set an attribute without registering it as a submodule."""
+        object.__setattr__(self, name, value)
+
+    def forward(self, *inputs: Any) -> Any:
+        """The positional (torchvision) call: ``t.forward(x)`` is ``t(x)``."""
+        return self(*inputs)
 
 
 def public_class_fullname(cls: type) -> str:

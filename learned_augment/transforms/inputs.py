@@ -206,22 +206,31 @@ def collect_tv_targets(
     return targets, slots
 
 
-def check_mask_sizes(flat: list[Any], image_positions: list[int], h: int, w: int) -> None:
-    """Refuse a ``tv_tensors.Mask`` (``(..., H, W)``) of another height or width than the ``h`` x ``w`` images,
-    before the draw, so that it fails whatever p draws (not only on the calls that move it).
+def check_target_sizes(flat: list[Any], image_positions: list[int], h: int, w: int) -> None:
+    """Refuse a ``tv_tensors.Mask`` (``(..., H, W)``) of another height or width than the ``h`` x ``w`` images, and
+    ``BoundingBoxes`` or ``KeyPoints`` whose ``canvas_size`` is not the images' size (their coordinates would be
+    moved in the image's frame and read in another), before the draw, so that it fails whatever p draws.
 
     Raises
     ------
     ValueError
-        Naming the mask's shape and the images' size.
+        Naming the target's shape or canvas and the images' size.
     """
     if not any(isinstance(x, torch.Tensor) for i, x in enumerate(flat) if i not in image_positions):
         return
     from torchvision import tv_tensors
 
     for i, x in enumerate(flat):
-        if i not in image_positions and isinstance(x, tv_tensors.Mask) and tuple(x.shape[-2:]) != (h, w):
+        if i in image_positions:
+            continue
+        if isinstance(x, tv_tensors.Mask) and tuple(x.shape[-2:]) != (h, w):
             raise ValueError(f"a Mask of shape {tuple(x.shape)} does not match the {h}x{w} image")
+        canvas = getattr(x, "canvas_size", None)
+        if isinstance(x, tv_tensors.TVTensor) and canvas is not None and tuple(canvas) != (h, w):
+            raise ValueError(
+                f"{type(x).__name__} with canvas_size {tuple(canvas)} do not match the {h}x{w} image; "
+                "give them the image's size as canvas_size"
+            )
 
 
 def restore_tv_targets(

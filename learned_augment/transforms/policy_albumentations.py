@@ -89,7 +89,8 @@ class PolicyAlbumentationsAdapter(PolicyTransformBase):
         self._record_draw({"applied": True, **params})
         return params
 
-    def apply(self, img: np.ndarray, tf_ids: np.ndarray, tf_seed: int, **params: Any) -> np.ndarray:
+    # Albumentations' image kernel, not torch.nn.Module.apply(fn).
+    def apply(self, img: np.ndarray, tf_ids: np.ndarray, tf_seed: int, **params: Any) -> np.ndarray:  # type: ignore[override]
         # As the positional path: float16 and float64 run in float32 and come back in their dtype.
         return in_float32(lambda a: self._apply_image(a, {"tf_ids": tf_ids, "tf_seed": tf_seed}), img)
 

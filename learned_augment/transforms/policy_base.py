@@ -18,7 +18,7 @@ from ..ops.geometry import resolve_interpolation
 from ..ops.sequence import apply_sequence
 from ..policy.base import Policy
 from ..policy.sampler import BlockSampler, PrefixSampler
-from .albumentations_base import DualTransform, public_class_fullname
+from .albumentations_base import DualTransform, TransformModule, public_class_fullname
 from .fit_check import PolicyMismatchWarning, caller_stacklevel, mismatch_message
 from .sources import resolve_policy
 
@@ -41,7 +41,7 @@ def process_rank(hint: int | None = None) -> int:
         return 0
 
 
-class PolicyTransformBase(DualTransform):
+class PolicyTransformBase(DualTransform, TransformModule):
     """The shared core; see :class:`~learned_augment.transforms.LearnedPolicyTransform` for the arguments."""
 
     def __init__(
@@ -57,12 +57,14 @@ class PolicyTransformBase(DualTransform):
         seed = check_seed(seed)
         interpolation = resolve_interpolation(interpolation)
         strict = check_bool(strict, "strict")
+        self._init_module()
         self._ready = False
         super().__init__(p=p)
         # Albumentations 2's flag for refusing unknown arguments; every argument is checked here anyway.
         self.strict = strict
         self.interpolation = interpolation
-        self.policy_obj, self.source = resolve_policy(policy)
+        policy_obj, self.source = resolve_policy(policy)
+        self._hold("policy_obj", policy_obj)
         self.policy_obj.eval()
         self._seed = seed
         self._epoch = 0
@@ -270,6 +272,8 @@ class PolicyTransformBase(DualTransform):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if "_modules" not in state:  # pickled by a version that was not a torch.nn.Module
+            self._init_module()
         self.__dict__.update(state)
         self._sampler = BlockSampler(self.policy_obj, seed=0)
         self._prefix_sampler = PrefixSampler(self.policy_obj)

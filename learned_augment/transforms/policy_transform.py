@@ -17,10 +17,11 @@ import torch
 
 from ..ops.sequence import apply_sequence
 from ..pretrained import card_p
+from .albumentations_base import check_some_input
 from .inputs import (
     are_batches,
     check_input_image,
-    check_mask_sizes,
+    check_target_sizes,
     collect_tv_targets,
     find_images,
     flatten,
@@ -85,7 +86,8 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
       which move with the images. As in v2, every ``tv_tensors.Image`` and PIL image of a sample is an image (where
       there is none, the first plain tensor or array only), and all get the same params: the same TF sequence and
       the same random draws (stereo pairs, multi-view samples). They must then share height and width (and batch
-      size), else ``ValueError``; ``tv_tensors.Video`` raises ``TypeError``;
+      size), else ``ValueError``, and ``BoundingBoxes`` / ``KeyPoints`` must have the images' size as
+      ``canvas_size``; ``tv_tensors.Video`` raises ``TypeError``;
     * Albumentations calls with ``image``, ``mask``, ``masks``, ``bboxes`` and ``keypoints`` (with Albumentations
       installed: ``pip install 'learned-augment[albumentations]'``);
     * for a policy whose TFs are all custom ones (:func:`~learned_augment.register_tf`, e.g. over token lists or
@@ -94,6 +96,10 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
 
     Tensor outputs are contiguous, as torchvision's kernels return them; an input in channels-last memory (HWC
     behind the ``(C, H, W)`` shape, as ``torch.from_numpy(hwc).permute(2, 0, 1)`` gives) keeps that layout.
+
+    Like torchvision's transforms, the transform is a ``torch.nn.Module`` (``torch.nn.Sequential``,
+    ``v2.RandomApply(torch.nn.ModuleList(...))``) with no parameters: the policy is not a submodule, so ``.to()``
+    and ``.train()`` leave it as it is.
 
     After each call :attr:`last_params` holds what was applied (``{"applied", "tf_ids", "tf_seed", "tf_ids_str"}``;
     for a batch ``applied`` is a list, ``tf_ids`` is ``(B, L)`` and ``tf_ids_str`` one list per sample); pass it to
@@ -121,6 +127,7 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
     def __call__(self, *args: Any, force_apply: bool = False, **kwargs: Any) -> Any:
         if args and not kwargs:
             return self._positional_call(args[0] if len(args) == 1 else args)
+        check_some_input(self, args, kwargs)
         return super().__call__(*args, force_apply=force_apply, **kwargs)
 
     def replay(self, inpt: Any, params: dict[str, Any]) -> Any:
@@ -153,7 +160,7 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
         h, w = shared_size(images)
         for image in images:
             check_input_image(image)
-        check_mask_sizes(flat, positions, h, w)
+        check_target_sizes(flat, positions, h, w)
         params = self._single_params(params)
         if not params["applied"]:
             return inputs

@@ -9,13 +9,13 @@ import numpy as np
 import torch
 
 from ..arguments import check_bool, check_probability, check_seed
-from .albumentations_base import ImageOnlyTransform, public_class_fullname
+from .albumentations_base import ImageOnlyTransform, TransformModule, check_some_input, public_class_fullname
 from .inputs import are_batches, check_input_image, find_images, flatten, map_single_image, unflatten, wrap_like
 from .policy_base import process_rank
 from .sources import resolve_refiner
 
 
-class RefineSynthetic(ImageOnlyTransform):
+class RefineSynthetic(ImageOnlyTransform, TransformModule):
     """Refine images with a fitted MR-GAN refiner (synthetic -> real, or real -> shared domain).
 
     Geometry is unchanged, so masks, boxes and keypoints pass through untouched. Accepts the same inputs as
@@ -54,9 +54,11 @@ class RefineSynthetic(ImageOnlyTransform):
         p = check_probability(p)
         seed = check_seed(seed)
         strict = check_bool(strict, "strict")
+        self._init_module()
         super().__init__(p=p)
         self.strict = strict  # Albumentations 2's flag; every argument is checked here anyway
-        self.refiner_obj, self.source = resolve_refiner(refiner)
+        refiner_obj, self.source = resolve_refiner(refiner)
+        self._hold("refiner_obj", refiner_obj)
         if direction not in self.refiner_obj.directions:
             raise ValueError(
                 f"direction {direction!r} is not available; this refiner has {self.refiner_obj.directions}"
@@ -94,11 +96,13 @@ class RefineSynthetic(ImageOnlyTransform):
         out = self.refiner_obj.refine(x, self.direction).permute(1, 2, 0).numpy()
         return out[:, :, 0] if squeeze and out.shape[2] == 1 else np.ascontiguousarray(out)
 
-    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+    # Albumentations' image kernel, not torch.nn.Module.apply(fn).
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:  # type: ignore[override]
         return self._refine_np(img)
 
     def __call__(self, *args: Any, force_apply: bool = False, **kwargs: Any) -> Any:
         if not (args and not kwargs):
+            check_some_input(self, args, kwargs)
             return super().__call__(*args, force_apply=force_apply, **kwargs)
         inputs = args[0] if len(args) == 1 else args
         flat, spec = flatten(inputs)

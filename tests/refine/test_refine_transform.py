@@ -44,6 +44,17 @@ def test_every_input_type_keeps_type_shape_dtype_and_agrees(tf, digit):
     assert isinstance(img, tv_tensors.Image)
 
 
+def test_is_a_module_without_parameters(tf, digit):
+    assert isinstance(tf, torch.nn.Module) and not tf.state_dict() and dict(tf.named_modules()) == {"": tf}
+    x = torch.from_numpy(digit)[None]
+    assert torch.equal(torch.nn.Sequential(tf)(x), tf(x)) and torch.equal(tf.forward(x), tf(x))
+
+
+def test_a_call_without_input_is_one_line(tf):
+    with pytest.raises(TypeError, match=r"RefineSynthetic takes one input"):
+        tf()
+
+
 def test_in_torchvision_v1_and_v2_targets_pass_through(tf, digit):
     out = T1.Compose([tf, T1.ToTensor()])(Image.fromarray(digit))
     assert out.shape == (1, 28, 28) and out.dtype == torch.float32

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,29 @@ def test_v1_compose_on_tensors(geo_policy: MeanFieldPolicy) -> None:
     pipeline = transforms.Compose([transforms.PILToTensor(), t, transforms.ConvertImageDtype(torch.float32)])
     out = pipeline(Image.fromarray(smooth_image(0)))
     assert out.dtype == torch.float32 and out.shape == (3, H, W)
+
+
+def test_is_a_module_without_parameters_as_torchvision_transforms_are(geo_policy: MeanFieldPolicy) -> None:
+    t = LearnedPolicyTransform(geo_policy, p=1.0)
+    assert isinstance(t, torch.nn.Module)
+    # The policy is held, not registered: .to(), .train() and state_dict() leave it alone (it samples on the CPU).
+    assert dict(t.named_modules()) == {"": t} and not t.state_dict() and not list(t.parameters())
+    t.train()
+    t.to(torch.float64)
+    assert not geo_policy.training and next(geo_policy.parameters()).dtype == torch.float32
+    x = torch.from_numpy(smooth_image(0)).permute(2, 0, 1).contiguous()
+
+    def run(pipeline: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        torch.manual_seed(3)  # seed=None: the draws follow PyTorch's global generator
+        return pipeline(x)
+
+    alone = run(t)
+    assert not torch.equal(alone, x)
+    assert torch.equal(run(t.forward), alone) and torch.equal(run(torch.nn.Sequential(t)), alone)
+    # Both draw one number from the global generator before the policy does.
+    after_flip = run(torch.nn.Sequential(v2.RandomHorizontalFlip(p=0.0), t))
+    assert torch.equal(run(v2.RandomApply(torch.nn.ModuleList([t]), p=1.0)), after_flip)
+    assert not torch.equal(after_flip, x)
 
 
 def _sample(fmt: str) -> tuple:
@@ -317,3 +341,32 @@ def test_a_mask_of_another_size_fails_whatever_p_draws(geo_policy: MeanFieldPoli
     for p in (0.0, 1.0):
         with pytest.raises(ValueError, match=r"Mask of shape \(41, 60\) does not match the 40x60 image"):
             LearnedPolicyTransform(geo_policy, p=p, seed=0)((image, mask))
+
+
+@pytest.mark.parametrize("kind", ["BoundingBoxes", "KeyPoints"])
+def test_boxes_or_keypoints_on_another_canvas_fail_whatever_p_draws(kind: str, geo_policy: MeanFieldPolicy) -> None:
+    """Coordinates on an 80x120 canvas would be moved in the 40x60 image's frame: refused, not silently wrong."""
+    image = tv_tensors.Image(torch.zeros(3, 40, 60, dtype=torch.uint8))
+    if kind == "BoundingBoxes":
+        target = tv_tensors.BoundingBoxes([[1.0, 1.0, 5.0, 5.0]], format="XYXY", canvas_size=(80, 120))
+    else:
+        target = tv_tensors.KeyPoints([[3.0, 4.0]], canvas_size=(80, 120))
+    for p in (0.0, 1.0):
+        with pytest.raises(ValueError, match=rf"{kind} with canvas_size \(80, 120\) do not match the 40x60 image"):
+            LearnedPolicyTransform(geo_policy, p=p, seed=0)({"image": image, "target": target})
+    same = type(target)(target, canvas_size=(40, 60), **({"format": "XYXY"} if kind == "BoundingBoxes" else {}))
+    out = LearnedPolicyTransform(geo_policy, p=1.0, seed=0)({"image": image, "target": same})
+    assert type(out["target"]) is type(target) and tuple(out["target"].canvas_size) == (40, 60)
+
+
+def test_a_call_without_input_is_one_line(geo_policy: MeanFieldPolicy) -> None:
+    with pytest.raises(TypeError, match=r"LearnedPolicyTransform takes one input \(an image, a sample or your data\)"):
+        LearnedPolicyTransform(geo_policy)()
+
+
+def test_a_float_image_that_requires_grad_raises_no_torch_warning(geo_policy: MeanFieldPolicy) -> None:
+    x = (torch.from_numpy(smooth_image(0)).permute(2, 0, 1).float() / 255).requires_grad_()
+    t = LearnedPolicyTransform(geo_policy, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert t(x).shape == x.shape and t(x[None]).shape == (1, *x.shape)

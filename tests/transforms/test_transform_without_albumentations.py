@@ -56,6 +56,8 @@ WITHOUT_ALBUMENTATIONS = """
     except TypeError as e:
         out["keyword_call"] = str(e)
     out["bases"] = [c.__module__.split(".")[0] for c in LearnedPolicyTransform.__mro__]
+    out["module"] = isinstance(t, torch.nn.Module) and not t.state_dict()
+    out["sequential"] = torch.nn.Sequential(t)(torch.zeros(1, 28, 28, dtype=torch.uint8)).shape
     out["imported"] = sys.modules["albumentations"] is not None
     print(json.dumps(out))
 """
@@ -67,6 +69,7 @@ def test_torchvision_side_works_without_albumentations() -> None:
     assert out["batch"] == [3, 1, 28, 28] and out["v2"] == ["Image", "BoundingBoxes"]
     assert out["pickle"] == [28, 28] and out["dataset"] == [28, 28] and out["refine"] == [28, 28]
     assert "albumentations" not in out["bases"] and not out["imported"]
+    assert out["module"] and out["sequential"] == [1, 28, 28]
     assert "learned-augment[albumentations]" in out["keyword_call"], out["keyword_call"]
 
 
