@@ -5,7 +5,8 @@ With Albumentations (``pip install 'learned-augment[albumentations]'``) the tran
 ``A.from_dict`` finds transforms by class name in a registry filled when a class is defined, so the classes are
 defined on Albumentations' base as soon as ``learned_augment`` is imported: a lazier import would make
 ``A.from_dict`` fail whenever nothing had touched ``learned_augment.transforms`` yet. Without Albumentations
-nothing of it is imported and the transforms serve the positional (torchvision) protocol.
+nothing of it is imported and the transforms serve the positional (torchvision) protocol. Either way they are
+``torch.nn.Module``s too (:class:`TransformModule`), as torchvision's transforms are.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ class PlainTransform:
 
 class TransformModule(torch.nn.Module):
     """Makes a transform a ``torch.nn.Module``, as torchvision's are (``torch.nn.Sequential`` and
-    ``v2.RandomApply(torch.nn.ModuleList(...))`` take only Modules), with no parameters or buffers of its own.
+    ``v2.RandomApply(torch.nn.ModuleList(...))`` take only Modules), with no parameters, buffers or submodules.
 
-    The policy or refiner a transform wraps is held outside the Module's registry (:meth:`_hold`), so ``.to()``,
-    ``.train()`` and ``state_dict()`` leave it alone: a policy draws its sequences on the CPU whatever device the
-    images are on. Albumentations' base does not call up the chain, so a subclass runs :meth:`_init_module` before
-    anything else in its ``__init__``.
+    Attributes are set as on a plain object, never registered: the policy or refiner a transform wraps stays
+    outside ``.to()``, ``.train()`` and ``state_dict()`` (a policy draws its sequences on the CPU whatever device
+    the images are on; move a refiner with ``refiner.to(device)``), and a call writes no Module bookkeeping.
+    ``.eval()`` does not switch augmentation off, as it does not for torchvision's transforms; the transform's own
+    ``__call__`` runs, so forward hooks do not fire. Albumentations' base does not call up the chain, so a subclass
+    runs :meth:`_init_module` before anything else in its ``__init__``.
     """
 
     if TYPE_CHECKING:
@@ -59,9 +62,18 @@ class TransformModule(torch.nn.Module):
     def _init_module(self) -> None:
         torch.nn.Module.__init__(self)
 
-    def _hold(self, name: str, value: Any) -> None:
-        """Set an attribute without registering it as a submodule."""
+    def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "_modules" not in state:  # pickled by a version that was not a torch.nn.Module
+            self._init_module()
+        torch.nn.Module.__setstate__(self, state)
+
+    def _module_apply(self, fn: Any) -> Any:
+        """``parent.apply(fn)`` (torch's recursive call) reaches our ``apply``, Albumentations' image kernel: a
+        callable instead of an image is torch's call, answered as ``torch.nn.Module.apply`` does."""
+        return torch.nn.Module.apply(self, fn)
 
     def forward(self, *inputs: Any) -> Any:
         """The positional (torchvision) call: ``t.forward(x)`` is ``t(x)``."""

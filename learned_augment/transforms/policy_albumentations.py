@@ -89,8 +89,12 @@ class PolicyAlbumentationsAdapter(PolicyTransformBase):
         self._record_draw({"applied": True, **params})
         return params
 
-    # Albumentations' image kernel, not torch.nn.Module.apply(fn).
-    def apply(self, img: np.ndarray, tf_ids: np.ndarray, tf_seed: int, **params: Any) -> np.ndarray:  # type: ignore[override]
+    # Albumentations' image kernel; torch's parent.apply(fn) reaches it too (see TransformModule).
+    def apply(  # type: ignore[override]
+        self, img: np.ndarray, tf_ids: np.ndarray | None = None, tf_seed: int = 0, **params: Any
+    ) -> np.ndarray:
+        if callable(img):
+            return self._module_apply(img)
         # As the positional path: float16 and float64 run in float32 and come back in their dtype.
         return in_float32(lambda a: self._apply_image(a, {"tf_ids": tf_ids, "tf_seed": tf_seed}), img)
 

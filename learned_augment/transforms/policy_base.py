@@ -63,8 +63,7 @@ class PolicyTransformBase(DualTransform, TransformModule):
         # Albumentations 2's flag for refusing unknown arguments; every argument is checked here anyway.
         self.strict = strict
         self.interpolation = interpolation
-        policy_obj, self.source = resolve_policy(policy)
-        self._hold("policy_obj", policy_obj)
+        self.policy_obj, self.source = resolve_policy(policy)
         self.policy_obj.eval()
         self._seed = seed
         self._epoch = 0
@@ -272,9 +271,7 @@ class PolicyTransformBase(DualTransform, TransformModule):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if "_modules" not in state:  # pickled by a version that was not a torch.nn.Module
-            self._init_module()
-        self.__dict__.update(state)
+        super().__setstate__(state)
         self._sampler = BlockSampler(self.policy_obj, seed=0)
         self._prefix_sampler = PrefixSampler(self.policy_obj)
         self.__dict__.setdefault("_external_stream", False)  # pickled by a version without it

@@ -99,7 +99,7 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
 
     Like torchvision's transforms, the transform is a ``torch.nn.Module`` (``torch.nn.Sequential``,
     ``v2.RandomApply(torch.nn.ModuleList(...))``) with no parameters: the policy is not a submodule, so ``.to()``
-    and ``.train()`` leave it as it is.
+    and ``.train()`` leave it as it is, and ``.eval()`` does not switch augmentation off (set ``p=0`` for that).
 
     After each call :attr:`last_params` holds what was applied (``{"applied", "tf_ids", "tf_seed", "tf_ids_str"}``;
     for a batch ``applied`` is a list, ``tf_ids`` is ``(B, L)`` and ``tf_ids_str`` one list per sample); pass it to

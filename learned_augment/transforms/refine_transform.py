@@ -23,6 +23,9 @@ class RefineSynthetic(ImageOnlyTransform, TransformModule):
     samples, Albumentations calls); the output has the input's type and dtype, and the refiner's output channel
     count (a grey-to-colour refiner turns an ``"L"`` image into ``"RGB"``). Height and width must be multiples of 4.
 
+    A ``torch.nn.Module`` with no parameters, as torchvision's transforms: the refiner is not a submodule, so
+    ``.to()`` leaves it where it is (move it with ``refiner.to(device)``).
+
     Parameters
     ----------
     refiner:
@@ -57,8 +60,7 @@ class RefineSynthetic(ImageOnlyTransform, TransformModule):
         self._init_module()
         super().__init__(p=p)
         self.strict = strict  # Albumentations 2's flag; every argument is checked here anyway
-        refiner_obj, self.source = resolve_refiner(refiner)
-        self._hold("refiner_obj", refiner_obj)
+        self.refiner_obj, self.source = resolve_refiner(refiner)
         if direction not in self.refiner_obj.directions:
             raise ValueError(
                 f"direction {direction!r} is not available; this refiner has {self.refiner_obj.directions}"
@@ -96,8 +98,10 @@ class RefineSynthetic(ImageOnlyTransform, TransformModule):
         out = self.refiner_obj.refine(x, self.direction).permute(1, 2, 0).numpy()
         return out[:, :, 0] if squeeze and out.shape[2] == 1 else np.ascontiguousarray(out)
 
-    # Albumentations' image kernel, not torch.nn.Module.apply(fn).
+    # Albumentations' image kernel; torch's parent.apply(fn) reaches it too (see TransformModule).
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:  # type: ignore[override]
+        if callable(img):
+            return self._module_apply(img)
         return self._refine_np(img)
 
     def __call__(self, *args: Any, force_apply: bool = False, **kwargs: Any) -> Any:

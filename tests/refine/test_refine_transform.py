@@ -44,12 +44,6 @@ def test_every_input_type_keeps_type_shape_dtype_and_agrees(tf, digit):
     assert isinstance(img, tv_tensors.Image)
 
 
-def test_is_a_module_without_parameters(tf, digit):
-    assert isinstance(tf, torch.nn.Module) and not tf.state_dict() and dict(tf.named_modules()) == {"": tf}
-    x = torch.from_numpy(digit)[None]
-    assert torch.equal(torch.nn.Sequential(tf)(x), tf(x)) and torch.equal(tf.forward(x), tf(x))
-
-
 def test_a_call_without_input_is_one_line(tf):
     with pytest.raises(TypeError, match=r"RefineSynthetic takes one input"):
         tf()

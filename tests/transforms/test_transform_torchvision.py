@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
+import pickle
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +32,7 @@ from transform_helpers import (
 
 from learned_augment.ops import TFSet
 from learned_augment.policy import LSTMPolicy, MeanFieldPolicy
-from learned_augment.transforms import LearnedPolicyTransform
+from learned_augment.transforms import LearnedPolicyTransform, RefineSynthetic
 
 N_DRAWS = 16
 
@@ -53,14 +55,35 @@ def test_v1_compose_on_tensors(geo_policy: MeanFieldPolicy) -> None:
     assert out.dtype == torch.float32 and out.shape == (3, H, W)
 
 
-def test_is_a_module_without_parameters_as_torchvision_transforms_are(geo_policy: MeanFieldPolicy) -> None:
-    t = LearnedPolicyTransform(geo_policy, p=1.0)
-    assert isinstance(t, torch.nn.Module)
-    # The policy is held, not registered: .to(), .train() and state_dict() leave it alone (it samples on the CPU).
-    assert dict(t.named_modules()) == {"": t} and not t.state_dict() and not list(t.parameters())
+def _module_transforms(geo_policy: MeanFieldPolicy) -> dict[str, Any]:
+    return {
+        "policy": LearnedPolicyTransform(geo_policy, p=1.0, seed=0),
+        "refiner": RefineSynthetic("pretrained:digits-synthetic-to-mnist"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["policy", "refiner"])
+def test_is_a_module_without_parameters_as_torchvision_transforms_are(kind: str, geo_policy: MeanFieldPolicy) -> None:
+    t = _module_transforms(geo_policy)[kind]
+    x = torch.from_numpy(smooth_image(0)[:28, :28, :1]).permute(2, 0, 1).contiguous()
+    for copy_ in (t, copy.deepcopy(t), pickle.loads(pickle.dumps(t))):
+        assert isinstance(copy_, torch.nn.Module)
+        # The wrapped policy or refiner is held, not registered: .to(), .train() and state_dict() skip it.
+        assert dict(copy_.named_modules()) == {"": copy_} and not copy_.state_dict()
+        seen: list[torch.nn.Module] = []
+        torch.nn.Sequential(copy_).apply(seen.append)  # torch's recursive apply, not the image kernel
+        assert seen[0] is copy_
     t.train()
     t.to(torch.float64)
-    assert not geo_policy.training and next(geo_policy.parameters()).dtype == torch.float32
+    wrapped = t.policy_obj if kind == "policy" else t.refiner_obj.synthetic_to_real[0]
+    assert not wrapped.training and next(wrapped.parameters()).dtype == torch.float32
+    fresh = _module_transforms(geo_policy)[kind]  # draws in step with t: the calls above drew nothing
+    for call in (t.forward, torch.nn.Sequential(t)):
+        assert torch.equal(call(x), fresh(x))
+
+
+def test_module_pipelines_draw_as_torchvision_ones(geo_policy: MeanFieldPolicy) -> None:
+    t = LearnedPolicyTransform(geo_policy, p=1.0)
     x = torch.from_numpy(smooth_image(0)).permute(2, 0, 1).contiguous()
 
     def run(pipeline: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -370,3 +393,16 @@ def test_a_float_image_that_requires_grad_raises_no_torch_warning(geo_policy: Me
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert t(x).shape == x.shape and t(x[None]).shape == (1, *x.shape)
+
+
+@pytest.mark.parametrize("kind", ["policy", "refiner"])
+def test_a_pickle_from_before_the_module_base_still_loads(kind: str, geo_policy: MeanFieldPolicy) -> None:
+    t = _module_transforms(geo_policy)[kind]
+    module_keys = set(torch.nn.Module().__dict__)
+    old_state = {k: v for k, v in t.__getstate__().items() if k not in module_keys}  # as 0.1 pickled it
+    restored = type(t).__new__(type(t))
+    restored.__setstate__(old_state)
+    restored.train()
+    assert not restored.state_dict() and dict(restored.named_modules()) == {"": restored}
+    x = torch.from_numpy(smooth_image(0)[:28, :28, :1]).permute(2, 0, 1).contiguous()
+    assert torch.equal(restored(x), _module_transforms(geo_policy)[kind](x))
