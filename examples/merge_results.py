@@ -42,11 +42,15 @@ SAME = (
 
 
 def _same_policies(reports: list[dict[str, Any]]) -> None:
-    """A fitted row must come from one policy in every piece (same fit arguments and TF frequencies)."""
+    """A fitted row must come from one policy in every piece (same fit arguments and TF frequencies).
+
+    A fit argument recorded as ``None`` is the same fit as one not recorded at all (reports written before an
+    option existed leave it out)."""
     seen: dict[str, Any] = {}
     for rep in reports:
         for aug, fit in rep.get("fits", {}).items():
-            key = (json.dumps(fit.get("fit_args"), sort_keys=True), json.dumps(fit.get("top_tfs")))
+            args = {k: v for k, v in (fit.get("fit_args") or {}).items() if v is not None}
+            key = (json.dumps(args, sort_keys=True), json.dumps(fit.get("top_tfs")))
             if seen.setdefault(aug, key) != key:
                 raise ValueError(f"row {aug!r} was measured with different policies in different reports")
 

@@ -88,6 +88,18 @@ def test_runs_that_differ_beyond_seeds_or_repeat_a_seed_are_refused(script: Modu
         script.merge([a, d])
 
 
+def test_an_unset_fit_argument_is_the_same_fit_as_one_not_recorded(script: ModuleType) -> None:
+    """Reports written before an option existed lack it; later ones record its unset value as None."""
+    a = _report([0], {"tanda-lstm": [74.0]})
+    b = _report([1], {"tanda-lstm": [75.0]})
+    a["fits"] = {"tanda-lstm": {"fit_args": {"steps": 500}, "top_tfs": [["x", 0.1]]}}
+    b["fits"] = {"tanda-lstm": {"fit_args": {"steps": 500, "subset": None}, "top_tfs": [["x", 0.1]]}}
+    assert script.merge([a, b])["rows"][0]["accs"] == [74.0, 75.0]
+    b["fits"]["tanda-lstm"]["fit_args"]["subset"] = 10_000
+    with pytest.raises(ValueError, match="different policies"):
+        script.merge([a, b])
+
+
 def test_a_file_that_is_not_a_report_is_one_error_line(script: ModuleType, tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(SystemExit) as info:
