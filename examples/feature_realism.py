@@ -7,12 +7,18 @@ not), and on CIFAR-10 it spots almost nothing. This script measures, per TF of a
 * **pixel detectability**: the mean cost increase ``-log D(tf(x)) + log D(x)`` on held-out images under
   ``fit_policy``'s DCGAN discriminator trained against single TFs drawn uniformly (``policy_realism.py``'s reference);
 * **feature detectability**: the same for a small MLP head on a *frozen* encoder trained without labels
-  (SimCLR: NT-Xent over two views made by random resized crops, flips and colour jitter) on the unlabeled pool;
-* **label damage**: clean accuracy minus accuracy on ``tf(x)`` of a classifier trained on labeled pool images with
-  the tables' crop (and flip on CIFAR-10). Labels measure; they are never part of a fit.
+  (SimCLR: NT-Xent over two views made by random resized crops, flips, colour jitter and greyscale) on the
+  unlabeled pool;
+* **identity lost**: how often a TF makes an image's features no longer nearest to its own clean copy;
+* **damage**: clean accuracy minus accuracy on ``tf(x)`` of a classifier trained on labeled pool images with the
+  tables' crop (and flip on CIFAR-10); with ``--damage-classifier tfs`` half its training images also get one TF
+  drawn uniformly from the set (each TF on about 1% of them), so that what is merely new to it weighs less. Labels
+  measure; they are never part of a fit. The held-out images are in neither the encoder's nor the classifier's
+  (:func:`split`).
 
-It prints the Spearman rank correlation of each detectability with the damage (positive: the discriminator finds
-hardest to miss the TFs that damage labels most), the encoder's k-NN accuracy as a sanity check, and writes JSON.
+It prints the Spearman rank correlation (average ranks for ties) of each score with the damage, over all TFs and
+over the TFs that change the images, a bootstrap interval of the feature-minus-pixel gap, and the encoder's k-NN
+accuracy as a sanity check, and writes JSON (and the encoder, as safetensors with its split, for ``--encoder``).
 
 Run::
 
@@ -36,13 +42,52 @@ from typing import Any
 import numpy as np
 import torch
 from _data import load_cifar10, load_mnist_pool
-from _models import SmallCNN, _conv_bn, make_end_model
-from policy_realism import reference_detectability, spearman
+from _models import SmallCNN, make_end_model
+from policy_realism import reference_detectability
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
 import learned_augment as la
 from learned_augment.ops.sequence import apply_sequence
+
+
+def average_ranks(a: np.ndarray) -> np.ndarray:
+    """Ranks from 0, ties sharing their mean rank (many TFs tie: exact no-ops score 0 on every measure)."""
+    order = np.argsort(a, kind="stable")
+    ranks = np.empty(len(a))
+    ranks[order] = np.arange(len(a), dtype=float)
+    for value in np.unique(a):
+        tied = a == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation with average ranks for ties (0.0 when either side is constant)."""
+    ra, rb = average_ranks(np.asarray(a, float)), average_ranks(np.asarray(b, float))
+    if ra.std() == 0 or rb.std() == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def gap_interval(a: np.ndarray, b: np.ndarray, target: np.ndarray, seed: int, n: int = 2000) -> tuple[float, float]:
+    """95% bootstrap interval, over TFs drawn with replacement, of ``spearman(a, target) - spearman(b, target)``."""
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for _ in range(n):
+        i = rng.integers(0, len(target), len(target))
+        gaps.append(spearman(a[i], target[i]) - spearman(b[i], target[i]))
+    lo, hi = np.percentile(gaps, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def split(n: int, held: int, ssl_images: int, labeled: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the held-out images, of the encoder's and discriminators' pool and of the classifier's labeled
+    images, from one permutation of ``n``: the held-out images are in neither of the others."""
+    perm = np.random.default_rng(seed).permutation(n)
+    held_idx, rest = perm[:held], perm[held:]
+    return held_idx, rest[:ssl_images], rest[:labeled]
 
 
 def unit(images: np.ndarray) -> torch.Tensor:
@@ -80,22 +125,44 @@ def two_views(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 class Encoder(nn.Module):
-    """Four 3x3 conv blocks (three of them halving the resolution), global average pool: ``(B, 8 * width)``."""
+    """Four 3x3 conv blocks (three of them halving the resolution), global average pool: ``(B, C, H, W)`` floats in
+    [0, 1] -> ``(B, 8 * width)`` features."""
 
     def __init__(self, channels: int, width: int = 32) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            _conv_bn(channels, width),
-            _conv_bn(width, 2 * width, 2),
-            _conv_bn(2 * width, 4 * width, 2),
-            _conv_bn(4 * width, 8 * width, 2),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
+        layers: list[nn.Module] = []
+        for c_in, c_out, stride in ((channels, width, 1), (width, 2 * width, 2), (2 * width, 4 * width, 2),
+                                    (4 * width, 8 * width, 2)):  # fmt: skip
+            layers += [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.dim = 8 * width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x * 2 - 1)
+
+
+def save_encoder(enc: Encoder, path: Path, about: dict[str, Any]) -> None:
+    """The encoder's weights as safetensors, with what it was trained on (``about``) in the file's metadata."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = {"channels": str(enc.net[0].in_channels), "width": str(enc.dim // 8)}
+    meta = {**shape, **{k: json.dumps(v) for k, v in about.items()}}
+    save_file({k: v.contiguous() for k, v in enc.state_dict().items()}, str(path), metadata=meta)
+
+
+def load_encoder(path: Path, about: dict[str, Any]) -> tuple[Encoder, dict[str, Any]]:
+    """An encoder saved by :func:`save_encoder`; exits with one line if it was trained on other data or another
+    split (its training images could then include this run's held-out ones). Returns it and its metadata."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    saved = {k: json.loads(v) for k, v in meta.items() if k not in ("channels", "width")}
+    differing = [k for k, v in about.items() if saved.get(k) != v]
+    if differing:
+        raise SystemExit(f"{path}: encoder trained with other {', '.join(differing)} than this run's ({saved})")
+    enc = Encoder(int(meta["channels"]), int(meta["width"]))
+    enc.load_state_dict(load_file(str(path)))
+    return enc.eval(), saved
 
 
 def train_simclr(pool: torch.Tensor, epochs: int, seed: int, batch: int = 256, tau: float = 0.5) -> Encoder:
@@ -109,7 +176,7 @@ def train_simclr(pool: torch.Tensor, epochs: int, seed: int, batch: int = 256, t
     opt = torch.optim.Adam(params, lr=1e-3, weight_decay=1e-6)
     steps = epochs * (len(pool) // batch)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    step, t0 = 0, time.perf_counter()
+    t0 = time.perf_counter()
     for epoch in range(epochs):
         order = torch.randperm(len(pool), generator=gen)
         total = 0.0
@@ -124,7 +191,7 @@ def train_simclr(pool: torch.Tensor, epochs: int, seed: int, batch: int = 256, t
             loss.backward()
             opt.step()
             sched.step()
-            total, step = total + loss.item(), step + 1
+            total += loss.item()
         print(
             f"  simclr epoch {epoch + 1}/{epochs}: loss {total / (len(pool) // batch):.3f} "
             f"({time.perf_counter() - t0:.0f} s)",
@@ -134,7 +201,8 @@ def train_simclr(pool: torch.Tensor, epochs: int, seed: int, batch: int = 256, t
 
 
 @torch.no_grad()
-def embed(enc: Encoder, x: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
+def embed(enc: nn.Module, x: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
+    """``(N, C, H, W)`` floats in [0, 1] -> ``(N, D)`` features, ``chunk`` images at a time."""
     return torch.cat([enc(x[i : i + chunk]) for i in range(0, len(x), chunk)])
 
 
@@ -151,7 +219,7 @@ def knn_accuracy(
 
 
 @torch.no_grad()
-def identity_loss(enc: Encoder, held: np.ndarray, tfset: la.TFSet, seed: int) -> np.ndarray:
+def identity_loss(enc: nn.Module, held: np.ndarray, tfset: la.TFSet, seed: int) -> np.ndarray:
     """Per TF: the share of held-out images whose transformed copy is *not* nearest (cosine, encoder features) to
     its own clean image among all clean held-out images: how often a TF loses an image's identity."""
     clean = F.normalize(embed(enc, unit(held)), dim=1)
@@ -164,6 +232,7 @@ def identity_loss(enc: Encoder, held: np.ndarray, tfset: la.TFSet, seed: int) ->
 
 
 def apply_each(images: np.ndarray, entry: Any, seed: int) -> np.ndarray:
+    """One TF on each ``(N, H, W[, C])`` uint8 image, drawn from a generator seeded with ``seed``; same shape."""
     r = np.random.default_rng(seed)
     return np.stack([apply_sequence(im, [entry], rng=r) for im in images]).reshape(images.shape)
 
@@ -199,7 +268,8 @@ def feature_detectability(
 def train_classifier(
     x: np.ndarray, y: np.ndarray, cifar: bool, epochs: int, seed: int, tfset: la.TFSet | None = None
 ) -> nn.Module:
-    """The tables' end model on labeled pool images with their crop (pad 2 digits / 4 + flip CIFAR-10).
+    """The tables' end model on labeled pool images with their padding and crop (2 px digits; 4 px and a flip on
+    CIFAR-10), one crop offset and flip per batch (not per image, as the tables' loaders draw them).
 
     With ``tfset``, half the images of each batch first get one TF drawn uniformly from it, so that the classifier
     has seen every TF: its accuracy on ``tf(x)`` then says whether the label survives the TF, not whether the TF is
@@ -278,25 +348,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         x, y = load_mnist_pool(a.mnist)
         x, y = x[: len(x) // 2, :, :, None].copy(), y[: len(y) // 2]  # the tables' pool: the t10k file's first half
-    perm = np.random.default_rng(a.seed).permutation(len(x))
-    held_idx, rest = perm[: a.held], perm[a.held :]
+    held_idx, ssl_idx, lab = split(len(x), a.held, a.ssl_images, a.labeled, a.seed)
     held_x, held_y = x[held_idx], y[held_idx]
-    ssl_x = x[rest[: a.ssl_images]]
-    lab = rest[: a.labeled]
+    ssl_x = x[ssl_idx]
     tfset = la.get_tfset(a.tfs)
 
+    split_about = {"data": "cifar10" if cifar else "mnist", "seed": a.seed, "held": a.held, "images": len(x)}
     if a.encoder is not None:
-        enc = Encoder(x.shape[-1])
-        enc.load_state_dict(torch.load(a.encoder, weights_only=True))
-        enc.eval()
+        enc, encoder_about = load_encoder(a.encoder, split_about)
     else:
         print(f"SimCLR encoder on {len(ssl_x)} unlabeled images, {a.ssl_epochs} epochs", flush=True)
         enc = train_simclr(unit(ssl_x), a.ssl_epochs, a.seed)
-    if (
-        a.out is not None and a.encoder is None
-    ):  # the encoder, for reuse (a state dict: load with torch.load(..., weights_only=True))
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(enc.state_dict(), a.out.with_suffix(".encoder.pt"))
+        encoder_about = {**split_about, "ssl_images": len(ssl_x), "ssl_epochs": a.ssl_epochs}
+        if a.out is not None:  # for reuse by --encoder
+            save_encoder(enc, a.out.with_suffix(".encoder.safetensors"), encoder_about)
     knn = knn_accuracy(enc, unit(x[lab]), y[lab], unit(held_x), held_y)
     print(f"  k-NN accuracy of its features on the held-out images: {knn:.2f}%", flush=True)
     print(f"classifier on {len(lab)} labeled images, {a.clf_epochs} epochs", flush=True)
@@ -314,25 +379,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print("feature discriminator", flush=True)
     feature = feature_detectability(enc, ssl_x, held_x, tfset, a.d_steps, a.seed)
     ident = identity_loss(enc, held_x, tfset, a.seed)
-    rho_pixel, rho_feature, rho_ident = spearman(pixel, damage), spearman(feature, damage), spearman(ident, damage)
+    # TFs that leave every held-out image as it is (colour TFs on grey digits) tie at 0 on every score.
+    changes = np.array([not np.array_equal(apply_each(held_x, e, a.seed + 1 + k), held_x) for k, e in enumerate(tfset)])
+    scores = {"pixel": pixel, "feature": feature, "identity_lost": ident}
+    rho = {k: spearman(v, damage) for k, v in scores.items()}
+    rho_changing = {k: spearman(v[changes], damage[changes]) for k, v in scores.items()}
+    gap = gap_interval(feature, pixel, damage, a.seed)
     print(f"\n{'TF':>20} {'damage':>7} {'pixel D':>8} {'feature D':>9} {'identity lost':>13}")
     for k in np.argsort(-damage):
         print(f"{tfset.ids[k]:>20} {damage[k]:>+7.2f} {pixel[k]:>+8.3f} {feature[k]:>+9.3f} {ident[k]:>13.3f}")
+    print("\nSpearman with the damage: " + ", ".join(f"{k} {v:+.3f}" for k, v in rho.items()))
     print(
-        f"\nSpearman with label damage: pixel D {rho_pixel:+.3f}, feature D {rho_feature:+.3f}, "
-        f"identity lost {rho_ident:+.3f}"
+        f"  the {int(changes.sum())} TFs that change the images: "
+        + ", ".join(f"{k} {v:+.3f}" for k, v in rho_changing.items())
+    )
+    print(
+        f"  feature minus pixel: {rho['feature'] - rho['pixel']:+.3f}, "
+        f"95% bootstrap interval over TFs {gap[0]:+.3f} to {gap[1]:+.3f}"
     )
     args = sys.argv[1:] if argv is None else argv
     result = {
         "command": shlex.join(["python", "examples/feature_realism.py", *args]),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+        "encoder": encoder_about,
         "knn_accuracy": round(knn, 2),
         "clean_accuracy": round(clean, 2),
-        "spearman_with_damage": {
-            "pixel": round(rho_pixel, 3),
-            "feature": round(rho_feature, 3),
-            "identity_lost": round(rho_ident, 3),
-        },
+        "spearman_with_damage": {k: round(v, 3) for k, v in rho.items()},
+        "spearman_with_damage_changing_tfs": {k: round(v, 3) for k, v in rho_changing.items()},
+        "changing_tfs": int(changes.sum()),
+        "feature_minus_pixel_interval95": [round(gap[0], 3), round(gap[1], 3)],
         "per_tf": {
             t: {
                 "damage": round(float(d), 2),
