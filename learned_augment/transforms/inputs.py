@@ -255,6 +255,28 @@ def restore_tv_targets(
             flat[i] = tv_tensors.wrap(pts.to(orig.device), like=orig)
 
 
+def _pil_mode_advice(mode: str) -> str:
+    """How to bring a PIL image of ``mode`` to what the transform takes, without losing what the user may need."""
+    if mode in ("I", "F") or mode.startswith("I;"):
+        return (
+            "pass it as a float tensor scaled to [0, 1] (e.g. torch.from_numpy(np.asarray(img, np.float32) / "
+            "peak)[None]): img.convert('L') would clip values above 255"
+        )
+    if mode in ("LA", "La"):
+        return (
+            "convert to 'L' first (img.convert('L'); to keep the alpha channel, pass it as a tv_tensors.Mask or an "
+            "Albumentations mask, which moves with the geometric TFs)"
+        )
+    if mode in ("RGBA", "RGBa", "PA"):
+        return (
+            "convert to 'RGB' first (img.convert('RGB'); to keep the alpha channel, pass it as a tv_tensors.Mask or "
+            "an Albumentations mask, which moves with the geometric TFs)"
+        )
+    if mode == "1":
+        return "convert to 'L' first (img.convert('L'))"
+    return "convert to 'RGB' or 'L' first (e.g. img.convert('RGB'))"
+
+
 def check_input_image(image: Any) -> None:
     """Refuse, in one line, an image the transform cannot augment: a PIL mode other than L or RGB, a tensor that is
     not ``(C, H, W)`` or ``(B, C, H, W)`` with C in {1, 3}, a numpy array that is not ``(H, W)`` or ``(H, W, C)``
@@ -266,10 +288,7 @@ def check_input_image(image: Any) -> None:
 
     if is_pil(image):
         if image.mode not in _PIL_MODES:
-            raise ValueError(
-                f"PIL images in mode {image.mode!r} are not supported; convert to 'RGB' or 'L' first "
-                "(e.g. img.convert('RGB'))"
-            )
+            raise ValueError(f"PIL images in mode {image.mode!r} are not supported; {_pil_mode_advice(image.mode)}")
         if image.width == 0 or image.height == 0:
             raise ValueError(f"image is empty ({image.width}x{image.height} pixels)")
         return

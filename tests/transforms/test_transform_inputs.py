@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -354,3 +355,36 @@ def test_replaying_a_batch_call_that_augmented_nothing_returns_the_batch(changin
     skipped = LearnedPolicyTransform(changing.policy, p=0.0, seed=0)
     skipped(batch)
     assert changing.replay(batch, skipped.last_params).equal(batch)
+
+
+@pytest.mark.parametrize(
+    ("mode", "advice"),
+    [("I;16", "float tensor scaled to [0, 1]"), ("F", "float tensor"), ("LA", "convert to 'L'"),
+     ("RGBA", "convert to 'RGB'"), ("1", "convert to 'L'"), ("CMYK", "convert to 'RGB'")],
+)  # fmt: skip
+def test_unsupported_pil_modes_get_advice_that_loses_nothing_needed(
+    mode: str, advice: str, geo_policy: MeanFieldPolicy
+) -> None:
+    t = LearnedPolicyTransform(geo_policy, p=1.0, seed=0)
+    with pytest.raises(ValueError, match=re.escape(advice)) as info:
+        t(Image.new(mode, (W, H)))
+    assert "\n" not in str(info.value) and f"mode {mode!r}" in str(info.value)
+
+
+def test_the_advice_for_16_bit_and_alpha_images_works(geo_policy: MeanFieldPolicy) -> None:
+    """A 16-bit image as a float tensor in [0, 1]; an RGBA image's alpha as a mask beside its RGB."""
+    from torchvision import tv_tensors
+
+    deep = Image.fromarray(np.full((H, W), 40_000, np.uint16))
+    x = torch.from_numpy(np.asarray(deep, np.float32) / 65535)[None]
+    t = LearnedPolicyTransform(geo_policy, p=1.0, seed=0)
+    out = t(x)
+    assert out.shape == (1, H, W) and out.dtype == torch.float32 and float(out.max()) > 0.5
+    rgba = np.zeros((H, W, 4), np.uint8)
+    rgba[4:12, 4:12] = 255
+    rgb = tv_tensors.Image(torch.from_numpy(rgba[..., :3]).permute(2, 0, 1).contiguous())
+    alpha = tv_tensors.Mask(torch.from_numpy(rgba[..., 3]))
+    img_out, alpha_out = t(rgb, alpha)
+    assert isinstance(alpha_out, tv_tensors.Mask) and alpha_out.shape == (H, W)
+    # The opaque square moved with the image: where the picture is white, alpha is too.
+    assert torch.equal(img_out[0] > 127, alpha_out > 127)
