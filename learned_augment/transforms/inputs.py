@@ -262,15 +262,11 @@ def _pil_mode_advice(mode: str) -> str:
             "pass it as a float tensor scaled to [0, 1] (e.g. torch.from_numpy(np.asarray(img, np.float32) / "
             "peak)[None]): img.convert('L') would clip values above 255"
         )
-    if mode in ("LA", "La"):
+    if mode in ("LA", "La", "RGBA", "RGBa", "PA"):
+        target = "L" if mode.startswith("L") else "RGB"
         return (
-            "convert to 'L' first (img.convert('L'); to keep the alpha channel, pass it as a tv_tensors.Mask or an "
-            "Albumentations mask, which moves with the geometric TFs)"
-        )
-    if mode in ("RGBA", "RGBa", "PA"):
-        return (
-            "convert to 'RGB' first (img.convert('RGB'); to keep the alpha channel, pass it as a tv_tensors.Mask or "
-            "an Albumentations mask, which moves with the geometric TFs)"
+            f"convert to {target!r} first (img.convert({target!r}); to keep the alpha channel, pass it as a "
+            "tv_tensors.Mask or an Albumentations mask, which moves with the geometric TFs)"
         )
     if mode == "1":
         return "convert to 'L' first (img.convert('L'))"
