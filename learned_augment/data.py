@@ -4,7 +4,7 @@
 ignored, dicts with an ``"image"`` entry, or paths to image files), any iterable of such items, a numpy array
 ``(N, H, W[, C])``, a folder of image files or an ``.npz`` file. Images may be PIL images, HWC numpy arrays or CHW
 tensors; grey images among colour ones are read as colour (as torchvision's image folders read every file as RGB),
-and all must share one size unless ``image_size`` resizes them as they are read.
+and all must share one size unless ``image_size`` resizes them as they are read. An alpha channel is dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .arguments import MAX_SEED, check_int, check_size
+from .ops.image import ALPHA_CHANNELS
 
 # random_subset's stream of a seed: fit_policy's draws use streams 0-5 and, in distributed fits, 4 + 16k and
 # 5 + 16k (learned_augment/fit/loop.py); 7 is free in both.
@@ -43,13 +44,16 @@ def load_sample(name: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
 
 
 def to_hwc_uint8(item: Any) -> np.ndarray:
-    """One image (PIL, HWC/HW numpy, CHW torch tensor; uint8 or float in [0, 1]) as an HWC uint8 array."""
+    """One image (PIL, HWC/HW numpy, CHW torch tensor; uint8 or float in [0, 1]) as an HWC uint8 array.
+
+    An alpha channel (PIL LA or RGBA, or 2 or 4 channels) is dropped: policies are fitted on colour, the only thing
+    their TFs change apart from geometry, and applied to images with alpha they move it with the colour."""
     if hasattr(item, "mode") and hasattr(item, "size") and hasattr(item, "convert"):
         # Integer and float modes (16-bit PNGs, TIFFs) keep their values for the dtype checks below:
         # convert("L") would clip them, to white or to black, without a word.
         wide = item.mode in ("I", "F") or item.mode.startswith("I;")
         if item.mode not in ("L", "RGB") and not wide:
-            item = item.convert("RGB" if item.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA") else "L")
+            item = item.convert("RGB" if item.mode in ("RGBA", "RGBa", "P", "PA", "CMYK", "YCbCr") else "L")
         arr = np.asarray(item)
     elif hasattr(item, "detach") and hasattr(item, "permute"):
         t = item.detach().cpu()
@@ -60,8 +64,13 @@ def to_hwc_uint8(item: Any) -> np.ndarray:
         arr = np.asarray(item)
     if arr.ndim == 2:
         arr = arr[:, :, None]
+    if arr.ndim == 3 and arr.shape[2] in ALPHA_CHANNELS:
+        arr = arr[:, :, :-1]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3):
-        raise ValueError(f"expected an image of shape (H, W), (H, W, 1) or (H, W, 3); got {arr.shape}")
+        raise ValueError(
+            f"expected an image of shape (H, W) or (H, W, C) with C in (1, 3), or 2 or 4 with alpha last; got "
+            f"{arr.shape}"
+        )
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
     if np.issubdtype(arr.dtype, np.floating):
@@ -188,8 +197,13 @@ def as_images(
         arr = data[:limit] if limit is not None else data
         if arr.ndim == 3:
             arr = arr[..., None]
+        if arr.ndim == 4 and arr.shape[3] in ALPHA_CHANNELS:
+            arr = arr[..., :-1]  # the policy's TFs never change alpha, so the fit has nothing to learn from it
         if arr.ndim != 4 or arr.shape[3] not in (1, 3):
-            raise ValueError(f"image array must be (N, H, W) or (N, H, W, C) with C in (1, 3); got {data.shape}")
+            raise ValueError(
+                f"image array must be (N, H, W) or (N, H, W, C) with C in (1, 3), or 2 or 4 with alpha last; got "
+                f"{data.shape}"
+            )
         if subset is not None and subset < len(arr):
             arr = arr[pick(len(arr))]
         if len(arr) == 0:

@@ -13,6 +13,7 @@ from torch import nn
 
 from .ops.batch import _FLOAT_DTYPES, _Plan, apply_sequence_batch, check_values
 from .ops.geometry import resolve_interpolation
+from .ops.image import ALPHA_CHANNELS, colour_channels
 from .ops.tfset import TFSet
 from .policy.base import Policy
 from .pretrained import card_p
@@ -68,9 +69,10 @@ class PolicyAugment(nn.Module):
 
     Notes
     -----
-    * Input ``(B, C, H, W)``, C in {1, 3}: uint8 (0..255) or float16 / bfloat16 / float32 / float64 in [0, 1], on
-      any device; a single ``(C, H, W)`` image is augmented as a batch of one, as torchvision's transforms take
-      one. Output: the same shape, dtype and device.
+    * Input ``(B, C, H, W)``, C in {1, 3} (or 2 or 4: grey or RGB, then an alpha channel that only the geometric
+      TFs move): uint8 (0..255) or float16 / bfloat16 / float32 / float64 in [0, 1], on any device; a single
+      ``(C, H, W)`` image is augmented as a batch of one, as torchvision's transforms take one. Output: the same
+      shape, dtype and device.
     * Not differentiable: augmented samples carry no gradient to the input (samples left unaugmented pass through
       unchanged). The module has no parameters or buffers.
     * The policy is held, not registered as a submodule: its weights stay out of ``parameters()`` (so no optimiser
@@ -142,8 +144,8 @@ class PolicyAugment(nn.Module):
         Parameters
         ----------
         images:
-            ``(B, C, H, W)`` with C in {1, 3}: uint8 (0..255) or floating point in [0, 1], on any device; or one
-            ``(C, H, W)`` image.
+            ``(B, C, H, W)`` with C in {1, 3}, or 2 or 4 with alpha last: uint8 (0..255) or floating point in
+            [0, 1], on any device; or one ``(C, H, W)`` image.
 
         Returns
         -------
@@ -155,14 +157,14 @@ class PolicyAugment(nn.Module):
         TypeError
             If ``images`` is not a tensor, or has a dtype other than uint8 or floating point.
         ValueError
-            If ``images`` is not ``(B, C, H, W)`` or ``(C, H, W)`` with C in {1, 3}, or float values lie outside
-            [0, 1].
+            If ``images`` is not ``(B, C, H, W)`` or ``(C, H, W)`` with C in {1, 3} (or 2 or 4: grey or RGB, then
+            an alpha channel that only the geometric TFs move), or float values lie outside [0, 1].
         """
         if isinstance(images, torch.Tensor) and images.ndim == 3:
-            if images.shape[0] not in (1, 3):
+            if images.shape[0] not in (1, 3) + ALPHA_CHANNELS:
                 raise ValueError(
-                    "PolicyAugment: one image is (C, H, W) with 1 (grey) or 3 (RGB) channels first, got shape "
-                    f"{tuple(images.shape)}"
+                    "PolicyAugment: one image is (C, H, W), channels first: 1 (grey) or 3 (RGB), or 2 or 4 with "
+                    f"alpha last; got shape {tuple(images.shape)}"
                 )
             batch = images.as_subclass(torch.Tensor).unsqueeze(0)
             _check_batch(batch)
@@ -214,7 +216,8 @@ class PolicyAugment(nn.Module):
         """One PolicyMismatchWarning per module, as the transforms give, for batches unlike the fitted images."""
         if getattr(self, "_mismatch_warned", False):
             return
-        message = mismatch_message(self._policy, *(int(n) for n in images.shape[1:]))
+        c, h, w = (int(n) for n in images.shape[1:])
+        message = mismatch_message(self._policy, colour_channels(c), h, w)
         if message is not None:
             self._mismatch_warned = True
             warnings.warn(message, PolicyMismatchWarning, stacklevel=caller_stacklevel())
@@ -269,10 +272,10 @@ def _check_batch(images: object) -> None:
             f"PolicyAugment expects a (B, C, H, W) batch or a (C, H, W) image, got shape {tuple(images.shape)}"
         )
     c = images.shape[1]
-    if c not in (1, 3):
+    if c not in (1, 3) + ALPHA_CHANNELS:
         raise ValueError(
-            f"PolicyAugment: the policy's TFs handle 1 (grey) or 3 (RGB) channels, got {c} (shape "
-            f"{tuple(images.shape)}; channels go second, (B, C, H, W))"
+            f"PolicyAugment: the policy's TFs handle 1 (grey) or 3 (RGB) channels, or 2 or 4 with alpha last, got {c} "
+            f"(shape {tuple(images.shape)}; channels go second, (B, C, H, W))"
         )
     if images.dtype != torch.uint8 and images.dtype not in _FLOAT_DTYPES:
         raise TypeError(

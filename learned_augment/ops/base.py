@@ -208,7 +208,9 @@ def register_tf(
     """Decorator that turns a user function into a registered ``custom`` TF.
 
     The function receives the data as its first argument and may accept ``magnitude`` and ``rng`` keyword
-    arguments; it must return data of the same kind. The data need not be an image::
+    arguments; it must return data of the same kind. An image with alpha (2 or 4 channels) reaches it as its
+    colour channels only, the alpha kept as it was, unless every TF of the policy is custom (then the data is
+    passed as it is). The data need not be an image::
 
         @la.register_tf("word_dropout")
         def word_dropout(tokens, magnitude, rng):

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from . import geometry as geo
 from .base import TF, Kind
 from .batch_kernels import pixel_grid
-from .image import MAX_PIXELS, check_unit_range
+from .image import ALPHA_CHANNELS, MAX_PIXELS, check_unit_range, colour_channels
 from .intensity import point_lut
 from .plan import Fusion, fusion, reorder, roles
 from .tfset import TFSet, get_tfset
@@ -54,6 +54,8 @@ class _Context:
     generator: torch.Generator
     u8: bool
     """The input was uint8: round to the 1/255 grid after every operation, as the CPU path returns uint8."""
+    colour: int
+    """How many leading channels hold colour; a trailing alpha channel only moves with the geometric TFs."""
     mode: str = "bilinear"
     """grid_sample mode of geometric TFs: "bilinear" or "nearest"."""
 
@@ -344,7 +346,7 @@ class _Run:
         if not idx.size:
             return
         table = torch.from_numpy(self.lut[idx]).to(self.x.device).to(torch.float32) * _INV255
-        self._update(idx, lambda x: _lookup(x, table))
+        self._update(idx, self._on_colour(lambda x: _lookup(x, table)))
         self.lut[idx] = np.arange(256, dtype=np.uint8)
         self.point_pending[idx] = False
 
@@ -352,7 +354,16 @@ class _Run:
         """Apply ``op`` (the batched form of ``entries``, one per sample ``idx``) to those samples."""
         mags = self.plan.mags[entries]
         name = self.plan.names[int(entries[0])]
-        self._update(idx, lambda x: _checked(op(x, mags, self.ctx.generator), x.shape, x.device, "images", name))
+        self._update(
+            idx, self._on_colour(lambda x: _checked(op(x, mags, self.ctx.generator), x.shape, x.device, "images", name))
+        )
+
+    def _on_colour(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``fn`` on the colour channels only, the alpha channel (if any) put back unchanged."""
+        k = self.ctx.colour
+        if k == self.x.shape[1]:
+            return fn
+        return lambda x: torch.cat((fn(x[:, :k].contiguous()), x[:, k:]), dim=1)
 
     def _update(self, idx: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Replace samples ``idx`` of the batch by ``fn`` of them (rounded to the uint8 grid for uint8 inputs)."""
@@ -421,8 +432,11 @@ def _check_images(images: object) -> torch.Tensor:
     if images.ndim != 4:
         raise ValueError(f"images must have shape (B, C, H, W), got shape {tuple(images.shape)}")
     b, c, h, w = images.shape
-    if c not in (1, 3):
-        raise ValueError(f"images have {c} channels (shape {tuple(images.shape)}); expected 1 or 3 in BCHW layout")
+    if c not in (1, 3) + ALPHA_CHANNELS:
+        raise ValueError(
+            f"images have {c} channels (shape {tuple(images.shape)}); expected 1 or 3 (or 2 or 4: grey or RGB, then "
+            "alpha) in BCHW layout"
+        )
     if images.dtype != torch.uint8 and images.dtype not in _FLOAT_DTYPES:
         raise TypeError(
             f"images have dtype {images.dtype}; expected torch.uint8 (0..255) or a float dtype with values in [0, 1]"
@@ -481,8 +495,8 @@ def apply_sequence_batch(
     Parameters
     ----------
     images:
-        ``(B, C, H, W)`` tensor with C in {1, 3}: uint8 (0..255) or float16 / bfloat16 / float32 / float64 in
-        [0, 1], on any device.
+        ``(B, C, H, W)`` tensor with C in {1, 3}, or 2 or 4 (grey or RGB, then an alpha channel that only the
+        geometric TFs change): uint8 (0..255) or float16 / bfloat16 / float32 / float64 in [0, 1], on any device.
     ids:
         ``(B, L)`` integer indices into ``tfset``; row ``b`` is the sequence applied to image ``b``.
     tfset:
@@ -533,7 +547,7 @@ def apply_sequence_batch(
         generator = torch.Generator(device=images.device).manual_seed(_FIXED_SEED)
     with torch.no_grad():
         x = images.to(torch.float32) * _INV255 if u8 else images.to(torch.float32, copy=True)
-        run = _Run(x.contiguous(), plan, _Context(generator, u8, mode))
+        run = _Run(x.contiguous(), plan, _Context(generator, u8, colour_channels(int(images.shape[1])), mode))
         for t in range(seq.shape[1]):
             run.step(seq[:, t])
         out = run.finish()

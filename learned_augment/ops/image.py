@@ -1,12 +1,15 @@
 """Validation and dtype helpers shared by every image TF.
 
 Images on the CPU path are numpy arrays of shape ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` with dtype ``uint8``
-(0..255) or ``float32`` (values in [0, 1]). Every TF returns the same shape and dtype it was given.
+(0..255) or ``float32`` (values in [0, 1]). Every TF returns the same shape and dtype it was given. Sequences
+(:func:`~learned_augment.ops.apply_sequence`) also take 2 or 4 channels, read as grey or RGB followed by an alpha
+channel: geometric TFs move it with the colour, the others leave it as it is (:func:`on_colour`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -34,8 +37,13 @@ def check_unit_range(lo: float, hi: float, name: str = "images") -> bool:
     return lo < 0.0 or hi > 1.0
 
 
-def check_image(image: object, name: str = "image") -> np.ndarray:
-    """Return ``image`` as a C-contiguous array after validating it.
+ALPHA_CHANNELS = (2, 4)
+"""Channel counts read as grey or RGB followed by an alpha channel (PIL's ``LA`` and ``RGBA``)."""
+
+
+def check_image(image: object, name: str = "image", alpha: bool = False) -> np.ndarray:
+    """Return ``image`` as a C-contiguous array after validating it; ``alpha=True`` also takes 2 or 4 channels
+    (:data:`ALPHA_CHANNELS`).
 
     Raises
     ------
@@ -54,9 +62,10 @@ def check_image(image: object, name: str = "image") -> np.ndarray:
         )
     if image.ndim not in (2, 3):
         raise ValueError(f"{name} must have shape (H, W) or (H, W, C), got shape {image.shape}")
-    if image.ndim == 3 and image.shape[2] not in (1, 3):
+    if image.ndim == 3 and image.shape[2] not in ((1, 3) + ALPHA_CHANNELS if alpha else (1, 3)):
+        expected = "1 or 3 (or 2 or 4: grey or RGB, then alpha)" if alpha else "1 or 3"
         raise ValueError(
-            f"{name} has {image.shape[2]} channels (shape {image.shape}); expected 1 or 3 channels in HWC layout"
+            f"{name} has {image.shape[2]} channels (shape {image.shape}); expected {expected} channels in HWC layout"
         )
     h, w = image.shape[:2]
     if h == 0 or w == 0:
@@ -100,3 +109,26 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 def n_channels(image: np.ndarray) -> int:
     return 1 if image.ndim == 2 else int(image.shape[2])
+
+
+def colour_channels(channels: int) -> int:
+    """How many of ``channels`` hold colour: all but a trailing alpha channel (:data:`ALPHA_CHANNELS`)."""
+    return channels - 1 if channels in ALPHA_CHANNELS else channels
+
+
+def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(colour, alpha)`` of an image with an alpha channel (:data:`ALPHA_CHANNELS`), each ``(H, W, C)``;
+    ``(image, None)`` for one without."""
+    if image.ndim != 3 or image.shape[2] not in ALPHA_CHANNELS:
+        return image, None
+    # Contiguous copies: OpenCV's functions take them, and the alpha channel alone must not see the colour.
+    return np.ascontiguousarray(image[:, :, :-1]), np.ascontiguousarray(image[:, :, -1:])
+
+
+def on_colour(fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray) -> np.ndarray:
+    """``fn`` of ``image``'s colour channels, with its alpha channel (if it has one, :data:`ALPHA_CHANNELS`) put
+    back unchanged: what a TF that changes pixel values does to an image with alpha."""
+    colour, alpha = split_alpha(image)
+    if alpha is None:
+        return fn(image)
+    return np.concatenate((restore_shape(fn(colour), colour), alpha), axis=2)

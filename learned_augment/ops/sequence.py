@@ -25,7 +25,7 @@ import numpy as np
 
 from . import geometry as geo
 from .base import Kind, Warp, call_custom
-from .image import check_image, restore_shape
+from .image import check_image, on_colour, restore_shape, split_alpha
 from .intensity import point_lut
 from .plan import geometry_first, steps
 from .tfset import TFEntry, TFSet, get_tfset
@@ -123,8 +123,10 @@ def apply_sequence(
     Parameters
     ----------
     image:
-        ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` numpy array, uint8 or float32 in [0, 1]. If every TF in the
-        sequence is a ``custom`` TF, any data (tokens, audio, ...) is accepted and passed through untouched.
+        ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` numpy array, uint8 or float32 in [0, 1]; 2 or 4 channels are
+        grey or RGB followed by alpha, which geometric TFs move with the colour and the other TFs leave as it is
+        (they see the colour channels only). If every TF in the sequence is a ``custom`` TF, any data (tokens,
+        audio, ...) is accepted and passed through untouched.
     tf_ids:
         Indices into ``tfset``, id strings (``"rotate(+5)"``) or :class:`TFEntry` objects.
     tfset:
@@ -166,7 +168,7 @@ def apply_sequence(
             data = call_custom(e.tf, data, e.magnitude, _or_fixed(gen))
         return data if targets is None else (data, dict(targets))
 
-    img = check_image(image)
+    img = check_image(image, alpha=True)
     h, w = img.shape[:2]
     tgt = _check_targets(targets, h, w) if targets is not None else None
     if tgt is not None and tgt.get("bboxes") is not None and len(tgt["bboxes"]):
@@ -176,31 +178,18 @@ def apply_sequence(
     for kind, group in steps(entries, fuse):
         if kind == Kind.AFFINE:
             m = _affine_run(tuple((e.tf.fn, e.magnitude) for e in group), h, w)
-            img = geo.warp_affine_image(img, m, interp)
-            if tgt:
-                move = geo.mask_mover(functools.partial(geo.warp_affine_image, m=m, interpolation="nearest"), img)
-                _move_targets(tgt, move, lambda p, m=m: geo.affine_points(p, m))
+            resample = functools.partial(geo.warp_affine_image, m=m)
+            img = _move_pixels(img, resample, interp, tgt, functools.partial(geo.affine_points, m=m))
         elif kind == Kind.POINT:
-            img = _apply_points(img, group)
+            img = on_colour(functools.partial(_apply_points, group=group), img)
         elif kind == Kind.WARP:
             wp = _geometric_run(group, h, w, gen)
-            img = geo.warp_image(img, wp, interp)
-            if tgt:
-                move = geo.mask_mover(functools.partial(geo.warp_image, warp=wp, interpolation="nearest"), img)
-                _move_targets(tgt, move, lambda p, wp=wp: geo.warp_points(p, wp))
+            resample = functools.partial(geo.warp_image, warp=wp)
+            img = _move_pixels(img, resample, interp, tgt, functools.partial(geo.warp_points, warp=wp))
         elif kind == Kind.IMAGE:
-            e = group[0]
-            img = e.tf.fn(img, e.magnitude, gen)
+            img = on_colour(functools.partial(_image_step, group[0], gen=gen), img)
         else:
-            e = group[0]
-            before = img
-            out = call_custom(e.tf, img, e.magnitude, _or_fixed(gen))
-            img = check_image(np.asarray(out), name=f"output of TF {e.tf.name!r}")
-            if img.shape != before.shape or img.dtype != before.dtype:
-                raise ValueError(
-                    f"custom TF {e.tf.name!r} turned a {before.shape} {before.dtype} image into a {img.shape} "
-                    f"{img.dtype} one; TFs must keep the shape and dtype"
-                )
+            img = on_colour(functools.partial(_custom_step, group[0], gen=gen), img)
     if img is image:
         # An empty sequence must not hand back the caller's own array.
         img = img.copy()
@@ -209,6 +198,54 @@ def apply_sequence(
         if pts is not unmoved_box_points:  # only geometric steps touch boxes (no clipping for intensity TFs)
             tgt["bboxes"] = geo.boxes_from_points(tgt["bboxes"], pts, h, w, clip=clip_boxes)
     return img if tgt is None else (img, tgt)
+
+
+def _move_pixels(
+    img: np.ndarray,
+    resample: Callable[..., np.ndarray],
+    interpolation: str,
+    tgt: dict[str, Any] | None,
+    point_fn: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """One geometric step, ``resample(image, interpolation=...)``, on the image, its alpha channel and its targets.
+
+    The colour is resampled alone, so it comes out exactly as it would without alpha (OpenCV's warps may round
+    differently for different channel counts). Masks, and alpha under nearest resampling, take the very pixels the
+    colour takes (:func:`~learned_augment.ops.geometry.mask_mover`); under bilinear alpha is resampled as a grey
+    image."""
+    colour, alpha = split_alpha(img)
+    out = resample(colour, interpolation=interpolation)
+    move = None
+    if tgt or (alpha is not None and interpolation == "nearest"):
+        move = geo.mask_mover(functools.partial(resample, interpolation="nearest"), colour)
+    if alpha is not None:
+        alpha = (
+            move(alpha)
+            if move is not None and interpolation == "nearest"
+            else resample(alpha, interpolation=interpolation)
+        )
+        out = np.concatenate((out, alpha.reshape(out.shape[:2] + (1,))), axis=2)
+    if tgt:
+        assert move is not None
+        _move_targets(tgt, move, point_fn)
+    return out
+
+
+def _image_step(e: TFEntry, img: np.ndarray, gen: np.random.Generator | None) -> np.ndarray:
+    return e.tf.fn(img, e.magnitude, gen)
+
+
+def _custom_step(e: TFEntry, img: np.ndarray, gen: np.random.Generator | None) -> np.ndarray:
+    """Custom TF ``e`` on ``img``, refused in one line unless it keeps the shape and dtype."""
+    out = check_image(
+        np.asarray(call_custom(e.tf, img, e.magnitude, _or_fixed(gen))), name=f"output of TF {e.tf.name!r}"
+    )
+    if out.shape != img.shape or out.dtype != img.dtype:
+        raise ValueError(
+            f"custom TF {e.tf.name!r} turned a {img.shape} {img.dtype} image into a {out.shape} "
+            f"{out.dtype} one; TFs must keep the shape and dtype"
+        )
+    return out
 
 
 def _generator(rng: np.random.Generator | int | None, entries: list[TFEntry]) -> np.random.Generator | None:

@@ -138,6 +138,7 @@ def image_hw(image: Any) -> tuple[int, int]:
 
 
 _PIL_MODES = ("L", "RGB")
+_PIL_ALPHA_MODES = ("LA", "RGBA")
 
 
 def map_single_image(image: Any, fn: Any) -> Any:
@@ -167,7 +168,8 @@ _BOX_FORMATS = ("XYXY", "XYWH", "CXCYWH")
 def collect_tv_targets(
     flat: list[Any], image_positions: list[int]
 ) -> tuple[dict[str, Any], list[tuple[int, str, Any]]]:
-    """Gather tv_tensors targets as ops targets (pixel boxes XYXY, HWC masks, (N, 2) keypoints)."""
+    """Gather tv_tensors targets as ops targets (pixel boxes XYXY, HWC masks, (N, 2) keypoints); several
+    ``BoundingBoxes`` (or ``KeyPoints``) in one sample are stacked into one array, each slot recording its rows."""
     if not any(isinstance(x, torch.Tensor) for i, x in enumerate(flat) if i not in image_positions):
         return {}, []
     from torchvision import tv_tensors
@@ -176,20 +178,24 @@ def collect_tv_targets(
     targets: dict[str, Any] = {}
     slots: list[tuple[int, str, Any]] = []
     masks: list[np.ndarray] = []
+    stacked: dict[str, list[np.ndarray]] = {"bboxes": [], "keypoints": []}
+
+    def stack(i: int, key: str, rows: np.ndarray, x: Any) -> None:
+        start = sum(len(r) for r in stacked[key])
+        stacked[key].append(rows)
+        slots.append((i, key, (x, start, start + len(rows), rows)))
+
     for i, x in enumerate(flat):
         if i in image_positions:
             continue
         if isinstance(x, tv_tensors.BoundingBoxes):
-            if "bboxes" in targets:
-                raise ValueError("only one BoundingBoxes per sample is supported")
             fmt = x.format
             if fmt.name not in _BOX_FORMATS:
                 raise NotImplementedError(
                     f"bounding box format {fmt.name} is not supported; use one of {', '.join(_BOX_FORMATS)}"
                 )
             xyxy = TF.convert_bounding_box_format(x, new_format=tv_tensors.BoundingBoxFormat.XYXY)
-            targets["bboxes"] = xyxy.detach().cpu().double().numpy().reshape(-1, 4)
-            slots.append((i, "bboxes", x))
+            stack(i, "bboxes", xyxy.detach().cpu().double().numpy().reshape(-1, 4), x)
         elif isinstance(x, tv_tensors.Mask):
             arr = x.detach().cpu()
             lead = arr.shape[:-2]
@@ -197,13 +203,20 @@ def collect_tv_targets(
             masks.append(hwc)
             slots.append((i, f"masks:{len(masks) - 1}", (x, lead)))
         elif type(x).__name__ == "KeyPoints" and isinstance(x, tv_tensors.TVTensor):
-            if "keypoints" in targets:
-                raise ValueError("only one KeyPoints per sample is supported")
-            targets["keypoints"] = x.detach().cpu().double().numpy().reshape(-1, 2)
-            slots.append((i, "keypoints", x))
+            stack(i, "keypoints", x.detach().cpu().double().numpy().reshape(-1, 2), x)
     if masks:
         targets["masks"] = masks
+    for key, rows in stacked.items():
+        if rows:
+            targets[key] = np.concatenate(rows)
     return targets, slots
+
+
+def boxes_clipped(slots: list[tuple[int, str, Any]]) -> bool:
+    """Whether moved boxes are to be clipped to the image: unless one ``BoundingBoxes`` of the sample was made with
+    ``clamping_mode=None`` (those may leave the canvas, as torchvision's own kernels leave them; the others are then
+    clipped by :func:`restore_tv_targets`)."""
+    return not any(key == "bboxes" and getattr(orig[0], "clamping_mode", "soft") is None for _, key, orig in slots)
 
 
 def check_target_sizes(flat: list[Any], image_positions: list[int], h: int, w: int) -> None:
@@ -236,32 +249,47 @@ def check_target_sizes(flat: list[Any], image_positions: list[int], h: int, w: i
 def restore_tv_targets(
     flat: list[Any], slots: list[tuple[int, str, Any]], moved: dict[str, Any], h: int, w: int
 ) -> None:
+    """Put the moved targets back in ``flat`` as the tv_tensors they came as; boxes moved unclipped
+    (:func:`boxes_clipped`) are clipped here unless their ``clamping_mode`` is ``None``."""
     from torchvision import tv_tensors
     from torchvision.transforms.v2 import functional as TF
 
-    for i, key, orig in slots:
+    clipped = boxes_clipped(slots)
+    for i, key, info in slots:
         if key == "bboxes":
-            xyxy = torch.from_numpy(moved["bboxes"][:, :4]).to(orig.dtype).reshape(orig.shape[:-1] + (4,))
+            orig, start, stop, before = info
+            rows = moved["bboxes"][start:stop, :4]
+            # As apply_sequence clips: only boxes a geometric TF moved.
+            if not clipped and getattr(orig, "clamping_mode", "soft") is not None and not np.array_equal(rows, before):
+                rows = np.clip(rows, 0.0, [w, h, w, h])
+            xyxy = torch.from_numpy(np.ascontiguousarray(rows)).to(orig.dtype).reshape(orig.shape[:-1] + (4,))
             # Wrapped like the input, so every attribute of it (canvas size, clamping mode) carries over.
             boxes = tv_tensors.wrap(xyxy.to(orig.device), like=orig, format=tv_tensors.BoundingBoxFormat.XYXY)
             flat[i] = TF.convert_bounding_box_format(boxes, new_format=orig.format)
         elif key.startswith("masks:"):
-            mask, lead = orig
+            mask, lead = info
             hwc = moved["masks"][int(key.split(":")[1])]
             chw = torch.from_numpy(np.ascontiguousarray(hwc)).reshape(h, w, -1).permute(2, 0, 1)
             flat[i] = tv_tensors.wrap(chw.reshape(*lead, h, w).contiguous().to(mask.device, mask.dtype), like=mask)
         elif key == "keypoints":
-            pts = torch.from_numpy(moved["keypoints"][:, :2]).to(orig.dtype).reshape(orig.shape)
+            orig, start, stop, _ = info
+            rows = np.ascontiguousarray(moved["keypoints"][start:stop, :2])
+            pts = torch.from_numpy(rows).to(orig.dtype).reshape(orig.shape)
             flat[i] = tv_tensors.wrap(pts.to(orig.device), like=orig)
 
 
-def _pil_mode_advice(mode: str) -> str:
-    """How to bring a PIL image of ``mode`` to what the transform takes, without losing what the user may need."""
+def _pil_mode_advice(mode: str, alpha: bool = False, transparency: bool = False) -> str:
+    """How to bring a PIL image of ``mode`` to what the transform takes, without losing what the user may need;
+    ``alpha``: the transform takes LA and RGBA; ``transparency``: the image has a transparent colour (palette
+    images)."""
     if mode in ("I", "F") or mode.startswith("I;"):
         return (
             "pass it as a float tensor scaled to [0, 1] (e.g. torch.from_numpy(np.asarray(img, np.float32) / "
             "peak)[None]): img.convert('L') would clip values above 255"
         )
+    if alpha and (mode in ("La", "RGBa", "PA") or (mode == "P" and transparency)):
+        target = "LA" if mode.startswith("L") else "RGBA"
+        return f"convert to {target!r} first (img.convert({target!r})), which keeps the alpha channel"
     if mode in ("LA", "La", "RGBA", "RGBa", "PA"):
         target = "L" if mode.startswith("L") else "RGB"
         return (
@@ -273,18 +301,20 @@ def _pil_mode_advice(mode: str) -> str:
     return "convert to 'RGB' or 'L' first (e.g. img.convert('RGB'))"
 
 
-def check_input_image(image: Any) -> None:
+def check_input_image(image: Any, alpha: bool = False) -> None:
     """Refuse, in one line, an image the transform cannot augment: a PIL mode other than L or RGB, a tensor that is
     not ``(C, H, W)`` or ``(B, C, H, W)`` with C in {1, 3}, a numpy array that is not ``(H, W)`` or ``(H, W, C)``
     with C in {1, 3}, another dtype than uint8 or floating point, no pixels, or float values with NaN, infinities
-    or outside [0, 1] (beyond a round-off tolerance). Called before the draw, so that a bad input fails whatever p
-    draws, not only on the calls that augment."""
+    or outside [0, 1] (beyond a round-off tolerance). ``alpha=True`` also takes LA and RGBA images and 2 or 4
+    channels (grey or RGB, then alpha). Called before the draw, so that a bad input fails whatever p draws, not
+    only on the calls that augment."""
     from ..ops.batch import check_values
-    from ..ops.image import check_image
+    from ..ops.image import ALPHA_CHANNELS, check_image
 
     if is_pil(image):
-        if image.mode not in _PIL_MODES:
-            raise ValueError(f"PIL images in mode {image.mode!r} are not supported; {_pil_mode_advice(image.mode)}")
+        if image.mode not in (_PIL_MODES + _PIL_ALPHA_MODES if alpha else _PIL_MODES):
+            advice = _pil_mode_advice(image.mode, alpha, "transparency" in image.info)
+            raise ValueError(f"PIL images in mode {image.mode!r} are not supported; {advice}")
         if image.width == 0 or image.height == 0:
             raise ValueError(f"image is empty ({image.width}x{image.height} pixels)")
         return
@@ -294,9 +324,10 @@ def check_input_image(image: Any) -> None:
             raise ValueError(f"tensor images must be (C, H, W) or (B, C, H, W), got shape {shape}")
         if image.ndim == 4 and image.shape[0] == 0:
             return  # an empty batch has nothing to augment and is returned as it is
-        if image.shape[-3] not in (1, 3):
+        if image.shape[-3] not in ((1, 3) + ALPHA_CHANNELS if alpha else (1, 3)):
+            expected = "1 or 3 channels (or 2 or 4: grey or RGB, then alpha)" if alpha else "1 or 3 channels"
             raise ValueError(
-                f"tensor images must have 1 or 3 channels, got {image.shape[-3]} channels (shape {shape}; channels "
+                f"tensor images must have {expected}, got {image.shape[-3]} channels (shape {shape}; channels "
                 "go before height and width)"
             )
         if image.dtype != torch.uint8 and not image.dtype.is_floating_point:
@@ -309,6 +340,6 @@ def check_input_image(image: Any) -> None:
     if isinstance(image, np.ndarray):
         # The TFs' own check; float16 and float64 run in float32 (in_float32), so they are checked in it.
         wide = np.issubdtype(image.dtype, np.floating) and image.dtype != np.float32
-        check_image(image.astype(np.float32) if wide else image)
+        check_image(image.astype(np.float32) if wide else image, alpha=alpha)
         return
     raise TypeError(f"unsupported image type {type(image).__name__}")

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..ops.image import colour_channels
 from .albumentations_base import HAS_ALBUMENTATIONS
 from .inputs import check_input_image, in_float32
 from .policy_base import PolicyTransformBase, process_rank
@@ -51,10 +52,10 @@ class PolicyAlbumentationsAdapter(PolicyTransformBase):
             extra = getattr(self, "_additional_targets", {})
             for key in ("image", *(k for k, kind in extra.items() if kind == "image")):
                 if kwargs.get(key) is not None:
-                    check_input_image(kwargs[key])
+                    check_input_image(kwargs[key], alpha=True)
             for key in ("images", *(k for k, kind in extra.items() if kind == "images")):
                 for image in kwargs[key] if kwargs.get(key) is not None else ():
-                    check_input_image(image)
+                    check_input_image(image, alpha=True)
         return super().__call__(*args, force_apply=force_apply, **kwargs)
 
     def set_random_seed(self, seed: int | None) -> None:
@@ -102,9 +103,11 @@ class PolicyAlbumentationsAdapter(PolicyTransformBase):
         self, shape: tuple[int, ...], tf_ids: np.ndarray, tf_seed: int, clip_boxes: bool = True, **targets: Any
     ) -> dict:
         # Geometry and random fields depend only on (ids, image shape, seed): replay them on a blank canvas. The
-        # canvas has the image's channels too, so TFs that draw per-pixel noise consume the generator exactly as
-        # they did on the image, and a later random warp (elastic) gets the same field.
-        canvas = np.zeros(tuple(shape), dtype=np.uint8)
+        # canvas has the image's colour channels too, so TFs that draw per-pixel noise consume the generator exactly
+        # as they did on the image, and a later random warp (elastic) gets the same field; an alpha channel draws
+        # nothing and is left out.
+        shape = tuple(shape)
+        canvas = np.zeros(shape[:2] + tuple(colour_channels(c) for c in shape[2:3]), dtype=np.uint8)
         _, moved = self._apply_np(canvas, {"tf_ids": tf_ids, "tf_seed": tf_seed}, targets, clip_boxes)
         return moved
 

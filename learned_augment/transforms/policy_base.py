@@ -4,6 +4,7 @@ check against the images the policy was fitted on, pickling and ``repr``."""
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import warnings
@@ -15,6 +16,7 @@ import torch
 from ..arguments import check_bool, check_probability, check_seed
 from ..ops.base import Kind
 from ..ops.geometry import resolve_interpolation
+from ..ops.image import colour_channels, on_colour, split_alpha
 from ..ops.sequence import apply_sequence
 from ..policy.base import Policy
 from ..policy.sampler import BlockSampler, PrefixSampler
@@ -233,18 +235,26 @@ class PolicyTransformBase(DualTransform, TransformModule):
         clip_boxes: bool = True,
     ) -> Any:
         # The seed, not a generator: apply_sequence seeds one only if a TF of the sequence draws.
-        return apply_sequence(
-            image,
-            params["tf_ids"],
-            self.tfset,
-            targets=targets,
+        run = functools.partial(
+            apply_sequence,
+            tf_ids=params["tf_ids"],
+            tfset=self.tfset,
             rng=int(params["tf_seed"]),
             interpolation=self.interpolation,
             clip_boxes=clip_boxes,
         )
+        tfset = self.tfset
+        if split_alpha(image)[1] is not None and all(tfset[int(i)].tf.kind == Kind.CUSTOM for i in params["tf_ids"]):
+            # A draw of custom TFs only would take apply_sequence's any-data branch and hand them the alpha channel
+            # too; on an image they see the colour, whatever else was drawn.
+            out = on_colour(run, image)
+            return out if targets is None else (out, dict(targets))
+        return run(image, targets=targets)
 
     def _check_fit(self, channels: int, h: int, w: int) -> None:
-        """Warn once per transform when images look unlike those the policy was fitted on (see ``fit_check``)."""
+        """Warn once per transform when images look unlike those the policy was fitted on (see ``fit_check``);
+        ``channels`` counts an alpha channel, which the policy's TFs do not read."""
+        channels = colour_channels(channels)
         shape = (channels, h, w)
         if shape == self._checked_shape or self._mismatch_warned:
             return

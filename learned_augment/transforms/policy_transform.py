@@ -20,6 +20,7 @@ from ..pretrained import card_p
 from .albumentations_base import check_some_input
 from .inputs import (
     are_batches,
+    boxes_clipped,
     check_input_image,
     check_target_sizes,
     collect_tv_targets,
@@ -77,17 +78,19 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
 
     Accepted inputs (output type, shape and dtype equal the input's):
 
-    * PIL images in mode ``"L"`` or ``"RGB"``;
+    * PIL images in mode ``"L"``, ``"RGB"``, ``"LA"`` or ``"RGBA"``;
     * numpy arrays ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)``, uint8, or float16 / float32 / float64 in [0, 1];
     * torch tensors ``(C, H, W)`` with C in {1, 3}, uint8 or floating (float16, bfloat16, float32, float64) in
       [0, 1], on any device, and batches ``(B, C, H, W)`` (a different sequence per sample, vectorised on the
       tensor's device); ``tv_tensors.Image`` stays a ``tv_tensors.Image``;
-    * torchvision v2 samples (tuples, dicts) holding images plus ``BoundingBoxes``, ``Mask`` and ``KeyPoints``,
-      which move with the images. As in v2, every ``tv_tensors.Image`` and PIL image of a sample is an image (where
-      there is none, the first plain tensor or array only), and all get the same params: the same TF sequence and
-      the same random draws (stereo pairs, multi-view samples). They must then share height and width (and batch
-      size), else ``ValueError``, and ``BoundingBoxes`` / ``KeyPoints`` must have the images' size as
-      ``canvas_size``; ``tv_tensors.Video`` raises ``TypeError``;
+    * images with alpha, as arrays and tensors too (2 or 4 channels: grey or RGB, then alpha): the colour comes
+      out as it would without alpha, and the alpha channel moves with the geometric TFs only;
+    * torchvision v2 samples (tuples, dicts) holding images plus ``BoundingBoxes``, ``Mask`` and ``KeyPoints`` (any
+      number of each), which move with the images. As in v2, every ``tv_tensors.Image`` and PIL image of a sample
+      is an image (where there is none, the first plain tensor or array only), and all get the same params: the
+      same TF sequence and the same random draws (stereo pairs, multi-view samples). They must then share height
+      and width (and batch size), else ``ValueError``, and ``BoundingBoxes`` / ``KeyPoints`` must have the images'
+      size as ``canvas_size``; ``tv_tensors.Video`` raises ``TypeError``;
     * Albumentations calls with ``image``, ``mask``, ``masks``, ``bboxes`` and ``keypoints`` (with Albumentations
       installed: ``pip install 'learned-augment[albumentations]'``);
     * for a policy whose TFs are all custom ones (:func:`~learned_augment.register_tf`, e.g. over token lists or
@@ -159,7 +162,7 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
         # Checked before the draw, so that a sample that cannot share one fails whatever p draws.
         h, w = shared_size(images)
         for image in images:
-            check_input_image(image)
+            check_input_image(image, alpha=True)
         check_target_sizes(flat, positions, h, w)
         params = self._single_params(params)
         if not params["applied"]:
@@ -174,8 +177,7 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
             return unflatten(flat, spec)
         if targets:
             moved_targets: Any = None
-            # Boxes made with clamping_mode=None may leave the canvas, as torchvision's own kernels leave them.
-            clip = not any(key == "bboxes" and getattr(box, "clamping_mode", "soft") is None for _, key, box in slots)
+            clip = boxes_clipped(slots)
 
             def run(a: np.ndarray) -> np.ndarray:
                 nonlocal moved_targets
@@ -231,7 +233,7 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
                 f"got B x H x W = {shown}"
             )
         for image in images:  # before the draw, as for single images
-            check_input_image(image)
+            check_input_image(image, alpha=True)
         drawn = self._batch_params(int(images[0].shape[0]), params)
         if drawn is not None:
             for i, image in zip(positions, images):

@@ -392,7 +392,7 @@ def _good() -> tuple[torch.Tensor, np.ndarray]:
     [
         (np.zeros((2, 3, 8, 8), np.uint8), None, TypeError, "torch.Tensor"),
         (torch.zeros((3, 8, 8), dtype=torch.uint8), None, ValueError, "shape"),
-        (torch.zeros((2, 2, 8, 8), dtype=torch.uint8), None, ValueError, "channels"),
+        (torch.zeros((2, 5, 8, 8), dtype=torch.uint8), None, ValueError, "channels"),
         (torch.zeros((2, 8, 8, 3), dtype=torch.uint8), None, ValueError, "channels"),
         (torch.zeros((2, 3, 8, 8), dtype=torch.int32), None, TypeError, "dtype"),
         (torch.zeros((2, 3, 0, 8), dtype=torch.uint8), None, ValueError, "empty"),

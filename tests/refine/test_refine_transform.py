@@ -156,3 +156,15 @@ def test_p_draws_differ_by_worker_and_epoch_and_repeat_under_the_loader_seed(see
     assert len(set(first)) > 1  # fresh draws every epoch
     assert any(e[0::2] != e[1::2] for e in first)  # workers 0 and 1 (alternate items) do not draw in lock-step
     assert epochs(0) == first
+
+
+@pytest.mark.parametrize(
+    "image",
+    [Image.new("LA", (28, 28)), Image.new("RGBA", (28, 28)), np.zeros((28, 28, 2), np.uint8), torch.zeros(4, 28, 28)],
+    ids=["PIL LA", "PIL RGBA", "2-channel array", "4-channel tensor"],
+)
+def test_images_with_alpha_are_refused_in_one_line(tf, image) -> None:
+    # The policy transforms take alpha (it moves with the geometry); a refiner's network reads 1 or 3 channels.
+    with pytest.raises(ValueError, match="mode|channels") as info:
+        tf(image)
+    assert "\n" not in str(info.value)

@@ -123,8 +123,7 @@ REFUSED: list[tuple[str, Any, type, str]] = [
     ("numpy 0x0", np.zeros((0, 0), np.uint8), ValueError, "empty"),
     ("numpy 0xWx3", np.zeros((0, W, 3), np.uint8), ValueError, "empty"),
     ("numpy Hx0x1 float", np.zeros((H, 0, 1), np.float32), ValueError, "empty"),
-    ("numpy 2 channels", U8[..., :2], ValueError, "2 channels"),
-    ("numpy 4 channels", np.dstack([U8, U8[..., :1]]), ValueError, "4 channels"),
+    ("numpy 5 channels", np.dstack([U8, U8[..., :2]]), ValueError, "5 channels"),
     ("numpy 0 channels", U8[..., :0], ValueError, "0 channels"),
     ("numpy 4-D", U8[None], ValueError, "shape"),
     ("torch bool", torch.zeros(3, H, W, dtype=torch.bool), TypeError, "bool"),
@@ -136,8 +135,8 @@ REFUSED: list[tuple[str, Any, type, str]] = [
     ("torch float16 inf", torch.full((1, H, W), float("inf"), dtype=torch.float16), ValueError, "infinite"),
     ("torch bfloat16 NaN", torch.full((3, H, W), float("nan"), dtype=torch.bfloat16), ValueError, "NaN"),
     ("torch 3x0x0", torch.zeros(3, 0, 0), ValueError, "empty"),
-    ("torch 2 channels", torch.zeros(2, H, W), ValueError, "1 or 3 channels"),
-    ("torch 4 channels", torch.zeros(4, H, W, dtype=torch.uint8), ValueError, "1 or 3 channels"),
+    ("torch 5 channels", torch.zeros(5, H, W), ValueError, "1 or 3 channels"),
+    ("torch 6 channels", torch.zeros(6, H, W, dtype=torch.uint8), ValueError, "1 or 3 channels"),
     ("torch HW", torch.zeros(H, W), ValueError, r"\(C, H, W\)"),
     ("torch 5-D", torch.zeros(1, 2, 3, H, W), ValueError, r"\(C, H, W\)"),
     ("batch bool", torch.zeros(2, 3, H, W, dtype=torch.bool), TypeError, "bool"),
@@ -150,11 +149,11 @@ REFUSED: list[tuple[str, Any, type, str]] = [
     ),
     ("batch above 1", torch.full((2, 1, H, W), 2.0), ValueError, r"\[0, 1\]"),
     ("batch 2x3x0x4", torch.zeros(2, 3, 0, 4), ValueError, "empty"),
-    ("batch 4 channels", torch.zeros(2, 4, H, W), ValueError, "4 channels"),
+    ("batch 5 channels", torch.zeros(2, 5, H, W), ValueError, "5 channels"),
     ("tv_tensors.Image int32", tv_tensors.Image(torch.zeros(3, H, W, dtype=torch.int32)), TypeError, "int32"),
-    ("PIL LA", Image.new("LA", (W, H)), ValueError, "mode 'LA'"),
     ("PIL P", Image.new("P", (W, H)), ValueError, "mode 'P'"),
-    ("PIL RGBA", Image.new("RGBA", (W, H)), ValueError, "mode 'RGBA'"),
+    ("PIL RGBa (premultiplied)", Image.new("RGBa", (W, H)), ValueError, "convert to 'RGBA'"),
+    ("PIL PA", Image.new("PA", (W, H)), ValueError, "mode 'PA'"),
     ("PIL 1", Image.new("1", (W, H)), ValueError, "mode '1'"),
     ("PIL I", Image.new("I", (W, H)), ValueError, "mode 'I'"),
     ("PIL I;16", Image.new("I;16", (W, H)), ValueError, "mode 'I;16'"),
@@ -299,8 +298,8 @@ TF_REFUSED: list[tuple[str, Any, type, str]] = [
     ("float32 above 1", np.full((3, 3, 3), 1.5, np.float32), ValueError, r"\[0, 1\]"),
     ("0x0", np.zeros((0, 0), np.uint8), ValueError, "empty"),
     ("1x0x3", np.zeros((1, 0, 3), np.uint8), ValueError, "empty"),
-    ("2 channels", U8[..., :2], ValueError, "2 channels"),
-    ("4 channels", np.dstack([U8, U8[..., :1]]), ValueError, "4 channels"),
+    ("5 channels", np.dstack([U8, U8[..., :2]]), ValueError, "5 channels"),
+    ("6 channels", np.dstack([U8, U8]), ValueError, "6 channels"),
     ("1-D", np.zeros(5, np.uint8), ValueError, "shape"),
     ("0-D", np.array(5, np.uint8), ValueError, "shape"),
 ]
@@ -429,10 +428,12 @@ def any_input(draw: st.DrawFn) -> tuple[Any, bool]:
     if container == "pil":
         mode = draw(st.sampled_from(_PIL_MODES))
         img = Image.new(mode, (w, h))
-        if mode in ("L", "RGB") and h and w:
-            img = Image.fromarray(_values(draw, (h, w, 3) if mode == "RGB" else (h, w), False, 255).astype(np.uint8))
-        return img, mode in ("L", "RGB") and h > 0 and w > 0
-    c = draw(st.sampled_from([None, 0, 1, 2, 3, 4]))
+        channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+        if mode in channels and h and w:
+            c = channels[mode]
+            img = Image.fromarray(_values(draw, (h, w, c) if c > 1 else (h, w), False, 255).astype(np.uint8))
+        return img, mode in channels and h > 0 and w > 0
+    c = draw(st.sampled_from([None, 0, 1, 2, 3, 4, 5]))
     layout = draw(st.sampled_from(["contiguous", "transposed", "strided"]))
     if container == "numpy":
         dtype = draw(st.sampled_from(_NP_DTYPES))
@@ -444,7 +445,7 @@ def any_input(draw: st.DrawFn) -> tuple[Any, bool]:
         elif layout == "strided":
             x = np.repeat(x, 2, axis=0)[::2]
         ok_dtype = dtype in (np.uint8, np.float32, np.float64, np.float16)
-        ok_shape = (c is None or c in (1, 3)) and h > 0 and w > 0
+        ok_shape = (c is None or c in (1, 2, 3, 4)) and h > 0 and w > 0
         ok_values = not floating or (x.size == 0 or (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1))
         return x, ok_dtype and ok_shape and ok_values
     dtype = draw(st.sampled_from(_TORCH_DTYPES))
@@ -457,7 +458,7 @@ def any_input(draw: st.DrawFn) -> tuple[Any, bool]:
     elif layout == "strided":
         x = x.repeat_interleave(2, dim=-2)[..., ::2, :]
     ok_dtype = dtype == torch.uint8 or floating
-    ok_shape = cc in (1, 3) and h > 0 and w > 0
+    ok_shape = cc in (1, 2, 3, 4) and h > 0 and w > 0
     xf = x.float()
     ok_values = not floating or (x.numel() == 0 or (torch.isfinite(xf).all() and xf.min() >= 0 and xf.max() <= 1))
     if container == "batch" and shape[0] == 0:
@@ -488,13 +489,13 @@ def any_array(draw: st.DrawFn) -> tuple[np.ndarray, bool]:
     ndim = draw(st.sampled_from([2, 2, 3, 3, 3, 0, 1, 4]))
     shape = tuple(draw(st.sampled_from([1, 2, 3, 5, 8, 13, 0])) for _ in range(min(ndim, 2)))
     if ndim >= 3:
-        shape += tuple(draw(st.sampled_from([1, 3, 3, 2, 4, 0])) for _ in range(ndim - 2))
+        shape += tuple(draw(st.sampled_from([1, 3, 3, 2, 4, 5, 0])) for _ in range(ndim - 2))
     dtype = draw(st.sampled_from([np.uint8, np.uint8, np.float32, np.float32, *_NP_DTYPES]))
     floating = np.dtype(dtype).kind == "f"
     x = _values(draw, shape, floating, 1 if dtype == np.bool_ else 255).astype(dtype)
     if ndim >= 2 and draw(st.booleans()):
         x = np.flip(x, axis=1)
-    ok_shape = ndim in (2, 3) and shape[0] > 0 and shape[1] > 0 and (ndim == 2 or shape[2] in (1, 3))
+    ok_shape = ndim in (2, 3) and shape[0] > 0 and shape[1] > 0 and (ndim == 2 or shape[2] in (1, 2, 3, 4))
     ok_dtype = dtype in (np.uint8, np.float32)
     ok_values = not floating or (x.size == 0 or (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1))
     return x, ok_shape and ok_dtype and ok_values

@@ -406,3 +406,54 @@ def test_a_pickle_from_before_the_module_base_still_loads(kind: str, geo_policy:
     assert not restored.state_dict() and dict(restored.named_modules()) == {"": restored}
     x = torch.from_numpy(smooth_image(0)[:28, :28, :1]).permute(2, 0, 1).contiguous()
     assert torch.equal(restored(x), _module_transforms(geo_policy)[kind](x))
+
+
+def test_several_boxes_and_keypoints_in_one_sample_move_as_each_would_alone(geo_policy: MeanFieldPolicy) -> None:
+    """torchvision's transforms take any number of BoundingBoxes and KeyPoints in a sample; each moves as it would
+    alone (same draw), keeping its format."""
+    image = tv_tensors.Image(torch.from_numpy(smooth_image(0)).permute(2, 0, 1).contiguous())
+    cars = tv_tensors.BoundingBoxes([[2.0, 3.0, 12.0, 14.0], [15.0, 4.0, 30.0, 9.0]], format="XYXY", canvas_size=(H, W))
+    people = tv_tensors.BoundingBoxes([[16.0, 20.0, 6.0, 8.0]], format="CXCYWH", canvas_size=(H, W))
+    sample: dict[str, Any] = {"image": image, "cars": cars, "people": people}
+    has_keypoints = hasattr(tv_tensors, "KeyPoints")
+    if has_keypoints:
+        sample["eyes"] = tv_tensors.KeyPoints([[5.0, 6.0], [9.0, 6.0]], canvas_size=(H, W))
+        sample["tips"] = tv_tensors.KeyPoints([[20.0, 25.0]], canvas_size=(H, W))
+    together = LearnedPolicyTransform(geo_policy, p=1.0, seed=4)
+    alone = {key: LearnedPolicyTransform(geo_policy, p=1.0, seed=4) for key in sample if key != "image"}
+    for _ in range(6):
+        out = together(sample)
+        for key, t in alone.items():
+            single = t({"image": image, key: sample[key]})[key]
+            assert type(out[key]) is type(sample[key]) and out[key].shape == sample[key].shape
+            torch.testing.assert_close(out[key].as_subclass(torch.Tensor), single.as_subclass(torch.Tensor))
+        assert out["people"].format == tv_tensors.BoundingBoxFormat.CXCYWH
+
+
+@pytest.mark.skipif(
+    "clamping_mode" not in inspect.signature(tv_tensors.BoundingBoxes.__new__).parameters,
+    reason="clamping_mode arrived in torchvision 0.23",
+)
+def test_boxes_with_different_clamping_modes_in_one_sample() -> None:
+    box = [[40.0, 5.0, 58.0, 20.0]]  # translate_x(+0.25) moves it 15 px right, past the 60-px canvas
+    free = tv_tensors.BoundingBoxes(box, format="XYXY", canvas_size=(40, 60), clamping_mode=None)
+    hard = tv_tensors.BoundingBoxes(box, format="XYXY", canvas_size=(40, 60), clamping_mode="hard")
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet(["translate_x(+0.25)"]), seq_len=1))
+    out = t({"image": tv_tensors.Image(torch.zeros(3, 40, 60, dtype=torch.uint8)), "free": free, "hard": hard})
+    assert out["free"][0, 2].item() == 73.0 and out["hard"][0, 2].item() == 60.0
+    assert out["free"].clamping_mode is None and out["hard"].clamping_mode == "hard"
+
+
+@pytest.mark.skipif(
+    "clamping_mode" not in inspect.signature(tv_tensors.BoundingBoxes.__new__).parameters,
+    reason="clamping_mode arrived in torchvision 0.23",
+)
+def test_boxes_no_tf_moved_are_not_clamped_beside_unclamped_ones() -> None:
+    box = [[40.0, 5.0, 70.0, 20.0]]  # already past the 60-px canvas; a colour TF does not move it
+    free = tv_tensors.BoundingBoxes(box, format="XYXY", canvas_size=(40, 60), clamping_mode=None)
+    hard = tv_tensors.BoundingBoxes(box, format="XYXY", canvas_size=(40, 60), clamping_mode="hard")
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet(["brightness(1.5)"]), seq_len=1))
+    image = tv_tensors.Image(torch.zeros(3, 40, 60, dtype=torch.uint8))
+    together = t({"image": image, "free": free, "hard": hard})
+    alone = t({"image": image, "hard": hard})["hard"]
+    assert together["hard"].tolist() == alone.tolist() == box
