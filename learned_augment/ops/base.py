@@ -210,7 +210,9 @@ def register_tf(
     The function receives the data as its first argument and may accept ``magnitude`` and ``rng`` keyword
     arguments; it must return data of the same kind. An image with alpha (2 or 4 channels) reaches it as its
     colour channels only, the alpha kept as it was, unless every TF of the policy is custom (then the data is
-    passed as it is). The data need not be an image::
+    passed as it is). The images of one sample share one generator state: a TF that draws per channel should draw
+    as many numbers for a grey image as for an RGB one (as the built-in ``noise`` does), so that a grey and an RGB
+    image of one sample (RGB and depth) get the same draws from the TFs after it. The data need not be an image::
 
         @la.register_tf("word_dropout")
         def word_dropout(tokens, magnitude, rng):

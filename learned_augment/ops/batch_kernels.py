@@ -197,8 +197,11 @@ def blur(x: torch.Tensor, magnitude: np.ndarray, generator: torch.Generator) -> 
 
 
 def noise(x: torch.Tensor, magnitude: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-    # Drawn on the generator's device, which may differ from the images'.
-    draws = torch.randn(tuple(x.shape), generator=generator, device=generator.device).to(x.device)
+    # Drawn on the generator's device, which may differ from the images'; three channels' worth whatever the images
+    # have, so that grey and RGB batches of one sample leave the generator at one point (as intensity.noise).
+    n, c, h, w = x.shape
+    shape = (n, max(c, 3), h, w)
+    draws = torch.randn(shape, generator=generator, device=generator.device)[:, :c].to(x.device)
     return (x + col(magnitude, x.device) * draws).clamp_(0.0, 1.0)
 
 

@@ -185,17 +185,27 @@ def blur(image: np.ndarray, sigma: float, rng: np.random.Generator | None = None
     return like(out, image)
 
 
+NOISE_CHANNELS = 3
+"""Channels' worth of noise drawn for every image, grey or RGB (see :func:`noise`)."""
+
+
 def noise(image: np.ndarray, std: float, rng: np.random.Generator | None = None) -> np.ndarray:
     """Additive Gaussian noise with standard deviation ``std`` (on the [0, 1] scale).
 
-    Values come from 2^16 equiprobable normal quantiles (cut at 4.3 standard deviations).
+    Values come from 2^16 equiprobable normal quantiles (cut at 4.3 standard deviations). A grey image gets the
+    first channel of the noise an RGB image of its size gets from the same generator state.
     """
     gen = rng if rng is not None else np.random.default_rng(0)
     xf = as_float(image)
     # Inverse-CDF sampling from 2**16 equiprobable normal quantiles (tails cut at 4.3 sigma): 16 random bits per
     # value and one table look-up, about 3x faster than the generator's own normal draws (measured at 224x224).
-    bits = np.frombuffer(gen.bytes(2 * xf.size), dtype=np.uint16).reshape(xf.shape)
-    n = _normal_quantiles().take(bits)
+    # Draws for NOISE_CHANNELS channels whatever the image has (a grey one takes the first), so that the grey and
+    # RGB images of one sample leave the generator at one point and a random TF after the noise draws alike.
+    h, w = xf.shape[:2]
+    c = 1 if xf.ndim == 2 else xf.shape[2]
+    drawn = max(c, NOISE_CHANNELS)
+    bits = np.frombuffer(gen.bytes(2 * h * w * drawn), dtype=np.uint16).reshape(h, w, drawn)[:, :, :c]
+    n = _normal_quantiles().take(bits).reshape(xf.shape)
     n *= np.float32(std)
     xf += n
     return _from_float(xf, image)

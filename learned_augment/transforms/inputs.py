@@ -43,8 +43,11 @@ def unflatten(flat: list[Any], spec: Any) -> Any:
 
 def find_images(flat: list[Any]) -> list[int]:
     """Positions of the images among ``flat``, by torchvision v2's rule (``Transform._needs_transform_list``):
-    every ``tv_tensors.Image`` and PIL image; where there is none, the first plain tensor or numpy array only (v2
-    leaves other plain tensors alone: datasets put labels and other numbers in them).
+    every ``tv_tensors.Image`` and PIL image; where there is none, one plain tensor or numpy array only (v2 leaves
+    other plain tensors alone: datasets put labels and other numbers in them): the first image-shaped plain tensor
+    (``(C, H, W)`` or a batch), else the first image-shaped array (``(H, W[, C])``), else the first of either. v2
+    never transforms arrays, so a sample with a tensor image keeps its arrays (heat maps, labels) as they are,
+    and a numpy image beside a tensor label is still the image.
 
     Raises
     ------
@@ -62,7 +65,10 @@ def find_images(flat: list[Any]) -> list[int]:
                 "(e.g. a list), which share one draw"
             )
         explicit = [i for i, x in enumerate(flat) if isinstance(x, tv_tensors.Image) or is_pil(x)]
-        plain = (i for i, x in enumerate(flat) if isinstance(x, np.ndarray) or is_pure_tensor(x))
+        tensors = [i for i, x in enumerate(flat) if is_pure_tensor(x)]
+        arrays = [i for i, x in enumerate(flat) if isinstance(x, np.ndarray)]
+        shaped = [i for i in tensors if flat[i].ndim >= 3] + [i for i in arrays if flat[i].ndim >= 2]
+        plain = iter(shaped + tensors + arrays)
     else:
         # No tensor, so no tv_tensor either: importing torchvision would cost seconds in every fresh worker.
         explicit = [i for i, x in enumerate(flat) if is_pil(x)]

@@ -419,3 +419,16 @@ def test_a_bad_image_fails_whatever_p_draws(image: np.ndarray, error: type) -> N
     )
     with pytest.raises(error):
         second(image=np.zeros((8, 8, 3), np.uint8), image2=image)
+
+
+def test_a_grey_image2_gets_the_draws_of_the_rgb_image() -> None:
+    """additional_targets with another channel count (RGB and depth): noise draws alike for both, so the elastic
+    field and the cutout after it land alike, as Albumentations' own ElasticTransform and CoarseDropout do."""
+    policy = MeanFieldPolicy(TFSet(["noise(0.1)", "elastic(60)", "cutout(0.25)"]), seq_len=3)
+    compose = A.Compose([LearnedPolicyTransform(policy)], additional_targets={"image2": "image"}, seed=0)
+    rgb = np.zeros((48, 48, 3), np.uint8)
+    rgb[10:38, 14:30] = 255
+    for _ in range(8):
+        out = compose(image=rgb, image2=rgb[..., :1].copy())
+        assert out["image2"].shape == (48, 48, 1)
+        assert ((out["image"][..., 0] > 127) == (out["image2"][..., 0] > 127)).mean() > 0.99

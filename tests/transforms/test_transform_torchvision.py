@@ -457,3 +457,45 @@ def test_boxes_no_tf_moved_are_not_clamped_beside_unclamped_ones() -> None:
     together = t({"image": image, "free": free, "hard": hard})
     alone = t({"image": image, "hard": hard})["hard"]
     assert together["hard"].tolist() == alone.tolist() == box
+
+
+RANDOM_TFS = TFSet(["noise(0.1)", "elastic(60)", "cutout(0.25)"], name="random")
+
+
+def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(((a > 127) == (b > 127)).float().mean())
+
+
+def test_grey_and_rgb_images_of_one_sample_get_the_same_random_draws() -> None:
+    """RGB and depth in one sample: noise draws as much for the grey image as for the RGB one, so the elastic field
+    and the cutout after it land alike (they drifted apart by a quarter of the pixels)."""
+    x = torch.zeros(3, 48, 48, dtype=torch.uint8)
+    x[:, 10:38, 14:30] = 255
+    t = LearnedPolicyTransform(MeanFieldPolicy(RANDOM_TFS, seq_len=3), seed=0)
+    for _ in range(8):
+        out = t({"rgb": tv_tensors.Image(x), "depth": tv_tensors.Image(x[:1].clone()), "m": tv_tensors.Mask(x[0])})
+        assert _agreement(out["rgb"][0], out["depth"][0]) > 0.99, t.last_params["tf_ids_str"]
+        assert _agreement(out["depth"][0], out["m"]) > 0.97  # bilinear image edges against a nearest mask
+        rgb, depth = tv_tensors.Image(x[None].repeat(2, 1, 1, 1)), tv_tensors.Image(x[None, :1].repeat(2, 1, 1, 1))
+        batch = t({"rgb": rgb, "depth": depth})
+        assert _agreement(batch["rgb"][:, 0], batch["depth"][:, 0]) > 0.99
+
+
+def test_a_numpy_array_beside_a_plain_tensor_image_passes_through() -> None:
+    """v2 transforms the first plain tensor and never a numpy array, wherever the array stands in the sample."""
+    x = torch.randint(0, 256, (3, 32, 40), dtype=torch.uint8)
+    heat = np.random.default_rng(0).random((32, 40)).astype(np.float32)
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet(["hflip"]), seq_len=1), seed=0)
+    out = t({"heat": heat, "image": x, "label": np.array([1, 2, 3])})
+    assert torch.equal(out["image"], x.flip(-1))
+    assert out["heat"] is heat and out["label"].tolist() == [1, 2, 3]
+    # Without a tensor, the first array is the image, as before.
+    assert np.array_equal(t((heat, 3))[0], heat[:, ::-1])
+
+
+def test_a_numpy_image_beside_a_tensor_label_is_still_the_image() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet(["hflip"]), seq_len=1), seed=0)
+    for label in (torch.tensor(3), torch.tensor([1.0, 0.0])):
+        out, out_label = t((image, label))
+        assert np.array_equal(out, image[:, ::-1]) and out_label is label
