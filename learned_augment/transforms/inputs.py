@@ -43,11 +43,11 @@ def unflatten(flat: list[Any], spec: Any) -> Any:
 
 def find_images(flat: list[Any]) -> list[int]:
     """Positions of the images among ``flat``, by torchvision v2's rule (``Transform._needs_transform_list``):
-    every ``tv_tensors.Image`` and PIL image; where there is none, one plain tensor or numpy array only (v2 leaves
-    other plain tensors alone: datasets put labels and other numbers in them): the first image-shaped plain tensor
-    (``(C, H, W)`` or a batch), else the first image-shaped array (``(H, W[, C])``), else the first of either. v2
-    never transforms arrays, so a sample with a tensor image keeps its arrays (heat maps, labels) as they are,
-    and a numpy image beside a tensor label is still the image.
+    every ``tv_tensors.Image`` and PIL image; where there is none, one plain leaf only (v2 leaves other plain
+    tensors alone: datasets put labels and other numbers in them): the first plain tensor of at least two
+    dimensions (a bad shape is then refused, not skipped), else the first numpy array of at least two, else the
+    first tensor or array. v2 never transforms arrays, so a sample with a tensor image keeps its arrays (heat maps,
+    labels) as they are; a numpy image is the image where no such tensor is (beside a scalar or vector label).
 
     Raises
     ------
@@ -56,6 +56,7 @@ def find_images(flat: list[Any]) -> list[int]:
     """
     if len(flat) == 1 and (isinstance(flat[0], np.ndarray) or is_pil(flat[0])):
         return [0]
+    arrays = [i for i, x in enumerate(flat) if isinstance(x, np.ndarray)]
     if any(isinstance(x, torch.Tensor) for x in flat):
         from torchvision import tv_tensors
 
@@ -66,17 +67,14 @@ def find_images(flat: list[Any]) -> list[int]:
             )
         explicit = [i for i, x in enumerate(flat) if isinstance(x, tv_tensors.Image) or is_pil(x)]
         tensors = [i for i, x in enumerate(flat) if is_pure_tensor(x)]
-        arrays = [i for i, x in enumerate(flat) if isinstance(x, np.ndarray)]
-        shaped = [i for i in tensors if flat[i].ndim >= 3] + [i for i in arrays if flat[i].ndim >= 2]
-        plain = iter(shaped + tensors + arrays)
     else:
         # No tensor, so no tv_tensor either: importing torchvision would cost seconds in every fresh worker.
         explicit = [i for i, x in enumerate(flat) if is_pil(x)]
-        plain = (i for i, x in enumerate(flat) if isinstance(x, np.ndarray))
+        tensors = []
     if explicit:
         return explicit
-    first = next(plain, None)
-    return [] if first is None else [first]
+    ranked = [i for i in tensors if flat[i].ndim >= 2] + [i for i in arrays if flat[i].ndim >= 2] + tensors + arrays
+    return ranked[:1]
 
 
 def are_batches(images: list[Any]) -> bool:

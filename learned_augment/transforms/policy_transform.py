@@ -88,10 +88,10 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
     * torchvision v2 samples (tuples, dicts) holding images plus ``BoundingBoxes`` (formats XYXY, XYWH, CXCYWH;
       rotated ones are refused), ``Mask`` and ``KeyPoints`` (any number of each), which move with the images. As
       in v2, every ``tv_tensors.Image`` and PIL image of a sample is an image (where there is none, the first plain
-      tensor, else the first array), and all get the same params: the same TF sequence and the same random draws
-      (stereo pairs, multi-view samples, RGB and depth). They must then share height and width (and batch size),
-      else ``ValueError``, and ``BoundingBoxes`` / ``KeyPoints`` must have the images' size as ``canvas_size``;
-      ``tv_tensors.Video`` raises ``TypeError``;
+      tensor of two or more dimensions, else the first such array), and all get the same params: the same TF
+      sequence and the same random draws (stereo pairs, multi-view samples, RGB and depth). They must then share
+      height and width (and batch size), else ``ValueError``, and ``BoundingBoxes`` / ``KeyPoints`` must have the
+      images' size as ``canvas_size``; ``tv_tensors.Video`` raises ``TypeError``;
     * Albumentations calls with ``image``, ``mask``, ``masks``, ``bboxes`` and ``keypoints`` (with Albumentations
       installed: ``pip install 'learned-augment[albumentations]'``);
     * for a policy whose TFs are all custom ones (:func:`~learned_augment.register_tf`, e.g. over token lists or

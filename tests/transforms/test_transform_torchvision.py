@@ -499,3 +499,15 @@ def test_a_numpy_image_beside_a_tensor_label_is_still_the_image() -> None:
     for label in (torch.tensor(3), torch.tensor([1.0, 0.0])):
         out, out_label = t((image, label))
         assert np.array_equal(out, image[:, ::-1]) and out_label is label
+
+
+def test_which_plain_leaf_is_the_image() -> None:
+    """Without a tv_tensors.Image or PIL image: a tensor of two or more dimensions first (a bad shape is refused,
+    not skipped), then an array of two or more, then any tensor or array."""
+    t = LearnedPolicyTransform(MeanFieldPolicy(TFSet(["hflip"]), seq_len=1), seed=0)
+    image = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    label = np.array([1, 0])
+    out = t({"label": label, "image": image})
+    assert out["label"] is label and np.array_equal(out["image"], image[:, ::-1])
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        t((torch.zeros(3, 4, dtype=torch.uint8), image))
