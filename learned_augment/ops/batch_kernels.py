@@ -196,11 +196,15 @@ def blur(x: torch.Tensor, magnitude: np.ndarray, generator: torch.Generator) -> 
     return out
 
 
+NOISE_CHANNELS = 3
+"""Channels' worth of noise drawn for every image, grey or RGB, on both executors (``intensity.noise`` too)."""
+
+
 def noise(x: torch.Tensor, magnitude: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-    # Drawn on the generator's device, which may differ from the images'; three channels' worth whatever the images
-    # have, so that grey and RGB batches of one sample leave the generator at one point (as intensity.noise).
+    # Drawn on the generator's device, which may differ from the images'; NOISE_CHANNELS channels' worth whatever
+    # the images have, so that grey and RGB batches of one sample leave the generator at one point.
     n, c, h, w = x.shape
-    shape = (n, max(c, 3), h, w)
+    shape = (n, max(c, NOISE_CHANNELS), h, w)
     draws = torch.randn(shape, generator=generator, device=generator.device)[:, :c].to(x.device)
     return (x + col(magnitude, x.device) * draws).clamp_(0.0, 1.0)
 

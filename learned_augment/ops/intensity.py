@@ -185,10 +185,6 @@ def blur(image: np.ndarray, sigma: float, rng: np.random.Generator | None = None
     return like(out, image)
 
 
-NOISE_CHANNELS = 3
-"""Channels' worth of noise drawn for every image, grey or RGB (see :func:`noise`)."""
-
-
 def noise(image: np.ndarray, std: float, rng: np.random.Generator | None = None) -> np.ndarray:
     """Additive Gaussian noise with standard deviation ``std`` (on the [0, 1] scale).
 
@@ -202,8 +198,8 @@ def noise(image: np.ndarray, std: float, rng: np.random.Generator | None = None)
     # Draws for NOISE_CHANNELS channels whatever the image has (a grey one takes the first), so that the grey and
     # RGB images of one sample leave the generator at one point and a random TF after the noise draws alike.
     h, w = xf.shape[:2]
-    c = 1 if xf.ndim == 2 else xf.shape[2]
-    drawn = max(c, NOISE_CHANNELS)
+    c = n_channels(xf)
+    drawn = max(c, bk.NOISE_CHANNELS)
     bits = np.frombuffer(gen.bytes(2 * h * w * drawn), dtype=np.uint16).reshape(h, w, drawn)[:, :, :c]
     n = _normal_quantiles().take(bits).reshape(xf.shape)
     n *= np.float32(std)

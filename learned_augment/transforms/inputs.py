@@ -251,14 +251,13 @@ def check_target_sizes(flat: list[Any], image_positions: list[int], h: int, w: i
 
 
 def restore_tv_targets(
-    flat: list[Any], slots: list[tuple[int, str, Any]], moved: dict[str, Any], h: int, w: int
+    flat: list[Any], slots: list[tuple[int, str, Any]], moved: dict[str, Any], h: int, w: int, clipped: bool
 ) -> None:
-    """Put the moved targets back in ``flat`` as the tv_tensors they came as; boxes moved unclipped
-    (:func:`boxes_clipped`) are clipped here unless their ``clamping_mode`` is ``None``."""
+    """Put the moved targets back in ``flat`` as the tv_tensors they came as; boxes moved unclipped (``clipped``
+    false, see :func:`boxes_clipped`) are clipped here unless their ``clamping_mode`` is ``None``."""
     from torchvision import tv_tensors
     from torchvision.transforms.v2 import functional as TF
 
-    clipped = boxes_clipped(slots)
     for i, key, info in slots:
         if key == "bboxes":
             orig, start, stop, before = info

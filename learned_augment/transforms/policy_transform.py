@@ -187,7 +187,7 @@ class LearnedPolicyTransform(PolicyAlbumentationsAdapter):
 
             # The targets move once, with the first image: the others share its size and its params.
             flat[positions[0]] = map_single_image(images[0], run)
-            restore_tv_targets(flat, slots, moved_targets, h, w)
+            restore_tv_targets(flat, slots, moved_targets, h, w, clip)
             positions, images = positions[1:], images[1:]
         for i, image in zip(positions, images):
             flat[i] = map_single_image(image, lambda a: self._apply_image(a, params))
