@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from _data import load_cifar10, load_mnist_pool
 from _models import SmallCNN, make_end_model
+from _report import write_report
 from policy_realism import reference_detectability
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -420,10 +421,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "total_wall_s": round(time.perf_counter() - t0, 1),
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    if a.out is not None:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(result, indent=1))
-        print(f"\nwrote {a.out}")
+    write_report(a.out, result)
     return result
 
 

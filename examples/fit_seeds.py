@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import write_report
 
 
 def _rows(path: Path) -> dict[str, dict[str, Any]]:
@@ -186,10 +187,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **({"criterion": a.criterion} if a.criterion != "reward_last20" else {}),
         "baselines": {b: round(float(np.mean(base["accs"])), 2) for b, base in baselines.items()},
     }
-    if a.out is not None:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(result, indent=1))
-        print(f"\nwrote {a.out}")
+    write_report(a.out, result)
     return result
 
 

@@ -22,7 +22,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from _data import load_cifar10, load_mnist_pool
+from _report import write_report
 from torch.nn import functional as F
 
 import learned_augment as la
@@ -157,10 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "total_wall_s": round(time.perf_counter() - t0, 1),
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    if a.out is not None:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(result, indent=1))
-        print(f"\nwrote {a.out}")
+    write_report(a.out, result)
     return result
 
 
